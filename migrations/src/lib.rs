@@ -1,0 +1,23 @@
+//! The database schema, as SeaORM migrations. Applied by `identity-server migrate`
+//! and, unless `IDENTITY_AUTO_MIGRATE=false`, at server start.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_create_users;
+mod m20261127_000002_create_verification_tokens;
+mod m20261127_000003_create_sessions;
+mod m20261127_000004_create_outbox;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261127_000001_create_users::Migration),
+            Box::new(m20261127_000002_create_verification_tokens::Migration),
+            Box::new(m20261127_000003_create_sessions::Migration),
+            Box::new(m20261127_000004_create_outbox::Migration),
+        ]
+    }
+}

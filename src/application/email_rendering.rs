@@ -1,0 +1,101 @@
+//! Turns domain events into emails. Templates live in `templates/` and are
+//! checked at compile time by askama: a missing variable fails the build.
+
+use askama::Template;
+use secrecy::ExposeSecret;
+use time::{OffsetDateTime, format_description::well_known::Rfc2822};
+
+use crate::domain::{DomainEvent, VerificationEmailRequested, ports::OutgoingEmail};
+
+#[derive(Template)]
+#[template(path = "verification_email.txt")]
+struct VerificationText<'a> {
+    username: &'a str,
+    verification_link: &'a str,
+    expires_at: &'a str,
+    date_time: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "verification_email.html")]
+struct VerificationHtml<'a> {
+    username: &'a str,
+    verification_link: &'a str,
+    expires_at: &'a str,
+    date_time: &'a str,
+}
+
+/// # Errors
+/// A template failed to render (a bug, not bad data).
+pub fn render(event: &DomainEvent) -> anyhow::Result<OutgoingEmail> {
+    match event {
+        DomainEvent::VerificationEmailRequested(event) => render_verification(event),
+    }
+}
+
+fn render_verification(event: &VerificationEmailRequested) -> anyhow::Result<OutgoingEmail> {
+    let expires_at = human_time(event.expires_at);
+    let date_time = human_time(event.occurred_at);
+    let link = event.verification_link.expose_secret();
+    let text = VerificationText {
+        username: &event.display_name,
+        verification_link: link,
+        expires_at: &expires_at,
+        date_time: &date_time,
+    };
+    let html = VerificationHtml {
+        username: &event.display_name,
+        verification_link: link,
+        expires_at: &expires_at,
+        date_time: &date_time,
+    };
+    Ok(OutgoingEmail {
+        event_id: event.event_id,
+        to: event.email.clone(),
+        subject: "Confirm your email address".to_owned(),
+        text_body: text.render()?,
+        html_body: html.render()?,
+    })
+}
+
+fn human_time(at: OffsetDateTime) -> String {
+    at.format(&Rfc2822).unwrap_or_else(|_| at.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Email, UserId};
+    use secrecy::SecretString;
+    use time::macros::datetime;
+
+    fn event(name: &str) -> DomainEvent {
+        DomainEvent::VerificationEmailRequested(VerificationEmailRequested {
+            event_id: uuid::Uuid::now_v7(),
+            user_id: UserId::new_v7(),
+            email: Email::parse("ada@example.com").unwrap(),
+            display_name: name.to_owned(),
+            verification_link: SecretString::from("https://app.example/verify?token=abc_-123"),
+            expires_at: datetime!(2026-01-02 10:00 UTC),
+            occurred_at: datetime!(2026-01-01 10:00 UTC),
+        })
+    }
+
+    #[test]
+    fn both_bodies_carry_the_link_and_the_name() {
+        let email = render(&event("Ada")).unwrap();
+        assert_eq!(email.to.as_str(), "ada@example.com");
+        for body in [&email.text_body, &email.html_body] {
+            assert!(body.contains("https://app.example/verify?token=abc_-123"), "{body}");
+            assert!(body.contains("Ada"));
+            assert!(body.contains("Fri, 02 Jan 2026 10:00:00 +0000"), "{body}");
+        }
+    }
+
+    #[test]
+    fn names_are_escaped_in_html_but_not_in_text() {
+        let email = render(&event("<script>x</script>")).unwrap();
+        assert!(!email.html_body.contains("<script>"));
+        assert!(email.text_body.contains("<script>x</script>"));
+    }
+}

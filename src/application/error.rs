@@ -1,0 +1,88 @@
+use std::time::Duration;
+
+use crate::domain::{
+    LoginRefusal,
+    ports::{HashingError, InsertUserError, InvalidAccessToken, RepositoryError},
+};
+
+/// One invalid field of a request, with the reason in words a caller can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: &'static str,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: &'static str, description: impl ToString) -> Self {
+        Self { field, description: description.to_string() }
+    }
+}
+
+/// Every outcome the transport must tell apart. Internals travel in
+/// `Unavailable`/`Unexpected` for the log, never to the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplicationError {
+    #[error("invalid input: {0:?}")]
+    InvalidInput(Vec<FieldViolation>),
+    #[error("the email address is already registered")]
+    EmailTaken,
+    /// Unknown email or wrong password: deliberately one variant.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("the email address is not verified")]
+    EmailNotVerified,
+    #[error("the account is disabled")]
+    AccountDisabled,
+    #[error("the verification token is invalid, used or expired")]
+    InvalidVerificationToken,
+    #[error("the access token is not acceptable: {0}")]
+    InvalidAccessToken(#[from] InvalidAccessToken),
+    #[error("the server is saturated")]
+    Saturated { retry_after: Duration },
+    #[error("a dependency is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ApplicationError {
+    pub fn invalid_field(field: &'static str, description: impl ToString) -> Self {
+        Self::InvalidInput(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl From<RepositoryError> for ApplicationError {
+    fn from(error: RepositoryError) -> Self {
+        match error {
+            RepositoryError::Unavailable(source) => Self::Unavailable(source),
+            RepositoryError::Unexpected(source) => Self::Unexpected(source),
+        }
+    }
+}
+
+impl From<InsertUserError> for ApplicationError {
+    fn from(error: InsertUserError) -> Self {
+        match error {
+            InsertUserError::DuplicateEmail => Self::EmailTaken,
+            InsertUserError::Repository(error) => error.into(),
+        }
+    }
+}
+
+impl From<HashingError> for ApplicationError {
+    fn from(error: HashingError) -> Self {
+        match error {
+            HashingError::Saturated { retry_after } => Self::Saturated { retry_after },
+            HashingError::Unexpected(source) => Self::Unexpected(source),
+        }
+    }
+}
+
+impl From<LoginRefusal> for ApplicationError {
+    fn from(refusal: LoginRefusal) -> Self {
+        match refusal {
+            LoginRefusal::EmailNotVerified => Self::EmailNotVerified,
+            LoginRefusal::Disabled => Self::AccountDisabled,
+        }
+    }
+}

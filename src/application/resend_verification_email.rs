@@ -1,0 +1,49 @@
+use std::{sync::Arc, time::Duration};
+
+use super::{ApplicationError, sign_up::new_verification};
+use crate::domain::{
+    Email, ResendPolicy,
+    ports::{Clock, UserRepository},
+    resend_policy::RESEND_WINDOW,
+};
+
+use super::VerificationLinkTemplate;
+
+/// Sends a fresh verification link to a user still pending verification.
+pub struct ResendVerificationEmail {
+    pub users: Arc<dyn UserRepository>,
+    pub clock: Arc<dyn Clock>,
+    pub links: VerificationLinkTemplate,
+    pub verification_ttl: Duration,
+    pub policy: ResendPolicy,
+}
+
+impl ResendVerificationEmail {
+    /// Answers the same whether or not anything was sent: unknown addresses,
+    /// verified users and rate-limited calls all return `Ok(())`.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    #[tracing::instrument(name = "resend_verification_email", skip_all)]
+    pub async fn execute(&self, email: Email) -> Result<(), ApplicationError> {
+        let Some(user) = self.users.find_by_email(&email).await? else {
+            return Ok(());
+        };
+        if !user.is_pending_verification() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let history = self.users.verification_history(user.id(), now - RESEND_WINDOW).await?;
+        if !self.policy.allows(history, now) {
+            tracing::info!(user_id = %user.id(), "verification email not resent: rate limited");
+            return Ok(());
+        }
+        let (token, event) = new_verification(&user, &self.links, self.verification_ttl, now);
+        if self.users.replace_verification_token(user.id(), history.last_sent_at, &token, &event).await? {
+            tracing::info!(user_id = %user.id(), event_id = %event.id(), "verification email resent");
+        } else {
+            tracing::info!(user_id = %user.id(), "verification email not resent: a concurrent resend won");
+        }
+        Ok(())
+    }
+}

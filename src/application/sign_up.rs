@@ -1,0 +1,184 @@
+use std::{sync::Arc, time::Duration};
+
+use secrecy::SecretString;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{ApplicationError, FieldViolation};
+use crate::domain::{
+    DomainEvent, Email, NewPassword, OpaqueToken, PasswordPolicy, PersonName, PersonNames, User, UserId,
+    VerificationEmailRequested,
+    ports::{Clock, NewVerificationToken, PasswordHasher, UserRepository},
+};
+
+/// A sign-up request as it arrived, before parsing.
+#[derive(Default)]
+pub struct SignUpInput {
+    pub email: String,
+    pub password: String,
+    pub display_name: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+/// A sign-up whose every field is valid.
+#[derive(Debug)]
+pub struct SignUpCommand {
+    pub email: Email,
+    pub password: NewPassword,
+    pub names: PersonNames,
+}
+
+impl SignUpCommand {
+    /// Parses every field and reports every problem at once, so that a form can
+    /// show them all.
+    ///
+    /// # Errors
+    /// [`ApplicationError::InvalidInput`] listing each invalid field.
+    pub fn parse(input: SignUpInput, policy: PasswordPolicy) -> Result<Self, ApplicationError> {
+        let mut violations = Vec::new();
+        let email = Email::parse(&input.email).map_err(|e| violations.push(FieldViolation::new("email", e))).ok();
+        let mut name = |field: &'static str, raw: &str| {
+            PersonName::parse_optional(raw).map_err(|e| violations.push(FieldViolation::new(field, e))).ok().flatten()
+        };
+        let names = PersonNames {
+            display_name: name("display_name", &input.display_name),
+            first_name: name("first_name", &input.first_name),
+            last_name: name("last_name", &input.last_name),
+        };
+        // Words the user is likely to build a password from make it guessable.
+        let mut user_inputs: Vec<&str> = vec![input.email.trim()];
+        if let Some(email) = &email {
+            user_inputs.push(email.local_part());
+            // "ada.lovelace" also yields "ada" and "lovelace", so "adalovelace" scores as guessable.
+            user_inputs.extend(email.local_part().split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| p.len() >= 3));
+        }
+        for n in [&names.display_name, &names.first_name, &names.last_name].into_iter().flatten() {
+            user_inputs.extend(n.as_str().split_whitespace());
+        }
+        let password = NewPassword::parse(input.password, policy, &user_inputs)
+            .map_err(|e| violations.push(FieldViolation::new("password", e)))
+            .ok();
+        match (email, password) {
+            (Some(email), Some(password)) if violations.is_empty() => Ok(Self { email, password, names }),
+            _ => Err(ApplicationError::InvalidInput(violations)),
+        }
+    }
+}
+
+/// Builds verification links from `IDENTITY_VERIFICATION_URL`.
+#[derive(Debug, Clone)]
+pub struct VerificationLinkTemplate(String);
+
+impl VerificationLinkTemplate {
+    pub const PLACEHOLDER: &'static str = "{token}";
+
+    /// # Errors
+    /// The template lacks the `{token}` placeholder.
+    pub fn parse(template: &str) -> Result<Self, String> {
+        if template.contains(Self::PLACEHOLDER) {
+            Ok(Self(template.to_owned()))
+        } else {
+            Err(format!("must contain the placeholder {}", Self::PLACEHOLDER))
+        }
+    }
+
+    pub fn link_for(&self, token: &OpaqueToken) -> SecretString {
+        // Tokens are base64url: safe in a URL as they are.
+        SecretString::from(self.0.replace(Self::PLACEHOLDER, token.expose()))
+    }
+}
+
+/// Creates a fresh verification token and the event that emails it.
+pub(crate) fn new_verification(
+    user: &User,
+    links: &VerificationLinkTemplate,
+    ttl: Duration,
+    now: OffsetDateTime,
+) -> (NewVerificationToken, DomainEvent) {
+    let token = OpaqueToken::generate();
+    let expires_at = now + ttl;
+    let record = NewVerificationToken { hash: token.hash(), created_at: now, expires_at };
+    let event = DomainEvent::VerificationEmailRequested(VerificationEmailRequested {
+        event_id: Uuid::now_v7(),
+        user_id: user.id(),
+        email: user.email().clone(),
+        display_name: user.greeting_name(),
+        verification_link: links.link_for(&token),
+        expires_at,
+        occurred_at: now,
+    });
+    (record, event)
+}
+
+/// Registers a user pending verification and records the verification email.
+pub struct SignUp {
+    pub users: Arc<dyn UserRepository>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub clock: Arc<dyn Clock>,
+    pub links: VerificationLinkTemplate,
+    pub verification_ttl: Duration,
+}
+
+impl SignUp {
+    /// # Errors
+    /// [`ApplicationError::EmailTaken`], saturation, storage failures.
+    #[tracing::instrument(name = "sign_up", skip_all)]
+    pub async fn execute(&self, command: SignUpCommand) -> Result<User, ApplicationError> {
+        // Cheap early answer for the common duplicate; the unique index still
+        // decides races between concurrent sign-ups.
+        if self.users.find_by_email(&command.email).await?.is_some() {
+            return Err(ApplicationError::EmailTaken);
+        }
+        let password_hash = self.hasher.hash(&command.password).await?;
+        let now = self.clock.now();
+        let user = User::sign_up(UserId::new_v7(), command.email, command.names, now);
+        let (token, event) = new_verification(&user, &self.links, self.verification_ttl, now);
+        self.users.insert_with_verification(&user, &password_hash, &token, &event).await?;
+        tracing::Span::current().record("user_id", tracing::field::display(user.id()));
+        tracing::info!(user_id = %user.id(), event_id = %event.id(), "user signed up");
+        Ok(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: PasswordPolicy = PasswordPolicy { min_length: 12 };
+
+    fn input(email: &str, password: &str) -> SignUpInput {
+        SignUpInput { email: email.into(), password: password.into(), ..SignUpInput::default() }
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported_at_once() {
+        let raw = SignUpInput { first_name: "a\u{0007}".into(), ..input("not-an-email", "short") };
+        let Err(ApplicationError::InvalidInput(violations)) = SignUpCommand::parse(raw, POLICY) else {
+            panic!("expected invalid input");
+        };
+        let fields: Vec<_> = violations.iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["email", "first_name", "password"]);
+    }
+
+    #[test]
+    fn a_password_made_of_the_email_is_refused() {
+        let result = SignUpCommand::parse(input("zanzibar.quokka@example.com", "zanzibarquokka"), POLICY);
+        assert!(matches!(result, Err(ApplicationError::InvalidInput(v)) if v[0].field == "password"));
+    }
+
+    #[test]
+    fn valid_input_parses() {
+        let command = SignUpCommand::parse(input(" Ada@Example.com", "plum-orbit-canyon-47"), POLICY).unwrap();
+        assert_eq!(command.email.as_str(), "ada@example.com");
+    }
+
+    #[test]
+    fn link_templates_need_the_placeholder() {
+        assert!(VerificationLinkTemplate::parse("https://example.com/verify").is_err());
+        let template = VerificationLinkTemplate::parse("https://example.com/verify?t={token}").unwrap();
+        let token = OpaqueToken::generate();
+        use secrecy::ExposeSecret;
+        assert_eq!(template.link_for(&token).expose_secret(), &format!("https://example.com/verify?t={}", token.expose()));
+    }
+}

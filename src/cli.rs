@@ -1,0 +1,72 @@
+//! `identity-server [serve|migrate|generate-key]`.
+
+use secrecy::ExposeSecret;
+
+use crate::{
+    config::Settings,
+    infrastructure::PasetoTokens,
+    startup::{self, Application, Overrides},
+    telemetry,
+};
+
+const USAGE: &str = "usage: identity-server [serve|migrate|generate-key]";
+
+/// # Errors
+/// Bad configuration or a failure to start; the message is one line for the operator.
+pub async fn run(args: &[String]) -> anyhow::Result<()> {
+    match args.first().map(String::as_str) {
+        None | Some("serve") => serve().await,
+        Some("migrate") => {
+            let settings = Settings::from_env()?;
+            telemetry::init(settings.log_format);
+            let db = startup::connect_database(&settings).await?;
+            startup::migrate(&db).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Some("generate-key") => {
+            let (secret, public) = PasetoTokens::generate_secret_key()?;
+            println!("IDENTITY_TOKEN_SECRET_KEY={}", secret.expose_secret());
+            println!("# public key (GetPublicKeys shows it too): {public}");
+            Ok(())
+        }
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("unknown command {other:?}; {USAGE}"),
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    telemetry::init(settings.log_format);
+    let app = Application::build(settings, Overrides::default()).await?;
+    let stop = app.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: draining in-flight calls");
+        stop.cancel();
+    });
+    app.run_until_stopped().await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,252 @@
+//! Configuration from the environment. Every variable is documented in the
+//! README; a bad value stops start-up with one line naming the variable.
+
+use std::{net::SocketAddr, time::Duration};
+
+use secrecy::SecretString;
+
+use crate::{
+    application::VerificationLinkTemplate,
+    domain::password::MAX_PASSWORD_LENGTH,
+    infrastructure::Argon2Settings,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub grpc_addr: SocketAddr,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub database_acquire_timeout: Duration,
+    pub auto_migrate: bool,
+    pub token_secret_key: Option<SecretString>,
+    pub previous_public_keys: Vec<String>,
+    pub token_issuer: String,
+    pub token_audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub verification_token_ttl: Duration,
+    pub password_min_length: usize,
+    pub resend_cooldown: Duration,
+    pub verification_url: VerificationLinkTemplate,
+    pub argon2: Argon2Settings,
+    pub max_message_size: usize,
+    pub log_format: LogFormat,
+}
+
+/// A configuration error: which variable, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn error(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { variable, message: message.into() }
+}
+
+/// Parses `250ms`, `90s`, `10m`, `24h`, `30d`, or plain seconds.
+///
+/// # Errors
+/// Anything else.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let value: u64 = number.parse().map_err(|_| format!("{raw:?} is not a duration such as 90s, 10m, 24h or 30d"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(value)),
+        "" | "s" => value,
+        "m" => value.saturating_mul(60),
+        "h" => value.saturating_mul(3600),
+        "d" => value.saturating_mul(86_400),
+        _ => return Err(format!("{raw:?} has an unknown unit (use ms, s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+struct Source<F: Fn(&str) -> Option<String>>(F);
+
+impl<F: Fn(&str) -> Option<String>> Source<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, name: &'static str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            Some(raw) => raw.trim().parse().map_err(|e| error(name, format!("{raw:?}: {e}"))),
+            None => Ok(default),
+        }
+    }
+
+    fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(name) {
+            Some(raw) => parse_duration(&raw).map_err(|e| error(name, e)),
+            None => Ok(default),
+        }
+    }
+
+    fn positive_duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        let value = self.duration(name, default)?;
+        if value.is_zero() {
+            return Err(error(name, "must be greater than zero"));
+        }
+        Ok(value)
+    }
+
+    fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
+            Some(v) => Err(error(name, format!("{v:?} is not a boolean (true or false)"))),
+        }
+    }
+}
+
+impl Settings {
+    /// # Errors
+    /// The first invalid variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process
+    /// environment (which many test servers share).
+    ///
+    /// # Errors
+    /// The first invalid variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Source(lookup);
+        let password_min_length: usize = env.parsed("IDENTITY_PASSWORD_MIN_LENGTH", 12)?;
+        if !(8..=MAX_PASSWORD_LENGTH).contains(&password_min_length) {
+            return Err(error("IDENTITY_PASSWORD_MIN_LENGTH", format!("must be between 8 and {MAX_PASSWORD_LENGTH}")));
+        }
+        let verification_url = VerificationLinkTemplate::parse(&env.string(
+            "IDENTITY_VERIFICATION_URL",
+            "http://localhost:3000/verify-email?token={token}",
+        ))
+        .map_err(|e| error("IDENTITY_VERIFICATION_URL", e))?;
+        let recommended = Argon2Settings::recommended();
+        let argon2 = Argon2Settings {
+            m_cost: env.parsed("IDENTITY_ARGON2_M_COST", recommended.m_cost)?,
+            t_cost: env.parsed("IDENTITY_ARGON2_T_COST", recommended.t_cost)?,
+            p_cost: env.parsed("IDENTITY_ARGON2_P_COST", recommended.p_cost)?,
+            max_concurrent: env.parsed("IDENTITY_ARGON2_MAX_CONCURRENT", recommended.max_concurrent)?,
+            queue_timeout: env.positive_duration("IDENTITY_ARGON2_QUEUE_TIMEOUT", recommended.queue_timeout)?,
+        };
+        argon2.params().map_err(|e| error("IDENTITY_ARGON2_M_COST", format!("{e} (with the T and P costs given)")))?;
+        if argon2.max_concurrent == 0 {
+            return Err(error("IDENTITY_ARGON2_MAX_CONCURRENT", "must be at least 1"));
+        }
+        let log_format = match env.string("IDENTITY_LOG_FORMAT", "json").as_str() {
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            other => return Err(error("IDENTITY_LOG_FORMAT", format!("{other:?} is neither json nor pretty"))),
+        };
+        let max_message_size: usize = env.parsed("IDENTITY_MAX_MESSAGE_SIZE", 64 * 1024)?;
+        if max_message_size < 1024 {
+            return Err(error("IDENTITY_MAX_MESSAGE_SIZE", "must be at least 1024 bytes"));
+        }
+        let secret = env.get("IDENTITY_TOKEN_SECRET_KEY").map(|raw| SecretString::from(raw.trim().to_owned()));
+        if let Some(key) = &secret {
+            use secrecy::ExposeSecret;
+            // Never echo the value: it is the signing key.
+            if !key.expose_secret().starts_with("k4.secret.") {
+                return Err(error("IDENTITY_TOKEN_SECRET_KEY", "must be a PASERK k4.secret key (see `identity-server generate-key`)"));
+            }
+        }
+        let previous_public_keys = env
+            .get("IDENTITY_PREVIOUS_PUBLIC_KEYS")
+            .map(|raw| raw.split(',').map(str::trim).filter(|k| !k.is_empty()).map(ToOwned::to_owned).collect())
+            .unwrap_or_default();
+        let ttl_access = env.positive_duration("IDENTITY_ACCESS_TOKEN_TTL", Duration::from_secs(600))?;
+        Ok(Self {
+            grpc_addr: env.parsed("IDENTITY_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
+            database_url: env.string("IDENTITY_DATABASE_URL", "sqlite://identity.db?mode=rwc"),
+            database_max_connections: env.parsed("IDENTITY_DATABASE_MAX_CONNECTIONS", 10)?,
+            database_acquire_timeout: env.positive_duration("IDENTITY_DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(5))?,
+            auto_migrate: env.boolean("IDENTITY_AUTO_MIGRATE", true)?,
+            token_secret_key: secret,
+            previous_public_keys,
+            token_issuer: env.string("IDENTITY_TOKEN_ISSUER", "identity"),
+            token_audience: env.string("IDENTITY_TOKEN_AUDIENCE", "identity"),
+            access_token_ttl: ttl_access,
+            refresh_token_ttl: env.positive_duration("IDENTITY_REFRESH_TOKEN_TTL", Duration::from_secs(30 * 86_400))?,
+            verification_token_ttl: env.positive_duration("IDENTITY_VERIFICATION_TOKEN_TTL", Duration::from_secs(86_400))?,
+            password_min_length,
+            resend_cooldown: env.duration("IDENTITY_RESEND_COOLDOWN", Duration::from_secs(60))?,
+            verification_url,
+            argon2,
+            max_message_size,
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Settings::from_lookup(move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_need_no_environment() {
+        let settings = with(&[]).unwrap();
+        assert_eq!(settings.grpc_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(settings.database_url, "sqlite://identity.db?mode=rwc");
+        assert_eq!(settings.access_token_ttl, Duration::from_secs(600));
+        assert_eq!(settings.argon2.m_cost, 19_456);
+        assert!(settings.token_secret_key.is_none());
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("ten minutes").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let error = with(&[("IDENTITY_ACCESS_TOKEN_TTL", "soon")]).unwrap_err();
+        assert_eq!(error.variable, "IDENTITY_ACCESS_TOKEN_TTL");
+        let error = with(&[("IDENTITY_GRPC_ADDR", "nowhere")]).unwrap_err();
+        assert_eq!(error.variable, "IDENTITY_GRPC_ADDR");
+        let error = with(&[("IDENTITY_VERIFICATION_URL", "https://x.example/verify")]).unwrap_err();
+        assert_eq!(error.variable, "IDENTITY_VERIFICATION_URL");
+        let error = with(&[("IDENTITY_ARGON2_M_COST", "1")]).unwrap_err();
+        assert_eq!(error.variable, "IDENTITY_ARGON2_M_COST");
+    }
+
+    #[test]
+    fn the_secret_key_is_never_echoed() {
+        let error = with(&[("IDENTITY_TOKEN_SECRET_KEY", "super-secret-value")]).unwrap_err();
+        assert!(!error.to_string().contains("super-secret-value"));
+    }
+
+    #[test]
+    fn a_zero_resend_cooldown_is_allowed() {
+        assert_eq!(with(&[("IDENTITY_RESEND_COOLDOWN", "0")]).unwrap().resend_cooldown, Duration::ZERO);
+    }
+}

@@ -1,0 +1,22 @@
+//! The pure core: value types that can only hold valid values, the `User` entity
+//! with its status transitions, domain events and the ports (traits) the use cases
+//! need. Nothing here knows about gRPC, SQL, brokers or crypto libraries.
+
+pub mod email;
+pub mod events;
+pub mod opaque_token;
+pub mod password;
+pub mod person_name;
+pub mod ports;
+pub mod resend_policy;
+pub mod token_claims;
+pub mod user;
+
+pub use email::{Email, EmailError};
+pub use events::{DomainEvent, VerificationEmailRequested};
+pub use opaque_token::{OpaqueToken, TokenHash};
+pub use password::{NewPassword, PasswordError, PasswordHash, PasswordPolicy, PlaintextPassword};
+pub use person_name::{PersonName, PersonNameError};
+pub use token_claims::{AccessTokenClaims, IssuedToken};
+pub use resend_policy::ResendPolicy;
+pub use user::{LoginRefusal, PersonNames, User, UserId, UserStatus, VerifyEmailError};

@@ -1,0 +1,278 @@
+//! The `User` entity and its status transitions.
+
+use std::fmt;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Email, PersonName};
+
+/// A user's id: a UUID (v7, so ids sort by creation time and index well).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(Uuid);
+
+impl UserId {
+    pub fn new_v7() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    /// # Errors
+    /// The input is not a UUID.
+    pub fn parse(raw: &str) -> Result<Self, uuid::Error> {
+        Uuid::try_parse(raw).map(Self)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({})", self.0.hyphenated())
+    }
+}
+
+/// Where an account stands. Only these transitions exist:
+/// `PendingVerification → Active` (email verified), `Active ⇄ Disabled` (operator).
+/// A disabled account is never re-activated by an email link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    PendingVerification,
+    Active,
+    Disabled,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingVerification => "pending_verification",
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    /// # Errors
+    /// An unknown stored value.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "pending_verification" => Ok(Self::PendingVerification),
+            "active" => Ok(Self::Active),
+            "disabled" => Ok(Self::Disabled),
+            other => Err(format!("unknown user status {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    id: UserId,
+    email: Email,
+    display_name: Option<PersonName>,
+    first_name: Option<PersonName>,
+    last_name: Option<PersonName>,
+    status: UserStatus,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+    verified_at: Option<OffsetDateTime>,
+}
+
+/// The optional names a user may give.
+#[derive(Debug, Clone, Default)]
+pub struct PersonNames {
+    pub display_name: Option<PersonName>,
+    pub first_name: Option<PersonName>,
+    pub last_name: Option<PersonName>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyEmailError {
+    #[error("the email address is already verified")]
+    AlreadyVerified,
+    #[error("the account is disabled")]
+    Disabled,
+}
+
+/// Why a user whose password was right still may not log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LoginRefusal {
+    #[error("the email address is not verified")]
+    EmailNotVerified,
+    #[error("the account is disabled")]
+    Disabled,
+}
+
+impl User {
+    /// A new sign-up: pending verification until the emailed link is used.
+    pub fn sign_up(id: UserId, email: Email, names: PersonNames, now: OffsetDateTime) -> Self {
+        Self {
+            id,
+            email,
+            display_name: names.display_name,
+            first_name: names.first_name,
+            last_name: names.last_name,
+            status: UserStatus::PendingVerification,
+            created_at: now,
+            updated_at: now,
+            verified_at: None,
+        }
+    }
+
+    /// Rebuilds a user read back from storage.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hydrate(
+        id: UserId,
+        email: Email,
+        names: PersonNames,
+        status: UserStatus,
+        created_at: OffsetDateTime,
+        updated_at: OffsetDateTime,
+        verified_at: Option<OffsetDateTime>,
+    ) -> Self {
+        Self {
+            id,
+            email,
+            display_name: names.display_name,
+            first_name: names.first_name,
+            last_name: names.last_name,
+            status,
+            created_at,
+            updated_at,
+            verified_at,
+        }
+    }
+
+    /// Marks the email verified and the account active.
+    ///
+    /// # Errors
+    /// Already verified, or disabled: a verification link must never undo an
+    /// operator's decision (the seed's link re-activated deactivated accounts).
+    pub fn verify_email(&mut self, now: OffsetDateTime) -> Result<(), VerifyEmailError> {
+        match self.status {
+            UserStatus::PendingVerification => {
+                self.status = UserStatus::Active;
+                self.verified_at = Some(now);
+                self.updated_at = now;
+                Ok(())
+            }
+            UserStatus::Active => Err(VerifyEmailError::AlreadyVerified),
+            UserStatus::Disabled => Err(VerifyEmailError::Disabled),
+        }
+    }
+
+    /// Whether a user who proved their password may have a session.
+    ///
+    /// # Errors
+    /// The reason they may not.
+    pub fn ensure_can_log_in(&self) -> Result<(), LoginRefusal> {
+        match self.status {
+            UserStatus::Active => Ok(()),
+            UserStatus::PendingVerification => Err(LoginRefusal::EmailNotVerified),
+            UserStatus::Disabled => Err(LoginRefusal::Disabled),
+        }
+    }
+
+    pub fn is_pending_verification(&self) -> bool {
+        self.status == UserStatus::PendingVerification
+    }
+
+    /// The name to greet the user with in emails.
+    pub fn greeting_name(&self) -> String {
+        self.display_name
+            .as_ref()
+            .or(self.first_name.as_ref())
+            .map_or_else(|| self.email.local_part().to_owned(), |name| name.as_str().to_owned())
+    }
+
+    pub fn id(&self) -> UserId {
+        self.id
+    }
+    pub fn email(&self) -> &Email {
+        &self.email
+    }
+    pub fn display_name(&self) -> Option<&PersonName> {
+        self.display_name.as_ref()
+    }
+    pub fn first_name(&self) -> Option<&PersonName> {
+        self.first_name.as_ref()
+    }
+    pub fn last_name(&self) -> Option<&PersonName> {
+        self.last_name.as_ref()
+    }
+    pub fn status(&self) -> UserStatus {
+        self.status
+    }
+    pub fn created_at(&self) -> OffsetDateTime {
+        self.created_at
+    }
+    pub fn updated_at(&self) -> OffsetDateTime {
+        self.updated_at
+    }
+    pub fn verified_at(&self) -> Option<OffsetDateTime> {
+        self.verified_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn pending_user() -> User {
+        let email = Email::parse("ada@example.com").unwrap();
+        User::sign_up(UserId::new_v7(), email, PersonNames::default(), datetime!(2026-01-01 0:00 UTC))
+    }
+
+    #[test]
+    fn a_new_user_waits_for_verification_and_cannot_log_in() {
+        let user = pending_user();
+        assert_eq!(user.status(), UserStatus::PendingVerification);
+        assert_eq!(user.ensure_can_log_in(), Err(LoginRefusal::EmailNotVerified));
+    }
+
+    #[test]
+    fn verifying_activates_once() {
+        let mut user = pending_user();
+        let now = datetime!(2026-01-02 0:00 UTC);
+        user.verify_email(now).unwrap();
+        assert_eq!(user.status(), UserStatus::Active);
+        assert_eq!(user.verified_at(), Some(now));
+        assert_eq!(user.ensure_can_log_in(), Ok(()));
+        assert_eq!(user.verify_email(now), Err(VerifyEmailError::AlreadyVerified));
+    }
+
+    #[test]
+    fn a_disabled_user_is_never_reactivated_by_verification() {
+        let mut user = pending_user();
+        user.status = UserStatus::Disabled;
+        assert_eq!(user.verify_email(datetime!(2026-01-02 0:00 UTC)), Err(VerifyEmailError::Disabled));
+        assert_eq!(user.status(), UserStatus::Disabled);
+    }
+
+    #[test]
+    fn greeting_falls_back_from_display_name_to_first_name_to_email() {
+        let mut user = pending_user();
+        assert_eq!(user.greeting_name(), "ada");
+        user.first_name = PersonName::parse_optional("Ada").unwrap();
+        assert_eq!(user.greeting_name(), "Ada");
+        user.display_name = PersonName::parse_optional("Countess").unwrap();
+        assert_eq!(user.greeting_name(), "Countess");
+    }
+
+    #[test]
+    fn status_round_trips_through_its_stored_form() {
+        for status in [UserStatus::PendingVerification, UserStatus::Active, UserStatus::Disabled] {
+            assert_eq!(UserStatus::parse(status.as_str()), Ok(status));
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Debug impls for messages that carry passwords or tokens (generated without
+//! Debug by build.rs): a logged request never shows the secret.
+
+use std::fmt;
+
+use super::proto::{LoginRequest, LoginResponse, SignUpRequest, ValidateTokenRequest, VerifyEmailRequest};
+
+const HIDDEN: &str = "<hidden>";
+
+impl fmt::Debug for SignUpRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignUpRequest")
+            .field("email", &self.email)
+            .field("password", &HIDDEN)
+            .field("display_name", &self.display_name)
+            .field("first_name", &self.first_name)
+            .field("last_name", &self.last_name)
+            .finish()
+    }
+}
+
+impl fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginRequest").field("email", &self.email).field("password", &HIDDEN).finish()
+    }
+}
+
+impl fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("access_token", &HIDDEN)
+            .field("access_token_expires_at", &self.access_token_expires_at)
+            .field("refresh_token", &HIDDEN)
+            .field("refresh_token_expires_at", &self.refresh_token_expires_at)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+impl fmt::Debug for VerifyEmailRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyEmailRequest").field("token", &HIDDEN).finish()
+    }
+}
+
+impl fmt::Debug for ValidateTokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidateTokenRequest").field("access_token", &HIDDEN).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_hidden() {
+        let request = SignUpRequest { email: "a@example.com".into(), password: "s3cret-pass".into(), ..Default::default() };
+        assert!(!format!("{request:?}").contains("s3cret-pass"));
+        let response = LoginResponse { access_token: "v4.public.x".into(), refresh_token: "r3fresh".into(), ..Default::default() };
+        let shown = format!("{response:?}");
+        assert!(!shown.contains("v4.public.x") && !shown.contains("r3fresh"));
+    }
+}

@@ -1,0 +1,98 @@
+//! The one mapping from application errors to gRPC statuses. Callers get a
+//! precise code and actionable details; internals go to the log, once, with the
+//! whole error chain, and never to the caller.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::application::ApplicationError;
+
+/// `google.rpc.ErrorInfo.domain` for our reasons.
+pub const ERROR_DOMAIN: &str = "identity.v1";
+
+impl From<ApplicationError> for Status {
+    fn from(error: ApplicationError) -> Self {
+        match error {
+            ApplicationError::InvalidInput(violations) => {
+                let mut details = ErrorDetails::new();
+                for violation in &violations {
+                    details.add_bad_request_violation(violation.field, &violation.description);
+                }
+                let summary = violations.iter().map(|v| format!("{} {}", v.field, v.description)).collect::<Vec<_>>().join("; ");
+                Status::with_error_details(Code::InvalidArgument, format!("invalid request: {summary}"), details)
+            }
+            ApplicationError::EmailTaken => Status::already_exists("a user with this email address already exists"),
+            ApplicationError::InvalidCredentials => Status::unauthenticated("invalid email or password"),
+            ApplicationError::EmailNotVerified => with_reason(
+                Code::FailedPrecondition,
+                "the email address is not verified yet; use the link we emailed, or ask for a new one",
+                "EMAIL_NOT_VERIFIED",
+            ),
+            ApplicationError::AccountDisabled => {
+                with_reason(Code::FailedPrecondition, "the account is disabled", "ACCOUNT_DISABLED")
+            }
+            ApplicationError::InvalidVerificationToken => {
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation("token", "is invalid, already used or expired; ask for a new verification email");
+                Status::with_error_details(Code::InvalidArgument, "invalid, used or expired verification token", details)
+            }
+            ApplicationError::InvalidAccessToken(reason) => {
+                tracing::info!(reason = %reason, "access token refused");
+                Status::unauthenticated("invalid or expired access token")
+            }
+            ApplicationError::Saturated { retry_after } => {
+                tracing::warn!(retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX), "request shed: server saturated");
+                Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "the server is busy; retry later",
+                    ErrorDetails::with_retry_info(Some(retry_after)),
+                )
+            }
+            ApplicationError::Unavailable(source) => {
+                tracing::error!(error = format!("{source:#}"), "dependency unavailable");
+                Status::with_error_details(
+                    Code::Unavailable,
+                    "the service is temporarily unavailable; retry later",
+                    ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(1))),
+                )
+            }
+            ApplicationError::Unexpected(source) => {
+                tracing::error!(error = format!("{source:#}"), "unexpected error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+fn with_reason(code: Code, message: &str, reason: &str) -> Status {
+    Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::application::FieldViolation;
+
+    #[test]
+    fn field_violations_travel_as_bad_request_details() {
+        let status = Status::from(ApplicationError::InvalidInput(vec![FieldViolation::new("email", "is required")]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let violations = &details.bad_request().unwrap().field_violations;
+        assert_eq!(violations[0].field, "email");
+    }
+
+    #[test]
+    fn unexpected_errors_leak_nothing() {
+        let status = Status::from(ApplicationError::Unexpected(anyhow::anyhow!("password=hunter2 in SELECT")));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("hunter2"));
+    }
+
+    #[test]
+    fn unverified_email_carries_its_reason() {
+        let status = Status::from(ApplicationError::EmailNotVerified);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.get_error_details().error_info().unwrap().reason, "EMAIL_NOT_VERIFIED");
+    }
+}

@@ -1,0 +1,152 @@
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+use tonic::{Request, Response, Status, metadata::MetadataMap};
+
+use super::{
+    convert,
+    proto::{self, user_service_server::UserService},
+};
+use crate::{
+    application::{
+        ApplicationError, GetCurrentUser, Login, LoginCommand, ResendVerificationEmail, SignUp, SignUpCommand,
+        ValidateToken, VerifyEmail,
+    },
+    domain::{Email, OpaqueToken, PasswordPolicy, PlaintextPassword, ports::AccessTokenIssuer},
+};
+
+/// `identity.v1.UserService`, wired to the use cases.
+pub struct UserGrpcService {
+    pub password_policy: PasswordPolicy,
+    pub sign_up: SignUp,
+    pub verify_email: VerifyEmail,
+    pub resend_verification_email: ResendVerificationEmail,
+    pub login: Login,
+    pub validate_token: ValidateToken,
+    pub get_current_user: GetCurrentUser,
+    pub tokens: Arc<dyn AccessTokenIssuer>,
+}
+
+fn parse_email(raw: &str) -> Result<Email, ApplicationError> {
+    Email::parse(raw).map_err(|e| ApplicationError::invalid_field("email", e))
+}
+
+/// The token from `authorization: Bearer <token>`.
+fn bearer_token(metadata: &MetadataMap) -> Result<&str, Status> {
+    let value = metadata
+        .get("authorization")
+        .ok_or_else(|| Status::unauthenticated("missing authorization metadata: send `authorization: Bearer <access token>`"))?;
+    let value = value.to_str().map_err(|_| Status::unauthenticated("malformed authorization metadata"))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
+        _ => Err(Status::unauthenticated("authorization metadata must be `Bearer <access token>`")),
+    }
+}
+
+#[tonic::async_trait]
+impl UserService for UserGrpcService {
+    async fn sign_up(&self, request: Request<proto::SignUpRequest>) -> Result<Response<proto::SignUpResponse>, Status> {
+        let command = SignUpCommand::parse(convert::sign_up_input(request.into_inner()), self.password_policy)?;
+        let user = self.sign_up.execute(command).await?;
+        Ok(Response::new(proto::SignUpResponse { user: Some(convert::user(&user)) }))
+    }
+
+    async fn verify_email(
+        &self,
+        request: Request<proto::VerifyEmailRequest>,
+    ) -> Result<Response<proto::VerifyEmailResponse>, Status> {
+        let token = OpaqueToken::parse(&request.into_inner().token).map_err(|_| ApplicationError::InvalidVerificationToken)?;
+        let user = self.verify_email.execute(token).await?;
+        Ok(Response::new(proto::VerifyEmailResponse { user: Some(convert::user(&user)) }))
+    }
+
+    async fn resend_verification_email(
+        &self,
+        request: Request<proto::ResendVerificationEmailRequest>,
+    ) -> Result<Response<proto::ResendVerificationEmailResponse>, Status> {
+        let email = parse_email(&request.into_inner().email)?;
+        self.resend_verification_email.execute(email).await?;
+        Ok(Response::new(proto::ResendVerificationEmailResponse {}))
+    }
+
+    async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
+        let request = request.into_inner();
+        let email = parse_email(&request.email);
+        let password = PlaintextPassword::parse(request.password).map_err(|e| ApplicationError::invalid_field("password", e));
+        let command = match (email, password) {
+            (Ok(email), Ok(password)) => LoginCommand { email, password },
+            (Err(ApplicationError::InvalidInput(mut a)), Err(ApplicationError::InvalidInput(b))) => {
+                a.extend(b);
+                return Err(ApplicationError::InvalidInput(a).into());
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
+        let outcome = self.login.execute(command).await?;
+        Ok(Response::new(proto::LoginResponse {
+            access_token: outcome.access_token.token.expose_secret().to_owned(),
+            access_token_expires_at: Some(convert::timestamp(outcome.access_token.expires_at)),
+            refresh_token: outcome.refresh_token.token.expose_secret().to_owned(),
+            refresh_token_expires_at: Some(convert::timestamp(outcome.refresh_token.expires_at)),
+            user: Some(convert::user(&outcome.user)),
+        }))
+    }
+
+    async fn validate_token(
+        &self,
+        request: Request<proto::ValidateTokenRequest>,
+    ) -> Result<Response<proto::ValidateTokenResponse>, Status> {
+        let request = request.into_inner();
+        if request.access_token.trim().is_empty() {
+            return Err(ApplicationError::invalid_field("access_token", "is required").into());
+        }
+        let claims = self.validate_token.execute(request.access_token.trim())?;
+        Ok(Response::new(convert::token_claims(&claims)))
+    }
+
+    async fn get_public_keys(
+        &self,
+        _request: Request<proto::GetPublicKeysRequest>,
+    ) -> Result<Response<proto::GetPublicKeysResponse>, Status> {
+        let keys = self
+            .tokens
+            .public_keys()
+            .into_iter()
+            .map(|key| proto::PublicKey { kid: key.kid, public_key: key.public_key })
+            .collect();
+        Ok(Response::new(proto::GetPublicKeysResponse { keys }))
+    }
+
+    async fn get_current_user(
+        &self,
+        request: Request<proto::GetCurrentUserRequest>,
+    ) -> Result<Response<proto::GetCurrentUserResponse>, Status> {
+        let token = bearer_token(request.metadata())?;
+        let user = self.get_current_user.execute(token).await?;
+        Ok(Response::new(proto::GetCurrentUserResponse { user: Some(convert::user(&user)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(value: &str) -> MetadataMap {
+        let mut map = MetadataMap::new();
+        map.insert("authorization", value.parse().unwrap());
+        map
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        assert_eq!(bearer_token(&metadata("Bearer abc")).unwrap(), "abc");
+        assert_eq!(bearer_token(&metadata("bearer abc")).unwrap(), "abc");
+    }
+
+    #[test]
+    fn other_schemes_and_empty_tokens_are_refused() {
+        for bad in ["Basic abc", "Bearer ", "abc"] {
+            assert_eq!(bearer_token(&metadata(bad)).unwrap_err().code(), tonic::Code::Unauthenticated, "{bad}");
+        }
+        assert_eq!(bearer_token(&MetadataMap::new()).unwrap_err().code(), tonic::Code::Unauthenticated);
+    }
+}

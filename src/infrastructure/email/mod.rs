@@ -1,0 +1,5 @@
+//! Email providers behind the `EmailSender` port.
+
+mod console;
+
+pub use console::ConsoleEmailSender;

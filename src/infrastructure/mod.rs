@@ -1,0 +1,12 @@
+//! Adapters: the technology behind each port, named after that technology.
+
+pub mod argon2_hasher;
+pub mod email;
+pub mod outbox;
+pub mod paseto_tokens;
+pub mod sea_orm;
+pub mod system_clock;
+
+pub use argon2_hasher::{Argon2Hasher, Argon2Settings};
+pub use paseto_tokens::{PasetoSettings, PasetoTokens};
+pub use system_clock::SystemClock;

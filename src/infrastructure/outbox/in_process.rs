@@ -1,0 +1,30 @@
+use async_trait::async_trait;
+
+use super::{OutboxPublisher, PublishError, payload};
+use crate::{
+    application::DeliverEmail,
+    domain::ports::SendEmailError,
+    infrastructure::sea_orm::OutboxRow,
+};
+
+/// Delivers outbox events straight to the email provider, inside the server:
+/// the zero-setup mode when no message broker is configured.
+pub struct InProcessEmailPublisher {
+    pub deliver: DeliverEmail,
+}
+
+#[async_trait]
+impl OutboxPublisher for InProcessEmailPublisher {
+    fn name(&self) -> &'static str {
+        "in-process"
+    }
+
+    async fn publish(&self, row: &OutboxRow) -> Result<(), PublishError> {
+        let event = payload::decode(&row.event_type, row.payload.as_bytes()).map_err(PublishError::Permanent)?;
+        match self.deliver.execute(&event).await {
+            Ok(()) => Ok(()),
+            Err(error @ SendEmailError::Transient { .. }) => Err(PublishError::Transient(error.into())),
+            Err(error @ SendEmailError::Permanent { .. }) => Err(PublishError::Permanent(error.into())),
+        }
+    }
+}

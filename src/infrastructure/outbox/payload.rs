@@ -1,0 +1,103 @@
+//! The wire form of domain events: versioned JSON, the same in the outbox table
+//! and on the message bus, so that the relay forwards rows without re-encoding.
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{DomainEvent, Email, UserId, VerificationEmailRequested};
+
+/// Bumped when a field changes meaning or disappears; consumers refuse versions
+/// they do not know instead of guessing.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct VerificationEmailRequestedV1 {
+    schema_version: u32,
+    event_id: Uuid,
+    user_id: Uuid,
+    email: String,
+    display_name: String,
+    verification_link: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    occurred_at: OffsetDateTime,
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    schema_version: u32,
+}
+
+/// # Errors
+/// Serialisation cannot fail for these types; the signature keeps it honest.
+pub fn encode(event: &DomainEvent) -> anyhow::Result<String> {
+    match event {
+        DomainEvent::VerificationEmailRequested(e) => Ok(serde_json::to_string(&VerificationEmailRequestedV1 {
+            schema_version: SCHEMA_VERSION,
+            event_id: e.event_id,
+            user_id: e.user_id.as_uuid(),
+            email: e.email.as_str().to_owned(),
+            display_name: e.display_name.clone(),
+            verification_link: e.verification_link.expose_secret().to_owned(),
+            expires_at: e.expires_at,
+            occurred_at: e.occurred_at,
+        })?),
+    }
+}
+
+/// # Errors
+/// Unknown type or version, or a payload that does not match its schema. These
+/// are permanent: retrying cannot fix them.
+pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
+    let probe: VersionProbe = serde_json::from_slice(payload).context("the payload is not a versioned JSON event")?;
+    anyhow::ensure!(probe.schema_version == SCHEMA_VERSION, "unsupported schema version {}", probe.schema_version);
+    match event_type {
+        VerificationEmailRequested::EVENT_TYPE => {
+            let p: VerificationEmailRequestedV1 = serde_json::from_slice(payload).context("malformed event payload")?;
+            Ok(DomainEvent::VerificationEmailRequested(VerificationEmailRequested {
+                event_id: p.event_id,
+                user_id: UserId::from_uuid(p.user_id),
+                email: Email::hydrate(p.email).context("the event's email is not canonical")?,
+                display_name: p.display_name,
+                verification_link: SecretString::from(p.verification_link),
+                expires_at: p.expires_at,
+                occurred_at: p.occurred_at,
+            }))
+        }
+        other => anyhow::bail!("unknown event type {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn events_round_trip() {
+        let event = DomainEvent::VerificationEmailRequested(VerificationEmailRequested {
+            event_id: Uuid::now_v7(),
+            user_id: UserId::new_v7(),
+            email: Email::parse("ada@example.com").unwrap(),
+            display_name: "Ada".into(),
+            verification_link: SecretString::from("https://x.example/v?token=t"),
+            expires_at: datetime!(2026-01-02 0:00 UTC),
+            occurred_at: datetime!(2026-01-01 0:00 UTC),
+        });
+        let json = encode(&event).unwrap();
+        let DomainEvent::VerificationEmailRequested(back) = decode(event.event_type(), json.as_bytes()).unwrap();
+        assert_eq!(back.event_id, event.id());
+        assert_eq!(back.verification_link.expose_secret(), "https://x.example/v?token=t");
+    }
+
+    #[test]
+    fn unknown_versions_and_types_are_refused() {
+        assert!(decode("user.verification_email_requested", br#"{"schema_version": 2}"#).is_err());
+        assert!(decode("user.other", br#"{"schema_version": 1}"#).is_err());
+        assert!(decode("user.verification_email_requested", b"not json").is_err());
+    }
+}

@@ -1,0 +1,152 @@
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{
+    domain::ports::Clock,
+    infrastructure::sea_orm::{OutboxRow, SeaOrmOutboxStore},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Try again later (broker down, provider timing out).
+    #[error("transient publish failure: {0:#}")]
+    Transient(anyhow::Error),
+    /// Retrying cannot help (undecodable payload, provider refusing the request).
+    #[error("permanent publish failure: {0:#}")]
+    Permanent(anyhow::Error),
+}
+
+/// Where outbox events go: in-process email delivery, or a message broker.
+#[async_trait]
+pub trait OutboxPublisher: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Returns once the event is safely handed over.
+    ///
+    /// # Errors
+    /// Whether a retry can help.
+    async fn publish(&self, row: &OutboxRow) -> Result<(), PublishError>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RelaySettings {
+    /// Safety net for events the in-process wake-up missed (written by another
+    /// replica, or while the publisher was down).
+    pub poll_interval: Duration,
+    pub batch_size: u64,
+    /// Published rows are kept this long for inspection, then pruned.
+    pub retention: Duration,
+    /// Upper bound of the retry backoff after failures.
+    pub max_backoff: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(2),
+            batch_size: 100,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct OutboxRelay {
+    pub store: SeaOrmOutboxStore,
+    pub publisher: Arc<dyn OutboxPublisher>,
+    /// Signalled by the repositories after each commit that wrote an event.
+    pub wake: Arc<Notify>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: RelaySettings,
+}
+
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+impl OutboxRelay {
+    /// Runs until `stop` is cancelled. Failures back off exponentially (from 100 ms
+    /// to `max_backoff`) and are logged at warn once per attempt, never in a tight loop.
+    pub async fn run(self, stop: CancellationToken) {
+        tracing::info!(publisher = self.publisher.name(), "outbox relay started");
+        let mut backoff = Duration::ZERO;
+        let mut last_prune: Option<tokio::time::Instant> = None;
+        loop {
+            match self.publish_pending().await {
+                Ok(count) => {
+                    if !backoff.is_zero() {
+                        tracing::info!(publisher = self.publisher.name(), "outbox relay recovered");
+                    }
+                    backoff = Duration::ZERO;
+                    if count as u64 >= self.settings.batch_size {
+                        continue; // more is waiting
+                    }
+                }
+                Err(error) => {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(100), self.settings.max_backoff);
+                    tracing::warn!(
+                        publisher = self.publisher.name(),
+                        error = format!("{error:#}"),
+                        retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                        "outbox relay could not publish; will retry"
+                    );
+                }
+            }
+            if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                self.prune().await;
+                last_prune = Some(tokio::time::Instant::now());
+            }
+            let wait = if backoff.is_zero() { self.settings.poll_interval } else { backoff };
+            tokio::select! {
+                () = stop.cancelled() => break,
+                // While backing off, commits must not cut the backoff short.
+                () = self.wake.notified(), if backoff.is_zero() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// Publishes one batch in order; stops at the first transient failure so
+    /// that events keep their order. Returns how many rows were settled.
+    async fn publish_pending(&self) -> anyhow::Result<usize> {
+        let batch = self.store.claim_batch(self.settings.batch_size).await?;
+        let mut settled = 0;
+        let mut failure = None;
+        for row in &batch.rows {
+            let span = tracing::info_span!("outbox.publish", event_id = %row.id, event_type = %row.event_type);
+            match self.publisher.publish(row).instrument(span).await {
+                Ok(()) => {
+                    batch.mark_published(row.id, self.clock.now(), None).await?;
+                    settled += 1;
+                }
+                Err(PublishError::Permanent(error)) => {
+                    tracing::error!(event_id = %row.id, error = format!("{error:#}"), "outbox event cannot be published; giving up on it");
+                    batch.mark_published(row.id, self.clock.now(), Some(&format!("permanent failure: {error:#}"))).await?;
+                    settled += 1;
+                }
+                Err(PublishError::Transient(error)) => {
+                    batch.record_failure(row.id, &format!("{error:#}")).await?;
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        batch.finish().await?;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(settled),
+        }
+    }
+
+    async fn prune(&self) {
+        let before = self.clock.now() - self.settings.retention;
+        match self.store.prune_published(before).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "pruned published outbox rows"),
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "could not prune the outbox"),
+        }
+    }
+}

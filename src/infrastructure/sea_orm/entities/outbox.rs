@@ -1,0 +1,23 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "outbox")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub event_type: String,
+    #[sea_orm(column_type = "Text")]
+    pub payload: String,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub trace_context: Option<String>,
+    pub created_at: TimeDateTimeWithTimeZone,
+    pub published_at: Option<TimeDateTimeWithTimeZone>,
+    pub attempts: i32,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub last_error: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

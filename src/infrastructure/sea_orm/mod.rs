@@ -1,0 +1,15 @@
+//! SeaORM adapters: one connection setup, repositories behind the domain ports,
+//! and the outbox store. Works on SQLite and PostgreSQL alike.
+
+mod connection;
+mod entities;
+mod errors;
+mod outbox_store;
+mod session_repository;
+mod user_repository;
+
+pub use connection::{DatabaseSettings, connect, is_postgres};
+pub use errors::classify;
+pub use outbox_store::{ClaimedBatch, OutboxRow, SeaOrmOutboxStore};
+pub use session_repository::SeaOrmSessionRepository;
+pub use user_repository::SeaOrmUserRepository;

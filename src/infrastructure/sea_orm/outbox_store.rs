@@ -1,0 +1,164 @@
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType},
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{classify, entities::outbox, is_postgres};
+use crate::{domain::DomainEvent, domain::ports::RepositoryError, infrastructure::outbox::payload};
+
+/// Writes an event inside the caller's transaction: it commits or rolls back
+/// together with the change that caused it.
+pub(super) async fn insert_event(txn: &DatabaseTransaction, event: &DomainEvent) -> Result<(), RepositoryError> {
+    let row = outbox::ActiveModel {
+        id: Set(event.id()),
+        event_type: Set(event.event_type().to_owned()),
+        payload: Set(payload::encode(event)?),
+        trace_context: Set(None),
+        created_at: Set(event.occurred_at()),
+        published_at: Set(None),
+        attempts: Set(0),
+        last_error: Set(None),
+    };
+    outbox::Entity::insert(row).exec_without_returning(txn).await.map_err(classify)?;
+    Ok(())
+}
+
+/// An event waiting to be published.
+#[derive(Clone)]
+pub struct OutboxRow {
+    pub id: Uuid,
+    pub event_type: String,
+    /// Versioned JSON; carries single-use links, so it never goes to a log.
+    pub payload: String,
+    pub trace_context: Option<String>,
+    pub attempts: i32,
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for OutboxRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxRow").field("id", &self.id).field("event_type", &self.event_type).finish_non_exhaustive()
+    }
+}
+
+/// The relay's view of the outbox table.
+#[derive(Clone)]
+pub struct SeaOrmOutboxStore {
+    db: DatabaseConnection,
+}
+
+/// Rows claimed by this relay. On PostgreSQL they stay row-locked (`FOR UPDATE
+/// SKIP LOCKED`) until [`ClaimedBatch::finish`], so each row is published by one
+/// replica only; SQLite is single-node and holds no transaction, so that slow
+/// publishing never blocks its single connection.
+pub struct ClaimedBatch {
+    txn: Option<DatabaseTransaction>,
+    db: DatabaseConnection,
+    pub rows: Vec<OutboxRow>,
+}
+
+impl SeaOrmOutboxStore {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// # Errors
+    /// Storage failures.
+    pub async fn claim_batch(&self, limit: u64) -> Result<ClaimedBatch, RepositoryError> {
+        let pending = outbox::Entity::find()
+            .filter(outbox::Column::PublishedAt.is_null())
+            .order_by_asc(outbox::Column::Id)
+            .limit(limit);
+        let (txn, rows) = if is_postgres(&self.db) {
+            let txn = self.db.begin().await.map_err(classify)?;
+            let rows = pending.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked).all(&txn).await.map_err(classify)?;
+            (Some(txn), rows)
+        } else {
+            (None, pending.all(&self.db).await.map_err(classify)?)
+        };
+        let rows = rows
+            .into_iter()
+            .map(|row| OutboxRow {
+                id: row.id,
+                event_type: row.event_type,
+                payload: row.payload,
+                trace_context: row.trace_context,
+                attempts: row.attempts,
+                created_at: row.created_at,
+            })
+            .collect();
+        Ok(ClaimedBatch { txn, db: self.db.clone(), rows })
+    }
+
+    /// Deletes published rows older than `before`; returns how many.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn prune_published(&self, before: OffsetDateTime) -> Result<u64, RepositoryError> {
+        let deleted = outbox::Entity::delete_many()
+            .filter(outbox::Column::PublishedAt.is_not_null())
+            .filter(outbox::Column::PublishedAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(deleted.rows_affected)
+    }
+
+    /// Rows not yet published, and the oldest one's creation time.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn backlog(&self) -> Result<(u64, Option<OffsetDateTime>), RepositoryError> {
+        let pending = outbox::Entity::find().filter(outbox::Column::PublishedAt.is_null());
+        let count = sea_orm::PaginatorTrait::count(pending.clone(), &self.db).await.map_err(classify)?;
+        let oldest = pending.order_by_asc(outbox::Column::Id).one(&self.db).await.map_err(classify)?.map(|row| row.created_at);
+        Ok((count, oldest))
+    }
+}
+
+impl ClaimedBatch {
+    async fn exec(&self, update: sea_orm::UpdateMany<outbox::Entity>) -> Result<(), RepositoryError> {
+        let result = match &self.txn {
+            Some(txn) => update.exec(txn).await,
+            None => update.exec(&self.db).await,
+        };
+        result.map(|_| ()).map_err(classify)
+    }
+
+    /// `note` records why a row was settled without being delivered (a
+    /// permanent failure), for operators reading the table.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn mark_published(&self, id: Uuid, at: OffsetDateTime, note: Option<&str>) -> Result<(), RepositoryError> {
+        let update = outbox::Entity::update_many()
+            .col_expr(outbox::Column::PublishedAt, Expr::value(at))
+            .col_expr(outbox::Column::LastError, Expr::value(note.map(str::to_owned)))
+            .filter(outbox::Column::Id.eq(id));
+        self.exec(update).await
+    }
+
+    /// # Errors
+    /// Storage failures.
+    pub async fn record_failure(&self, id: Uuid, error: &str) -> Result<(), RepositoryError> {
+        let update = outbox::Entity::update_many()
+            .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
+            .col_expr(outbox::Column::LastError, Expr::value(error.to_owned()))
+            .filter(outbox::Column::Id.eq(id));
+        self.exec(update).await
+    }
+
+    /// Commits the claim (releasing the row locks on PostgreSQL).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn finish(self) -> Result<(), RepositoryError> {
+        if let Some(txn) = self.txn {
+            txn.commit().await.map_err(classify)?;
+        }
+        Ok(())
+    }
+}

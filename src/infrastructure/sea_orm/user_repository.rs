@@ -1,0 +1,236 @@
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait, sea_query::Expr,
+};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{
+    classify,
+    entities::{users, verification_tokens},
+    errors::is_unique_violation,
+    is_postgres, outbox_store,
+};
+use crate::domain::{
+    DomainEvent, Email, PasswordHash, PersonName, PersonNames, TokenHash, User, UserId, UserStatus,
+    ports::{
+        InsertUserError, NewVerificationToken, RepositoryError, UserRepository, VerificationHistory,
+        VerificationTokenRecord,
+    },
+};
+
+/// Users and verification tokens in SQL, with outbox events written in the same
+/// transaction as the change. `outbox_written` wakes the relay after a commit.
+#[derive(Clone)]
+pub struct SeaOrmUserRepository {
+    db: DatabaseConnection,
+    outbox_written: Arc<Notify>,
+}
+
+impl SeaOrmUserRepository {
+    pub fn new(db: DatabaseConnection, outbox_written: Arc<Notify>) -> Self {
+        Self { db, outbox_written }
+    }
+}
+
+/// More than the hourly resend cap, so that counting the newest rows is enough.
+const HISTORY_ROWS: u64 = 16;
+
+#[async_trait]
+impl UserRepository for SeaOrmUserRepository {
+    async fn insert_with_verification(
+        &self,
+        user: &User,
+        password_hash: &PasswordHash,
+        token: &NewVerificationToken,
+        event: &DomainEvent,
+    ) -> Result<(), InsertUserError> {
+        let txn = self.db.begin().await.map_err(classify)?;
+        let inserted = users::Entity::insert(user_row(user, password_hash)).exec_without_returning(&txn).await;
+        if let Err(error) = inserted {
+            return Err(if is_unique_violation(&error) { InsertUserError::DuplicateEmail } else { classify(error).into() });
+        }
+        verification_tokens::Entity::insert(token_row(user.id(), token))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(classify)?;
+        outbox_store::insert_event(&txn, event).await?;
+        txn.commit().await.map_err(classify)?;
+        self.outbox_written.notify_one();
+        Ok(())
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError> {
+        let row = users::Entity::find_by_id(id.as_uuid()).one(&self.db).await.map_err(classify)?;
+        row.map(|row| to_user(&row)).transpose()
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepositoryError> {
+        let row = users::Entity::find().filter(users::Column::Email.eq(email.as_str())).one(&self.db).await.map_err(classify)?;
+        row.map(|row| to_user(&row)).transpose()
+    }
+
+    async fn find_credentials_by_email(&self, email: &Email) -> Result<Option<(User, PasswordHash)>, RepositoryError> {
+        let row = users::Entity::find().filter(users::Column::Email.eq(email.as_str())).one(&self.db).await.map_err(classify)?;
+        row.map(|row| Ok((to_user(&row)?, PasswordHash::from_phc(row.password_hash)))).transpose()
+    }
+
+    async fn find_verification_token(&self, hash: &TokenHash) -> Result<Option<VerificationTokenRecord>, RepositoryError> {
+        let row = verification_tokens::Entity::find()
+            .filter(verification_tokens::Column::TokenHash.eq(hash.to_hex()))
+            .one(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(row.map(|row| VerificationTokenRecord {
+            user_id: UserId::from_uuid(row.user_id),
+            expires_at: row.expires_at,
+            is_spent: row.spent_at.is_some(),
+        }))
+    }
+
+    async fn complete_verification(&self, hash: &TokenHash, user: &User) -> Result<bool, RepositoryError> {
+        let txn = self.db.begin().await.map_err(classify)?;
+        // The conditional update is the claim: of concurrent verifications only
+        // one sees a row affected (PostgreSQL re-checks the condition after the
+        // winner commits; SQLite runs them one after another).
+        let claimed = verification_tokens::Entity::update_many()
+            .col_expr(verification_tokens::Column::SpentAt, Expr::value(user.updated_at()))
+            .filter(verification_tokens::Column::TokenHash.eq(hash.to_hex()))
+            .filter(verification_tokens::Column::SpentAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(classify)?;
+        if claimed.rows_affected != 1 {
+            return Ok(false);
+        }
+        let updated = users::Entity::update_many()
+            .col_expr(users::Column::Status, Expr::value(user.status().as_str()))
+            .col_expr(users::Column::VerifiedAt, Expr::value(user.verified_at()))
+            .col_expr(users::Column::UpdatedAt, Expr::value(user.updated_at()))
+            .filter(users::Column::Id.eq(user.id().as_uuid()))
+            .filter(users::Column::Status.eq(UserStatus::PendingVerification.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(classify)?;
+        if updated.rows_affected != 1 {
+            // Disabled (or verified) in the meantime: leave everything as it was.
+            return Ok(false);
+        }
+        txn.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn verification_history(&self, user_id: UserId, since: OffsetDateTime) -> Result<VerificationHistory, RepositoryError> {
+        let rows = recent_tokens(&self.db, user_id).await?;
+        Ok(history_of(&rows, since))
+    }
+
+    async fn replace_verification_token(
+        &self,
+        user_id: UserId,
+        expected_last_sent_at: Option<OffsetDateTime>,
+        token: &NewVerificationToken,
+        event: &DomainEvent,
+    ) -> Result<bool, RepositoryError> {
+        let txn = self.db.begin().await.map_err(classify)?;
+        if is_postgres(&txn) {
+            // Serialises concurrent resends for one user on PostgreSQL; SQLite
+            // runs write transactions one at a time already.
+            users::Entity::find_by_id(user_id.as_uuid()).lock_exclusive().one(&txn).await.map_err(classify)?;
+        }
+        let newest = recent_tokens(&txn, user_id).await?.first().map(|row| row.created_at);
+        if newest != expected_last_sent_at {
+            return Ok(false);
+        }
+        verification_tokens::Entity::update_many()
+            .col_expr(verification_tokens::Column::SpentAt, Expr::value(token.created_at))
+            .filter(verification_tokens::Column::UserId.eq(user_id.as_uuid()))
+            .filter(verification_tokens::Column::SpentAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(classify)?;
+        verification_tokens::Entity::insert(token_row(user_id, token)).exec_without_returning(&txn).await.map_err(classify)?;
+        outbox_store::insert_event(&txn, event).await?;
+        txn.commit().await.map_err(classify)?;
+        self.outbox_written.notify_one();
+        Ok(true)
+    }
+}
+
+async fn recent_tokens(db: &impl sea_orm::ConnectionTrait, user_id: UserId) -> Result<Vec<verification_tokens::Model>, RepositoryError> {
+    // Ids are UUIDv7, so id order is creation order on both backends.
+    verification_tokens::Entity::find()
+        .filter(verification_tokens::Column::UserId.eq(user_id.as_uuid()))
+        .order_by_desc(verification_tokens::Column::Id)
+        .limit(HISTORY_ROWS)
+        .all(db)
+        .await
+        .map_err(classify)
+}
+
+fn history_of(rows: &[verification_tokens::Model], since: OffsetDateTime) -> VerificationHistory {
+    let sent_since = rows.iter().filter(|row| row.created_at >= since).count();
+    VerificationHistory {
+        sent_since: u32::try_from(sent_since).unwrap_or(u32::MAX),
+        last_sent_at: rows.first().map(|row| row.created_at),
+    }
+}
+
+fn user_row(user: &User, password_hash: &PasswordHash) -> users::ActiveModel {
+    let name = |n: Option<&PersonName>| n.map(|n| n.as_str().to_owned());
+    users::ActiveModel {
+        id: Set(user.id().as_uuid()),
+        email: Set(user.email().as_str().to_owned()),
+        password_hash: Set(password_hash.as_str().to_owned()),
+        display_name: Set(name(user.display_name())),
+        first_name: Set(name(user.first_name())),
+        last_name: Set(name(user.last_name())),
+        status: Set(user.status().as_str().to_owned()),
+        created_at: Set(user.created_at()),
+        updated_at: Set(user.updated_at()),
+        verified_at: Set(user.verified_at()),
+    }
+}
+
+fn token_row(user_id: UserId, token: &NewVerificationToken) -> verification_tokens::ActiveModel {
+    verification_tokens::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id.as_uuid()),
+        token_hash: Set(token.hash.to_hex()),
+        created_at: Set(token.created_at),
+        expires_at: Set(token.expires_at),
+        spent_at: Set(None),
+    }
+}
+
+/// Rebuilds the domain user from a row; a row that breaks an invariant is a
+/// corrupted database, reported as unexpected rather than silently patched.
+fn to_user(row: &users::Model) -> Result<User, RepositoryError> {
+    let name = |raw: &Option<String>| -> anyhow::Result<Option<PersonName>> {
+        match raw {
+            Some(raw) => Ok(PersonName::parse_optional(raw)?),
+            None => Ok(None),
+        }
+    };
+    let build = || -> anyhow::Result<User> {
+        Ok(User::hydrate(
+            UserId::from_uuid(row.id),
+            Email::hydrate(row.email.clone())?,
+            PersonNames {
+                display_name: name(&row.display_name)?,
+                first_name: name(&row.first_name)?,
+                last_name: name(&row.last_name)?,
+            },
+            UserStatus::parse(&row.status).map_err(anyhow::Error::msg)?,
+            row.created_at,
+            row.updated_at,
+            row.verified_at,
+        ))
+    };
+    build().with_context(|| format!("user row {} is invalid", row.id)).map_err(RepositoryError::Unexpected)
+}

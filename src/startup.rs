@@ -1,0 +1,213 @@
+//! The composition root: configuration → adapters → use cases → gRPC services.
+//! The only module that sees every layer.
+
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use migration::MigratorTrait;
+use sea_orm::DatabaseConnection;
+use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Server, server::TcpIncoming};
+
+use crate::{
+    application::{DeliverEmail, GetCurrentUser, Login, ResendVerificationEmail, SignUp, ValidateToken, VerifyEmail},
+    config::Settings,
+    domain::{
+        PasswordPolicy, ResendPolicy,
+        ports::{AccessTokenIssuer, Clock, EmailSender, PasswordHasher, SessionRepository, UserRepository},
+    },
+    grpc::{
+        UserGrpcService,
+        health::{self, ReadinessCheck},
+        proto::{self, user_service_server::UserServiceServer},
+        request_context::RequestContextLayer,
+    },
+    infrastructure::{
+        Argon2Hasher, PasetoSettings, PasetoTokens, SystemClock,
+        email::ConsoleEmailSender,
+        outbox::{InProcessEmailPublisher, OutboxRelay, RelaySettings},
+        sea_orm::{DatabaseSettings, SeaOrmOutboxStore, SeaOrmSessionRepository, SeaOrmUserRepository, connect},
+    },
+};
+
+/// Most verification emails per address per hour.
+const RESEND_MAX_PER_HOUR: u32 = 5;
+/// How often readiness is re-checked against the database.
+const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+/// Clock skew tolerated between services when checking token times.
+const TOKEN_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Replacements for adapters, for tests: a fixed clock, a capturing email sender.
+#[derive(Default, Clone)]
+pub struct Overrides {
+    pub clock: Option<Arc<dyn Clock>>,
+    pub email_sender: Option<Arc<dyn EmailSender>>,
+}
+
+type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+
+/// A built server, bound to its port but not yet serving.
+pub struct Application {
+    local_addr: SocketAddr,
+    serve: ServeFuture,
+    stop: CancellationToken,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Applies pending migrations.
+///
+/// # Errors
+/// A migration failed.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    migration::Migrator::up(db, None).await.context("applying database migrations")
+}
+
+/// Opens the database described by the settings.
+///
+/// # Errors
+/// Unreachable database or invalid URL.
+pub async fn connect_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    connect(&DatabaseSettings {
+        url: settings.database_url.clone(),
+        max_connections: settings.database_max_connections,
+        acquire_timeout: settings.database_acquire_timeout,
+    })
+    .await
+}
+
+impl Application {
+    /// # Errors
+    /// Unreachable database, failed migration, invalid key, or the address is taken.
+    pub async fn build(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
+        let db = connect_database(&settings).await?;
+        if settings.auto_migrate {
+            migrate(&db).await?;
+        }
+        let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let outbox_written = Arc::new(Notify::new());
+        let users: Arc<dyn UserRepository> = Arc::new(SeaOrmUserRepository::new(db.clone(), Arc::clone(&outbox_written)));
+        let sessions: Arc<dyn SessionRepository> = Arc::new(SeaOrmSessionRepository::new(db.clone()));
+        let hasher: Arc<dyn PasswordHasher> = Arc::new(Argon2Hasher::new(settings.argon2)?);
+        let (paseto, is_ephemeral_key) = PasetoTokens::new(PasetoSettings {
+            secret_key: settings.token_secret_key.clone(),
+            previous_public_keys: settings.previous_public_keys.clone(),
+            issuer: settings.token_issuer.clone(),
+            audience: settings.token_audience.clone(),
+            access_token_ttl: settings.access_token_ttl,
+            leeway: TOKEN_LEEWAY,
+        })?;
+        if is_ephemeral_key {
+            tracing::warn!(
+                "IDENTITY_TOKEN_SECRET_KEY is not set: signing with an ephemeral key; tokens stop verifying when the process exits"
+            );
+        }
+        let tokens: Arc<dyn AccessTokenIssuer> = Arc::new(paseto);
+        let email_sender = overrides.email_sender.unwrap_or_else(|| Arc::new(ConsoleEmailSender));
+
+        let stop = CancellationToken::new();
+        let mut background = Vec::new();
+        let relay = OutboxRelay {
+            store: SeaOrmOutboxStore::new(db.clone()),
+            publisher: Arc::new(InProcessEmailPublisher { deliver: DeliverEmail { sender: email_sender } }),
+            wake: outbox_written,
+            clock: Arc::clone(&clock),
+            settings: RelaySettings::default(),
+        };
+        background.push(tokio::spawn(relay.run(stop.clone())));
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let readiness_db = db.clone();
+        let readiness: ReadinessCheck = Arc::new(move || {
+            let db = readiness_db.clone();
+            Box::pin(async move { db.ping().await.is_ok() })
+        });
+        background.push(tokio::spawn(health::watch_readiness(health_reporter, readiness, READINESS_INTERVAL, stop.clone())));
+
+        let password_policy = PasswordPolicy { min_length: settings.password_min_length };
+        let service = UserGrpcService {
+            password_policy,
+            sign_up: SignUp {
+                users: Arc::clone(&users),
+                hasher: Arc::clone(&hasher),
+                clock: Arc::clone(&clock),
+                links: settings.verification_url.clone(),
+                verification_ttl: settings.verification_token_ttl,
+            },
+            verify_email: VerifyEmail { users: Arc::clone(&users), clock: Arc::clone(&clock) },
+            resend_verification_email: ResendVerificationEmail {
+                users: Arc::clone(&users),
+                clock: Arc::clone(&clock),
+                links: settings.verification_url.clone(),
+                verification_ttl: settings.verification_token_ttl,
+                policy: ResendPolicy { cooldown: settings.resend_cooldown, max_per_hour: RESEND_MAX_PER_HOUR },
+            },
+            login: Login {
+                users: Arc::clone(&users),
+                sessions,
+                hasher,
+                tokens: Arc::clone(&tokens),
+                clock: Arc::clone(&clock),
+                refresh_ttl: settings.refresh_token_ttl,
+            },
+            validate_token: ValidateToken { tokens: Arc::clone(&tokens), clock: Arc::clone(&clock) },
+            get_current_user: GetCurrentUser { users, tokens: Arc::clone(&tokens), clock },
+            tokens,
+        };
+
+        let reflection_v1 = reflection_builder().build_v1().context("building the reflection service")?;
+        let reflection_v1alpha = reflection_builder().build_v1alpha().context("building the reflection service")?;
+        let user_service = UserServiceServer::new(service)
+            .max_decoding_message_size(settings.max_message_size)
+            .max_encoding_message_size(settings.max_message_size);
+
+        let listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (IDENTITY_GRPC_ADDR)", settings.grpc_addr))?;
+        let local_addr = listener.local_addr()?;
+        let serve = Server::builder()
+            .layer(RequestContextLayer)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(user_service)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop.clone().cancelled_owned());
+        tracing::info!(address = %local_addr, "identity server listening");
+        Ok(Self { local_addr, serve: Box::pin(serve), stop, background })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Cancelling this token stops the server gracefully: no new calls, in-flight
+    /// calls finish, background tasks end.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled and every call drained.
+    ///
+    /// # Errors
+    /// The transport failed.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let result = self.serve.await.context("the gRPC server failed");
+        self.stop.cancel();
+        for task in self.background {
+            let _ = task.await;
+        }
+        tracing::info!("identity server stopped");
+        result
+    }
+}
+
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
