@@ -6,9 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use secrecy::SecretString;
 
 use crate::{
-    application::VerificationLinkTemplate,
-    domain::password::MAX_PASSWORD_LENGTH,
-    infrastructure::Argon2Settings,
+    application::VerificationLinkTemplate, domain::password::MAX_PASSWORD_LENGTH, infrastructure::Argon2Settings,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +46,10 @@ pub struct ConfigError {
 }
 
 fn error(variable: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError { variable, message: message.into() }
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
 }
 
 /// Parses `250ms`, `90s`, `10m`, `24h`, `30d`, or plain seconds.
@@ -59,7 +60,9 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
-    let value: u64 = number.parse().map_err(|_| format!("{raw:?} is not a duration such as 90s, 10m, 24h or 30d"))?;
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration such as 90s, 10m, 24h or 30d"))?;
     let seconds = match unit {
         "ms" => return Ok(Duration::from_millis(value)),
         "" | "s" => value,
@@ -133,7 +136,10 @@ impl Settings {
         let env = Source(lookup);
         let password_min_length: usize = env.parsed("IDENTITY_PASSWORD_MIN_LENGTH", 12)?;
         if !(8..=MAX_PASSWORD_LENGTH).contains(&password_min_length) {
-            return Err(error("IDENTITY_PASSWORD_MIN_LENGTH", format!("must be between 8 and {MAX_PASSWORD_LENGTH}")));
+            return Err(error(
+                "IDENTITY_PASSWORD_MIN_LENGTH",
+                format!("must be between 8 and {MAX_PASSWORD_LENGTH}"),
+            ));
         }
         let verification_url = VerificationLinkTemplate::parse(&env.string(
             "IDENTITY_VERIFICATION_URL",
@@ -148,37 +154,56 @@ impl Settings {
             max_concurrent: env.parsed("IDENTITY_ARGON2_MAX_CONCURRENT", recommended.max_concurrent)?,
             queue_timeout: env.positive_duration("IDENTITY_ARGON2_QUEUE_TIMEOUT", recommended.queue_timeout)?,
         };
-        argon2.params().map_err(|e| error("IDENTITY_ARGON2_M_COST", format!("{e} (with the T and P costs given)")))?;
+        argon2
+            .params()
+            .map_err(|e| error("IDENTITY_ARGON2_M_COST", format!("{e} (with the T and P costs given)")))?;
         if argon2.max_concurrent == 0 {
             return Err(error("IDENTITY_ARGON2_MAX_CONCURRENT", "must be at least 1"));
         }
         let log_format = match env.string("IDENTITY_LOG_FORMAT", "json").as_str() {
             "json" => LogFormat::Json,
             "pretty" => LogFormat::Pretty,
-            other => return Err(error("IDENTITY_LOG_FORMAT", format!("{other:?} is neither json nor pretty"))),
+            other => {
+                return Err(error(
+                    "IDENTITY_LOG_FORMAT",
+                    format!("{other:?} is neither json nor pretty"),
+                ));
+            }
         };
         let max_message_size: usize = env.parsed("IDENTITY_MAX_MESSAGE_SIZE", 64 * 1024)?;
         if max_message_size < 1024 {
             return Err(error("IDENTITY_MAX_MESSAGE_SIZE", "must be at least 1024 bytes"));
         }
-        let secret = env.get("IDENTITY_TOKEN_SECRET_KEY").map(|raw| SecretString::from(raw.trim().to_owned()));
+        let secret = env
+            .get("IDENTITY_TOKEN_SECRET_KEY")
+            .map(|raw| SecretString::from(raw.trim().to_owned()));
         if let Some(key) = &secret {
             use secrecy::ExposeSecret;
             // Never echo the value: it is the signing key.
             if !key.expose_secret().starts_with("k4.secret.") {
-                return Err(error("IDENTITY_TOKEN_SECRET_KEY", "must be a PASERK k4.secret key (see `identity-server generate-key`)"));
+                return Err(error(
+                    "IDENTITY_TOKEN_SECRET_KEY",
+                    "must be a PASERK k4.secret key (see `identity-server generate-key`)",
+                ));
             }
         }
         let previous_public_keys = env
             .get("IDENTITY_PREVIOUS_PUBLIC_KEYS")
-            .map(|raw| raw.split(',').map(str::trim).filter(|k| !k.is_empty()).map(ToOwned::to_owned).collect())
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(ToOwned::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         let ttl_access = env.positive_duration("IDENTITY_ACCESS_TOKEN_TTL", Duration::from_secs(600))?;
         Ok(Self {
             grpc_addr: env.parsed("IDENTITY_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
             database_url: env.string("IDENTITY_DATABASE_URL", "sqlite://identity.db?mode=rwc"),
             database_max_connections: env.parsed("IDENTITY_DATABASE_MAX_CONNECTIONS", 10)?,
-            database_acquire_timeout: env.positive_duration("IDENTITY_DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(5))?,
+            database_acquire_timeout: env
+                .positive_duration("IDENTITY_DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(5))?,
             auto_migrate: env.boolean("IDENTITY_AUTO_MIGRATE", true)?,
             token_secret_key: secret,
             previous_public_keys,
@@ -186,7 +211,8 @@ impl Settings {
             token_audience: env.string("IDENTITY_TOKEN_AUDIENCE", "identity"),
             access_token_ttl: ttl_access,
             refresh_token_ttl: env.positive_duration("IDENTITY_REFRESH_TOKEN_TTL", Duration::from_secs(30 * 86_400))?,
-            verification_token_ttl: env.positive_duration("IDENTITY_VERIFICATION_TOKEN_TTL", Duration::from_secs(86_400))?,
+            verification_token_ttl: env
+                .positive_duration("IDENTITY_VERIFICATION_TOKEN_TTL", Duration::from_secs(86_400))?,
             password_min_length,
             resend_cooldown: env.duration("IDENTITY_RESEND_COOLDOWN", Duration::from_secs(60))?,
             verification_url,
@@ -247,6 +273,9 @@ mod tests {
 
     #[test]
     fn a_zero_resend_cooldown_is_allowed() {
-        assert_eq!(with(&[("IDENTITY_RESEND_COOLDOWN", "0")]).unwrap().resend_cooldown, Duration::ZERO);
+        assert_eq!(
+            with(&[("IDENTITY_RESEND_COOLDOWN", "0")]).unwrap().resend_cooldown,
+            Duration::ZERO
+        );
     }
 }

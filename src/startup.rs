@@ -60,7 +60,9 @@ pub struct Application {
 /// # Errors
 /// A migration failed.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    migration::Migrator::up(db, None).await.context("applying database migrations")
+    migration::Migrator::up(db, None)
+        .await
+        .context("applying database migrations")
 }
 
 /// Opens the database described by the settings.
@@ -86,7 +88,8 @@ impl Application {
         }
         let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let outbox_written = Arc::new(Notify::new());
-        let users: Arc<dyn UserRepository> = Arc::new(SeaOrmUserRepository::new(db.clone(), Arc::clone(&outbox_written)));
+        let users: Arc<dyn UserRepository> =
+            Arc::new(SeaOrmUserRepository::new(db.clone(), Arc::clone(&outbox_written)));
         let sessions: Arc<dyn SessionRepository> = Arc::new(SeaOrmSessionRepository::new(db.clone()));
         let hasher: Arc<dyn PasswordHasher> = Arc::new(Argon2Hasher::new(settings.argon2)?);
         let (paseto, is_ephemeral_key) = PasetoTokens::new(PasetoSettings {
@@ -109,7 +112,9 @@ impl Application {
         let mut background = Vec::new();
         let relay = OutboxRelay {
             store: SeaOrmOutboxStore::new(db.clone()),
-            publisher: Arc::new(InProcessEmailPublisher { deliver: DeliverEmail { sender: email_sender } }),
+            publisher: Arc::new(InProcessEmailPublisher {
+                deliver: DeliverEmail { sender: email_sender },
+            }),
             wake: outbox_written,
             clock: Arc::clone(&clock),
             settings: RelaySettings::default(),
@@ -117,14 +122,28 @@ impl Application {
         background.push(tokio::spawn(relay.run(stop.clone())));
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        // Known but not serving until the first readiness check passes, so that a
+        // probe arriving first gets NOT_SERVING rather than NOT_FOUND.
+        for service in ["", health::USER_SERVICE_NAME] {
+            health_reporter
+                .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
         let readiness_db = db.clone();
         let readiness: ReadinessCheck = Arc::new(move || {
             let db = readiness_db.clone();
             Box::pin(async move { db.ping().await.is_ok() })
         });
-        background.push(tokio::spawn(health::watch_readiness(health_reporter, readiness, READINESS_INTERVAL, stop.clone())));
+        background.push(tokio::spawn(health::watch_readiness(
+            health_reporter,
+            readiness,
+            READINESS_INTERVAL,
+            stop.clone(),
+        )));
 
-        let password_policy = PasswordPolicy { min_length: settings.password_min_length };
+        let password_policy = PasswordPolicy {
+            min_length: settings.password_min_length,
+        };
         let service = UserGrpcService {
             password_policy,
             sign_up: SignUp {
@@ -134,13 +153,19 @@ impl Application {
                 links: settings.verification_url.clone(),
                 verification_ttl: settings.verification_token_ttl,
             },
-            verify_email: VerifyEmail { users: Arc::clone(&users), clock: Arc::clone(&clock) },
+            verify_email: VerifyEmail {
+                users: Arc::clone(&users),
+                clock: Arc::clone(&clock),
+            },
             resend_verification_email: ResendVerificationEmail {
                 users: Arc::clone(&users),
                 clock: Arc::clone(&clock),
                 links: settings.verification_url.clone(),
                 verification_ttl: settings.verification_token_ttl,
-                policy: ResendPolicy { cooldown: settings.resend_cooldown, max_per_hour: RESEND_MAX_PER_HOUR },
+                policy: ResendPolicy {
+                    cooldown: settings.resend_cooldown,
+                    max_per_hour: RESEND_MAX_PER_HOUR,
+                },
             },
             login: Login {
                 users: Arc::clone(&users),
@@ -150,13 +175,24 @@ impl Application {
                 clock: Arc::clone(&clock),
                 refresh_ttl: settings.refresh_token_ttl,
             },
-            validate_token: ValidateToken { tokens: Arc::clone(&tokens), clock: Arc::clone(&clock) },
-            get_current_user: GetCurrentUser { users, tokens: Arc::clone(&tokens), clock },
+            validate_token: ValidateToken {
+                tokens: Arc::clone(&tokens),
+                clock: Arc::clone(&clock),
+            },
+            get_current_user: GetCurrentUser {
+                users,
+                tokens: Arc::clone(&tokens),
+                clock,
+            },
             tokens,
         };
 
-        let reflection_v1 = reflection_builder().build_v1().context("building the reflection service")?;
-        let reflection_v1alpha = reflection_builder().build_v1alpha().context("building the reflection service")?;
+        let reflection_v1 = reflection_builder()
+            .build_v1()
+            .context("building the reflection service")?;
+        let reflection_v1alpha = reflection_builder()
+            .build_v1alpha()
+            .context("building the reflection service")?;
         let user_service = UserServiceServer::new(service)
             .max_decoding_message_size(settings.max_message_size)
             .max_encoding_message_size(settings.max_message_size);
@@ -171,9 +207,17 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(user_service)
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop.clone().cancelled_owned());
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                stop.clone().cancelled_owned(),
+            );
         tracing::info!(address = %local_addr, "identity server listening");
-        Ok(Self { local_addr, serve: Box::pin(serve), stop, background })
+        Ok(Self {
+            local_addr,
+            serve: Box::pin(serve),
+            stop,
+            background,
+        })
     }
 
     pub fn port(&self) -> u16 {

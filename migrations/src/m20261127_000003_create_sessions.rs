@@ -34,15 +34,29 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("sessions_user_id_idx").table(Sessions::Table).col(Sessions::UserId).to_owned())
+            .create_index(
+                Index::create()
+                    .name("sessions_user_id_idx")
+                    .table(Sessions::Table)
+                    .col(Sessions::UserId)
+                    .to_owned(),
+            )
             .await?;
         manager
-            .create_index(Index::create().name("sessions_family_id_idx").table(Sessions::Table).col(Sessions::FamilyId).to_owned())
+            .create_index(
+                Index::create()
+                    .name("sessions_family_id_idx")
+                    .table(Sessions::Table)
+                    .col(Sessions::FamilyId)
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Sessions::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Sessions::Table).to_owned())
+            .await
     }
 }
 

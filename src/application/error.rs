@@ -14,7 +14,10 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: &'static str, description: impl ToString) -> Self {
-        Self { field, description: description.to_string() }
+        Self {
+            field,
+            description: description.to_string(),
+        }
     }
 }
 

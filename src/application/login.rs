@@ -43,7 +43,10 @@ impl Login {
     #[tracing::instrument(name = "login", skip_all, fields(user_id))]
     pub async fn execute(&self, command: LoginCommand) -> Result<LoginOutcome, ApplicationError> {
         let found = self.users.find_credentials_by_email(&command.email).await?;
-        let is_valid = self.hasher.verify(&command.password, found.as_ref().map(|(_, hash)| hash)).await?;
+        let is_valid = self
+            .hasher
+            .verify(&command.password, found.as_ref().map(|(_, hash)| hash))
+            .await?;
         let user = match found {
             Some((user, _)) if is_valid => user,
             _ => {
@@ -73,7 +76,10 @@ impl Login {
         tracing::info!(user_id = %user.id(), session_id = %session_id, outcome = "success", "user logged in");
         Ok(LoginOutcome {
             access_token,
-            refresh_token: IssuedToken { token: SecretString::from(refresh.expose().to_owned()), expires_at: session.expires_at },
+            refresh_token: IssuedToken {
+                token: SecretString::from(refresh.expose().to_owned()),
+                expires_at: session.expires_at,
+            },
             user,
         })
     }

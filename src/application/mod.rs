@@ -1,9 +1,9 @@
 //! The use cases: one type per operation, each with an `execute` taking domain
 //! types. They orchestrate the domain and the ports; they know nothing of gRPC.
 
-mod error;
 pub mod deliver_email;
 pub mod email_rendering;
+mod error;
 pub mod get_current_user;
 pub mod login;
 pub mod resend_verification_email;
@@ -11,8 +11,8 @@ pub mod sign_up;
 pub mod validate_token;
 pub mod verify_email;
 
-pub use error::{ApplicationError, FieldViolation};
 pub use deliver_email::DeliverEmail;
+pub use error::{ApplicationError, FieldViolation};
 pub use get_current_user::GetCurrentUser;
 pub use login::{Login, LoginCommand, LoginOutcome};
 pub use resend_verification_email::ResendVerificationEmail;

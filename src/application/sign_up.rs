@@ -37,9 +37,14 @@ impl SignUpCommand {
     /// [`ApplicationError::InvalidInput`] listing each invalid field.
     pub fn parse(input: SignUpInput, policy: PasswordPolicy) -> Result<Self, ApplicationError> {
         let mut violations = Vec::new();
-        let email = Email::parse(&input.email).map_err(|e| violations.push(FieldViolation::new("email", e))).ok();
+        let email = Email::parse(&input.email)
+            .map_err(|e| violations.push(FieldViolation::new("email", e)))
+            .ok();
         let mut name = |field: &'static str, raw: &str| {
-            PersonName::parse_optional(raw).map_err(|e| violations.push(FieldViolation::new(field, e))).ok().flatten()
+            PersonName::parse_optional(raw)
+                .map_err(|e| violations.push(FieldViolation::new(field, e)))
+                .ok()
+                .flatten()
         };
         let names = PersonNames {
             display_name: name("display_name", &input.display_name),
@@ -51,9 +56,17 @@ impl SignUpCommand {
         if let Some(email) = &email {
             user_inputs.push(email.local_part());
             // "ada.lovelace" also yields "ada" and "lovelace", so "adalovelace" scores as guessable.
-            user_inputs.extend(email.local_part().split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| p.len() >= 3));
+            user_inputs.extend(
+                email
+                    .local_part()
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .filter(|p| p.len() >= 3),
+            );
         }
-        for n in [&names.display_name, &names.first_name, &names.last_name].into_iter().flatten() {
+        for n in [&names.display_name, &names.first_name, &names.last_name]
+            .into_iter()
+            .flatten()
+        {
             user_inputs.extend(n.as_str().split_whitespace());
         }
         let password = NewPassword::parse(input.password, policy, &user_inputs)
@@ -98,7 +111,11 @@ pub(crate) fn new_verification(
 ) -> (NewVerificationToken, DomainEvent) {
     let token = OpaqueToken::generate();
     let expires_at = now + ttl;
-    let record = NewVerificationToken { hash: token.hash(), created_at: now, expires_at };
+    let record = NewVerificationToken {
+        hash: token.hash(),
+        created_at: now,
+        expires_at,
+    };
     let event = DomainEvent::VerificationEmailRequested(VerificationEmailRequested {
         event_id: Uuid::now_v7(),
         user_id: user.id(),
@@ -134,7 +151,9 @@ impl SignUp {
         let now = self.clock.now();
         let user = User::sign_up(UserId::new_v7(), command.email, command.names, now);
         let (token, event) = new_verification(&user, &self.links, self.verification_ttl, now);
-        self.users.insert_with_verification(&user, &password_hash, &token, &event).await?;
+        self.users
+            .insert_with_verification(&user, &password_hash, &token, &event)
+            .await?;
         tracing::Span::current().record("user_id", tracing::field::display(user.id()));
         tracing::info!(user_id = %user.id(), event_id = %event.id(), "user signed up");
         Ok(user)
@@ -148,12 +167,19 @@ mod tests {
     const POLICY: PasswordPolicy = PasswordPolicy { min_length: 12 };
 
     fn input(email: &str, password: &str) -> SignUpInput {
-        SignUpInput { email: email.into(), password: password.into(), ..SignUpInput::default() }
+        SignUpInput {
+            email: email.into(),
+            password: password.into(),
+            ..SignUpInput::default()
+        }
     }
 
     #[test]
     fn every_invalid_field_is_reported_at_once() {
-        let raw = SignUpInput { first_name: "a\u{0007}".into(), ..input("not-an-email", "short") };
+        let raw = SignUpInput {
+            first_name: "a\u{0007}".into(),
+            ..input("not-an-email", "short")
+        };
         let Err(ApplicationError::InvalidInput(violations)) = SignUpCommand::parse(raw, POLICY) else {
             panic!("expected invalid input");
         };
@@ -179,6 +205,9 @@ mod tests {
         let template = VerificationLinkTemplate::parse("https://example.com/verify?t={token}").unwrap();
         let token = OpaqueToken::generate();
         use secrecy::ExposeSecret;
-        assert_eq!(template.link_for(&token).expose_secret(), &format!("https://example.com/verify?t={}", token.expose()));
+        assert_eq!(
+            template.link_for(&token).expose_secret(),
+            &format!("https://example.com/verify?t={}", token.expose())
+        );
     }
 }

@@ -28,7 +28,9 @@ pub enum EmailError {
     LookalikeAt,
     #[error("must contain exactly one '@' between a local part and a domain")]
     MissingAt,
-    #[error("the part before '@' must use ASCII letters, digits and !#$%&'*+-/=?^_`{{|}}~ with single dots between them")]
+    #[error(
+        "the part before '@' must use ASCII letters, digits and !#$%&'*+-/=?^_`{{|}}~ with single dots between them"
+    )]
     InvalidLocalPart,
     #[error("the part before '@' must be at most {MAX_LOCAL_PART_LENGTH} characters")]
     LocalPartTooLong,
@@ -243,12 +245,20 @@ mod tests {
     #[test]
     fn homoglyphs_in_the_local_part_are_refused() {
         // Cyrillic 'а' (U+0430) in place of the Latin one.
-        assert_eq!(Email::parse("\u{430}lice@example.com"), Err(EmailError::InvalidLocalPart));
+        assert_eq!(
+            Email::parse("\u{430}lice@example.com"),
+            Err(EmailError::InvalidLocalPart)
+        );
     }
 
     #[test]
     fn invisible_and_control_characters_are_refused() {
-        for raw in ["al\u{200B}ice@example.com", "alice@exa\u{0000}mple.com", "al\u{202E}ice@example.com", "al ice@example.com"] {
+        for raw in [
+            "al\u{200B}ice@example.com",
+            "alice@exa\u{0000}mple.com",
+            "al\u{202E}ice@example.com",
+            "al ice@example.com",
+        ] {
             assert_eq!(Email::parse(raw), Err(EmailError::InvisibleCharacter), "{raw:?}");
         }
     }
@@ -272,7 +282,10 @@ mod tests {
     #[test]
     fn length_limits_hold() {
         let local = "a".repeat(65);
-        assert_eq!(Email::parse(&format!("{local}@example.com")), Err(EmailError::LocalPartTooLong));
+        assert_eq!(
+            Email::parse(&format!("{local}@example.com")),
+            Err(EmailError::LocalPartTooLong)
+        );
         let domain = format!("{}.com", ["abcdefghij"; 25].join("."));
         assert_eq!(Email::parse(&format!("a@{domain}")), Err(EmailError::TooLong));
         assert_eq!(Email::parse(&"a".repeat(1_000_000)), Err(EmailError::TooLong));

@@ -17,6 +17,6 @@ pub use events::{DomainEvent, VerificationEmailRequested};
 pub use opaque_token::{OpaqueToken, TokenHash};
 pub use password::{NewPassword, PasswordError, PasswordHash, PasswordPolicy, PlaintextPassword};
 pub use person_name::{PersonName, PersonNameError};
-pub use token_claims::{AccessTokenClaims, IssuedToken};
 pub use resend_policy::ResendPolicy;
+pub use token_claims::{AccessTokenClaims, IssuedToken};
 pub use user::{LoginRefusal, PersonNames, User, UserId, UserStatus, VerifyEmailError};

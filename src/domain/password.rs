@@ -152,13 +152,24 @@ mod tests {
             NewPassword::parse("Zq8#vL2!mXw".into(), POLICY, &[]).unwrap_err(),
             PasswordError::TooShort(12)
         );
-        assert!(PlaintextPassword::parse(" Zq8#vL2!mXw ".into()).unwrap().expose().starts_with(' '));
+        assert!(
+            PlaintextPassword::parse(" Zq8#vL2!mXw ".into())
+                .unwrap()
+                .expose()
+                .starts_with(' ')
+        );
     }
 
     #[test]
     fn too_long_is_refused_before_any_strength_check() {
-        assert_eq!(NewPassword::parse("x".repeat(129), POLICY, &[]).unwrap_err(), PasswordError::TooLong);
-        assert_eq!(PlaintextPassword::parse("é".repeat(129)).unwrap_err(), PasswordError::TooLong);
+        assert_eq!(
+            NewPassword::parse("x".repeat(129), POLICY, &[]).unwrap_err(),
+            PasswordError::TooLong
+        );
+        assert_eq!(
+            PlaintextPassword::parse("é".repeat(129)).unwrap_err(),
+            PasswordError::TooLong
+        );
         assert!(PlaintextPassword::parse("é".repeat(128)).is_ok());
     }
 

@@ -101,7 +101,10 @@ pub trait UserRepository: Send + Sync {
 
     /// # Errors
     /// Storage failures only.
-    async fn find_verification_token(&self, hash: &TokenHash) -> Result<Option<VerificationTokenRecord>, RepositoryError>;
+    async fn find_verification_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<VerificationTokenRecord>, RepositoryError>;
 
     /// Spends the token and saves the verified user, atomically. Returns `false`
     /// when the token was spent in the meantime (a concurrent verification won).
@@ -112,7 +115,11 @@ pub trait UserRepository: Send + Sync {
 
     /// # Errors
     /// Storage failures only.
-    async fn verification_history(&self, user_id: UserId, since: OffsetDateTime) -> Result<VerificationHistory, RepositoryError>;
+    async fn verification_history(
+        &self,
+        user_id: UserId,
+        since: OffsetDateTime,
+    ) -> Result<VerificationHistory, RepositoryError>;
 
     /// Spends every earlier verification token of the user, stores the new one
     /// and the event, atomically, but only if the newest token is still the one

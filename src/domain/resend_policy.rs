@@ -35,11 +35,17 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    const POLICY: ResendPolicy = ResendPolicy { cooldown: Duration::from_secs(60), max_per_hour: 5 };
+    const POLICY: ResendPolicy = ResendPolicy {
+        cooldown: Duration::from_secs(60),
+        max_per_hour: 5,
+    };
     const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
 
     fn history(sent_since: u32, seconds_ago: Option<i64>) -> VerificationHistory {
-        VerificationHistory { sent_since, last_sent_at: seconds_ago.map(|s| NOW - time::Duration::seconds(s)) }
+        VerificationHistory {
+            sent_since,
+            last_sent_at: seconds_ago.map(|s| NOW - time::Duration::seconds(s)),
+        }
     }
 
     #[test]
@@ -56,7 +62,10 @@ mod tests {
 
     #[test]
     fn a_zero_cooldown_turns_the_cooldown_off_but_not_the_hourly_cap() {
-        let policy = ResendPolicy { cooldown: Duration::ZERO, ..POLICY };
+        let policy = ResendPolicy {
+            cooldown: Duration::ZERO,
+            ..POLICY
+        };
         assert!(policy.allows(history(1, Some(0)), NOW));
         assert!(!policy.allows(history(5, Some(0)), NOW));
     }

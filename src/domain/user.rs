@@ -230,7 +230,12 @@ mod tests {
 
     fn pending_user() -> User {
         let email = Email::parse("ada@example.com").unwrap();
-        User::sign_up(UserId::new_v7(), email, PersonNames::default(), datetime!(2026-01-01 0:00 UTC))
+        User::sign_up(
+            UserId::new_v7(),
+            email,
+            PersonNames::default(),
+            datetime!(2026-01-01 0:00 UTC),
+        )
     }
 
     #[test]
@@ -255,7 +260,10 @@ mod tests {
     fn a_disabled_user_is_never_reactivated_by_verification() {
         let mut user = pending_user();
         user.status = UserStatus::Disabled;
-        assert_eq!(user.verify_email(datetime!(2026-01-02 0:00 UTC)), Err(VerifyEmailError::Disabled));
+        assert_eq!(
+            user.verify_email(datetime!(2026-01-02 0:00 UTC)),
+            Err(VerifyEmailError::Disabled)
+        );
         assert_eq!(user.status(), UserStatus::Disabled);
     }
 
@@ -271,7 +279,11 @@ mod tests {
 
     #[test]
     fn status_round_trips_through_its_stored_form() {
-        for status in [UserStatus::PendingVerification, UserStatus::Active, UserStatus::Disabled] {
+        for status in [
+            UserStatus::PendingVerification,
+            UserStatus::Active,
+            UserStatus::Disabled,
+        ] {
             assert_eq!(UserStatus::parse(status.as_str()), Ok(status));
         }
     }

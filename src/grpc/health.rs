@@ -12,12 +12,21 @@ pub type ReadinessCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Se
 pub const USER_SERVICE_NAME: &str = "identity.v1.UserService";
 
 /// Re-checks readiness every `interval` until cancelled, reporting changes.
-pub async fn watch_readiness(reporter: HealthReporter, check: ReadinessCheck, interval: Duration, stop: CancellationToken) {
+pub async fn watch_readiness(
+    reporter: HealthReporter,
+    check: ReadinessCheck,
+    interval: Duration,
+    stop: CancellationToken,
+) {
     let mut last: Option<bool> = None;
     loop {
         let is_ready = check().await;
         if last != Some(is_ready) {
-            let status = if is_ready { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let status = if is_ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
             reporter.set_service_status("", status).await;
             reporter.set_service_status(USER_SERVICE_NAME, status).await;
             if is_ready {
@@ -33,5 +42,7 @@ pub async fn watch_readiness(reporter: HealthReporter, check: ReadinessCheck, in
         }
     }
     reporter.set_service_status("", ServingStatus::NotServing).await;
-    reporter.set_service_status(USER_SERVICE_NAME, ServingStatus::NotServing).await;
+    reporter
+        .set_service_status(USER_SERVICE_NAME, ServingStatus::NotServing)
+        .await;
 }

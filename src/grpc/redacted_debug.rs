@@ -21,7 +21,10 @@ impl fmt::Debug for SignUpRequest {
 
 impl fmt::Debug for LoginRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoginRequest").field("email", &self.email).field("password", &HIDDEN).finish()
+        f.debug_struct("LoginRequest")
+            .field("email", &self.email)
+            .field("password", &HIDDEN)
+            .finish()
     }
 }
 
@@ -45,7 +48,9 @@ impl fmt::Debug for VerifyEmailRequest {
 
 impl fmt::Debug for ValidateTokenRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ValidateTokenRequest").field("access_token", &HIDDEN).finish()
+        f.debug_struct("ValidateTokenRequest")
+            .field("access_token", &HIDDEN)
+            .finish()
     }
 }
 
@@ -55,9 +60,17 @@ mod tests {
 
     #[test]
     fn secrets_are_hidden() {
-        let request = SignUpRequest { email: "a@example.com".into(), password: "s3cret-pass".into(), ..Default::default() };
+        let request = SignUpRequest {
+            email: "a@example.com".into(),
+            password: "s3cret-pass".into(),
+            ..Default::default()
+        };
         assert!(!format!("{request:?}").contains("s3cret-pass"));
-        let response = LoginResponse { access_token: "v4.public.x".into(), refresh_token: "r3fresh".into(), ..Default::default() };
+        let response = LoginResponse {
+            access_token: "v4.public.x".into(),
+            refresh_token: "r3fresh".into(),
+            ..Default::default()
+        };
         let shown = format!("{response:?}");
         assert!(!shown.contains("v4.public.x") && !shown.contains("r3fresh"));
     }

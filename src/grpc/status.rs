@@ -18,7 +18,11 @@ impl From<ApplicationError> for Status {
                 for violation in &violations {
                     details.add_bad_request_violation(violation.field, &violation.description);
                 }
-                let summary = violations.iter().map(|v| format!("{} {}", v.field, v.description)).collect::<Vec<_>>().join("; ");
+                let summary = violations
+                    .iter()
+                    .map(|v| format!("{} {}", v.field, v.description))
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 Status::with_error_details(Code::InvalidArgument, format!("invalid request: {summary}"), details)
             }
             ApplicationError::EmailTaken => Status::already_exists("a user with this email address already exists"),
@@ -33,15 +37,25 @@ impl From<ApplicationError> for Status {
             }
             ApplicationError::InvalidVerificationToken => {
                 let mut details = ErrorDetails::new();
-                details.add_bad_request_violation("token", "is invalid, already used or expired; ask for a new verification email");
-                Status::with_error_details(Code::InvalidArgument, "invalid, used or expired verification token", details)
+                details.add_bad_request_violation(
+                    "token",
+                    "is invalid, already used or expired; ask for a new verification email",
+                );
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    "invalid, used or expired verification token",
+                    details,
+                )
             }
             ApplicationError::InvalidAccessToken(reason) => {
                 tracing::info!(reason = %reason, "access token refused");
                 Status::unauthenticated("invalid or expired access token")
             }
             ApplicationError::Saturated { retry_after } => {
-                tracing::warn!(retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX), "request shed: server saturated");
+                tracing::warn!(
+                    retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+                    "request shed: server saturated"
+                );
                 Status::with_error_details(
                     Code::ResourceExhausted,
                     "the server is busy; retry later",
@@ -65,7 +79,11 @@ impl From<ApplicationError> for Status {
 }
 
 fn with_reason(code: Code, message: &str, reason: &str) -> Status {
-    Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new()))
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new()),
+    )
 }
 
 #[cfg(test)]
@@ -75,7 +93,10 @@ mod tests {
 
     #[test]
     fn field_violations_travel_as_bad_request_details() {
-        let status = Status::from(ApplicationError::InvalidInput(vec![FieldViolation::new("email", "is required")]));
+        let status = Status::from(ApplicationError::InvalidInput(vec![FieldViolation::new(
+            "email",
+            "is required",
+        )]));
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
         let violations = &details.bad_request().unwrap().field_violations;
@@ -84,7 +105,9 @@ mod tests {
 
     #[test]
     fn unexpected_errors_leak_nothing() {
-        let status = Status::from(ApplicationError::Unexpected(anyhow::anyhow!("password=hunter2 in SELECT")));
+        let status = Status::from(ApplicationError::Unexpected(anyhow::anyhow!(
+            "password=hunter2 in SELECT"
+        )));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("hunter2"));
     }
@@ -93,6 +116,9 @@ mod tests {
     fn unverified_email_carries_its_reason() {
         let status = Status::from(ApplicationError::EmailNotVerified);
         assert_eq!(status.code(), Code::FailedPrecondition);
-        assert_eq!(status.get_error_details().error_info().unwrap().reason, "EMAIL_NOT_VERIFIED");
+        assert_eq!(
+            status.get_error_details().error_info().unwrap().reason,
+            "EMAIL_NOT_VERIFIED"
+        );
     }
 }

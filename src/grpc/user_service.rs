@@ -33,13 +33,17 @@ fn parse_email(raw: &str) -> Result<Email, ApplicationError> {
 
 /// The token from `authorization: Bearer <token>`.
 fn bearer_token(metadata: &MetadataMap) -> Result<&str, Status> {
-    let value = metadata
-        .get("authorization")
-        .ok_or_else(|| Status::unauthenticated("missing authorization metadata: send `authorization: Bearer <access token>`"))?;
-    let value = value.to_str().map_err(|_| Status::unauthenticated("malformed authorization metadata"))?;
+    let value = metadata.get("authorization").ok_or_else(|| {
+        Status::unauthenticated("missing authorization metadata: send `authorization: Bearer <access token>`")
+    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| Status::unauthenticated("malformed authorization metadata"))?;
     match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
-        _ => Err(Status::unauthenticated("authorization metadata must be `Bearer <access token>`")),
+        _ => Err(Status::unauthenticated(
+            "authorization metadata must be `Bearer <access token>`",
+        )),
     }
 }
 
@@ -48,16 +52,21 @@ impl UserService for UserGrpcService {
     async fn sign_up(&self, request: Request<proto::SignUpRequest>) -> Result<Response<proto::SignUpResponse>, Status> {
         let command = SignUpCommand::parse(convert::sign_up_input(request.into_inner()), self.password_policy)?;
         let user = self.sign_up.execute(command).await?;
-        Ok(Response::new(proto::SignUpResponse { user: Some(convert::user(&user)) }))
+        Ok(Response::new(proto::SignUpResponse {
+            user: Some(convert::user(&user)),
+        }))
     }
 
     async fn verify_email(
         &self,
         request: Request<proto::VerifyEmailRequest>,
     ) -> Result<Response<proto::VerifyEmailResponse>, Status> {
-        let token = OpaqueToken::parse(&request.into_inner().token).map_err(|_| ApplicationError::InvalidVerificationToken)?;
+        let token =
+            OpaqueToken::parse(&request.into_inner().token).map_err(|_| ApplicationError::InvalidVerificationToken)?;
         let user = self.verify_email.execute(token).await?;
-        Ok(Response::new(proto::VerifyEmailResponse { user: Some(convert::user(&user)) }))
+        Ok(Response::new(proto::VerifyEmailResponse {
+            user: Some(convert::user(&user)),
+        }))
     }
 
     async fn resend_verification_email(
@@ -72,7 +81,8 @@ impl UserService for UserGrpcService {
     async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
         let request = request.into_inner();
         let email = parse_email(&request.email);
-        let password = PlaintextPassword::parse(request.password).map_err(|e| ApplicationError::invalid_field("password", e));
+        let password =
+            PlaintextPassword::parse(request.password).map_err(|e| ApplicationError::invalid_field("password", e));
         let command = match (email, password) {
             (Ok(email), Ok(password)) => LoginCommand { email, password },
             (Err(ApplicationError::InvalidInput(mut a)), Err(ApplicationError::InvalidInput(b))) => {
@@ -111,7 +121,10 @@ impl UserService for UserGrpcService {
             .tokens
             .public_keys()
             .into_iter()
-            .map(|key| proto::PublicKey { kid: key.kid, public_key: key.public_key })
+            .map(|key| proto::PublicKey {
+                kid: key.kid,
+                public_key: key.public_key,
+            })
             .collect();
         Ok(Response::new(proto::GetPublicKeysResponse { keys }))
     }
@@ -122,7 +135,9 @@ impl UserService for UserGrpcService {
     ) -> Result<Response<proto::GetCurrentUserResponse>, Status> {
         let token = bearer_token(request.metadata())?;
         let user = self.get_current_user.execute(token).await?;
-        Ok(Response::new(proto::GetCurrentUserResponse { user: Some(convert::user(&user)) }))
+        Ok(Response::new(proto::GetCurrentUserResponse {
+            user: Some(convert::user(&user)),
+        }))
     }
 }
 
@@ -145,8 +160,15 @@ mod tests {
     #[test]
     fn other_schemes_and_empty_tokens_are_refused() {
         for bad in ["Basic abc", "Bearer ", "abc"] {
-            assert_eq!(bearer_token(&metadata(bad)).unwrap_err().code(), tonic::Code::Unauthenticated, "{bad}");
+            assert_eq!(
+                bearer_token(&metadata(bad)).unwrap_err().code(),
+                tonic::Code::Unauthenticated,
+                "{bad}"
+            );
         }
-        assert_eq!(bearer_token(&MetadataMap::new()).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            bearer_token(&MetadataMap::new()).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 }

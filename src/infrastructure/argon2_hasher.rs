@@ -43,7 +43,8 @@ impl Argon2Settings {
     /// # Errors
     /// Parameters argon2 refuses (too little memory for the lanes, say).
     pub fn params(&self) -> anyhow::Result<Params> {
-        Params::new(self.m_cost, self.t_cost, self.p_cost, None).map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))
+        Params::new(self.m_cost, self.t_cost, self.p_cost, None)
+            .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))
     }
 }
 
@@ -66,7 +67,10 @@ impl Argon2Hasher {
     pub fn new(settings: Argon2Settings) -> anyhow::Result<Self> {
         let params = settings.params()?;
         let random = uuid::Uuid::new_v4().to_string();
-        let dummy_hash = argon2id(&params).hash_password(random.as_bytes()).context("computing the dummy hash")?.to_string();
+        let dummy_hash = argon2id(&params)
+            .hash_password(random.as_bytes())
+            .context("computing the dummy hash")?
+            .to_string();
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
@@ -79,17 +83,22 @@ impl Argon2Hasher {
         match tokio::time::timeout(self.queue_timeout, Arc::clone(&self.permits).acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(closed)) => Err(HashingError::Unexpected(closed.into())),
-            Err(_) => Err(HashingError::Saturated { retry_after: Duration::from_secs(1) }),
+            Err(_) => Err(HashingError::Saturated {
+                retry_after: Duration::from_secs(1),
+            }),
         }
     }
 
     fn check_ceiling(&self, stored: &Phc) -> Result<(), HashingError> {
-        let stored = Params::try_from(stored).map_err(|e| anyhow::anyhow!("stored hash has invalid parameters: {e}"))?;
+        let stored =
+            Params::try_from(stored).map_err(|e| anyhow::anyhow!("stored hash has invalid parameters: {e}"))?;
         let too_costly = stored.m_cost() > self.params.m_cost().saturating_mul(COST_CEILING_FACTOR)
             || stored.t_cost() > self.params.t_cost().saturating_mul(COST_CEILING_FACTOR)
             || stored.p_cost() > self.params.p_cost().saturating_mul(COST_CEILING_FACTOR);
         if too_costly {
-            return Err(HashingError::Unexpected(anyhow::anyhow!("stored hash parameters exceed the configured ceiling")));
+            return Err(HashingError::Unexpected(anyhow::anyhow!(
+                "stored hash parameters exceed the configured ceiling"
+            )));
         }
         Ok(())
     }
@@ -121,22 +130,32 @@ impl PasswordHasher for Argon2Hasher {
         let permit = self.slot().await?;
         let secret = SecretString::from(password.as_plaintext().expose().to_owned());
         let params = self.params.clone();
-        let phc = off_runtime(permit, move || argon2id(&params).hash_password(secret.expose_secret().as_bytes()).map(|h| h.to_string()))
-            .await?
-            .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))?;
+        let phc = off_runtime(permit, move || {
+            argon2id(&params)
+                .hash_password(secret.expose_secret().as_bytes())
+                .map(|h| h.to_string())
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))?;
         Ok(PasswordHash::from_phc(phc))
     }
 
     async fn verify(&self, password: &PlaintextPassword, hash: Option<&PasswordHash>) -> Result<bool, HashingError> {
         let is_dummy = hash.is_none();
         let phc_string = hash.map_or_else(|| self.dummy_hash.clone(), |h| h.as_str().to_owned());
-        let phc = Phc::new(&phc_string).map_err(|e| anyhow::anyhow!("stored password hash is not a PHC string: {e}"))?;
+        let phc =
+            Phc::new(&phc_string).map_err(|e| anyhow::anyhow!("stored password hash is not a PHC string: {e}"))?;
         self.check_ceiling(&phc)?;
         let permit = self.slot().await?;
         let secret = SecretString::from(password.expose().to_owned());
         // Argon2::default() takes algorithm, version and cost from the stored
         // hash itself, so hashes made under older parameters still verify.
-        let matches = off_runtime(permit, move || Argon2::default().verify_password(secret.expose_secret().as_bytes(), &phc).is_ok()).await?;
+        let matches = off_runtime(permit, move || {
+            Argon2::default()
+                .verify_password(secret.expose_secret().as_bytes(), &phc)
+                .is_ok()
+        })
+        .await?;
         Ok(matches && !is_dummy)
     }
 }
@@ -147,7 +166,13 @@ mod tests {
     use crate::domain::PasswordPolicy;
 
     fn fast() -> Argon2Settings {
-        Argon2Settings { m_cost: 64, t_cost: 1, p_cost: 1, max_concurrent: 2, queue_timeout: Duration::from_secs(5) }
+        Argon2Settings {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1,
+            max_concurrent: 2,
+            queue_timeout: Duration::from_secs(5),
+        }
     }
 
     fn new_password(raw: &str) -> NewPassword {
@@ -175,15 +200,27 @@ mod tests {
     #[tokio::test]
     async fn stored_hashes_far_above_our_cost_are_refused() {
         let hasher = Argon2Hasher::new(fast()).unwrap();
-        let costly = Argon2Hasher::new(Argon2Settings { m_cost: 64 * 16, ..fast() }).unwrap();
+        let costly = Argon2Hasher::new(Argon2Settings {
+            m_cost: 64 * 16,
+            ..fast()
+        })
+        .unwrap();
         let hash = costly.hash(&new_password("violet-tundra-kettle-9")).await.unwrap();
         let password = PlaintextPassword::parse("violet-tundra-kettle-9".into()).unwrap();
-        assert!(matches!(hasher.verify(&password, Some(&hash)).await, Err(HashingError::Unexpected(_))));
+        assert!(matches!(
+            hasher.verify(&password, Some(&hash)).await,
+            Err(HashingError::Unexpected(_))
+        ));
     }
 
     #[tokio::test]
     async fn a_waiter_past_the_deadline_is_shed() {
-        let hasher = Argon2Hasher::new(Argon2Settings { max_concurrent: 1, queue_timeout: Duration::from_millis(10), ..fast() }).unwrap();
+        let hasher = Argon2Hasher::new(Argon2Settings {
+            max_concurrent: 1,
+            queue_timeout: Duration::from_millis(10),
+            ..fast()
+        })
+        .unwrap();
         let _held = hasher.slot().await.unwrap();
         assert!(matches!(hasher.slot().await, Err(HashingError::Saturated { .. })));
     }

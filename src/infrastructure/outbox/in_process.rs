@@ -1,11 +1,7 @@
 use async_trait::async_trait;
 
 use super::{OutboxPublisher, PublishError, payload};
-use crate::{
-    application::DeliverEmail,
-    domain::ports::SendEmailError,
-    infrastructure::sea_orm::OutboxRow,
-};
+use crate::{application::DeliverEmail, domain::ports::SendEmailError, infrastructure::sea_orm::OutboxRow};
 
 /// Delivers outbox events straight to the email provider, inside the server:
 /// the zero-setup mode when no message broker is configured.

@@ -54,7 +54,11 @@ pub fn encode(event: &DomainEvent) -> anyhow::Result<String> {
 /// are permanent: retrying cannot fix them.
 pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
     let probe: VersionProbe = serde_json::from_slice(payload).context("the payload is not a versioned JSON event")?;
-    anyhow::ensure!(probe.schema_version == SCHEMA_VERSION, "unsupported schema version {}", probe.schema_version);
+    anyhow::ensure!(
+        probe.schema_version == SCHEMA_VERSION,
+        "unsupported schema version {}",
+        probe.schema_version
+    );
     match event_type {
         VerificationEmailRequested::EVENT_TYPE => {
             let p: VerificationEmailRequestedV1 = serde_json::from_slice(payload).context("malformed event payload")?;

@@ -98,7 +98,11 @@ impl OutboxRelay {
                 self.prune().await;
                 last_prune = Some(tokio::time::Instant::now());
             }
-            let wait = if backoff.is_zero() { self.settings.poll_interval } else { backoff };
+            let wait = if backoff.is_zero() {
+                self.settings.poll_interval
+            } else {
+                backoff
+            };
             tokio::select! {
                 () = stop.cancelled() => break,
                 // While backing off, commits must not cut the backoff short.
@@ -124,7 +128,9 @@ impl OutboxRelay {
                 }
                 Err(PublishError::Permanent(error)) => {
                     tracing::error!(event_id = %row.id, error = format!("{error:#}"), "outbox event cannot be published; giving up on it");
-                    batch.mark_published(row.id, self.clock.now(), Some(&format!("permanent failure: {error:#}"))).await?;
+                    batch
+                        .mark_published(row.id, self.clock.now(), Some(&format!("permanent failure: {error:#}")))
+                        .await?;
                     settled += 1;
                 }
                 Err(PublishError::Transient(error)) => {

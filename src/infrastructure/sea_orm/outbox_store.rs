@@ -1,6 +1,7 @@
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
     sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
 use time::OffsetDateTime;
@@ -22,7 +23,10 @@ pub(super) async fn insert_event(txn: &DatabaseTransaction, event: &DomainEvent)
         attempts: Set(0),
         last_error: Set(None),
     };
-    outbox::Entity::insert(row).exec_without_returning(txn).await.map_err(classify)?;
+    outbox::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await
+        .map_err(classify)?;
     Ok(())
 }
 
@@ -40,7 +44,10 @@ pub struct OutboxRow {
 
 impl std::fmt::Debug for OutboxRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutboxRow").field("id", &self.id).field("event_type", &self.event_type).finish_non_exhaustive()
+        f.debug_struct("OutboxRow")
+            .field("id", &self.id)
+            .field("event_type", &self.event_type)
+            .finish_non_exhaustive()
     }
 }
 
@@ -74,7 +81,11 @@ impl SeaOrmOutboxStore {
             .limit(limit);
         let (txn, rows) = if is_postgres(&self.db) {
             let txn = self.db.begin().await.map_err(classify)?;
-            let rows = pending.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked).all(&txn).await.map_err(classify)?;
+            let rows = pending
+                .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+                .all(&txn)
+                .await
+                .map_err(classify)?;
             (Some(txn), rows)
         } else {
             (None, pending.all(&self.db).await.map_err(classify)?)
@@ -90,7 +101,11 @@ impl SeaOrmOutboxStore {
                 created_at: row.created_at,
             })
             .collect();
-        Ok(ClaimedBatch { txn, db: self.db.clone(), rows })
+        Ok(ClaimedBatch {
+            txn,
+            db: self.db.clone(),
+            rows,
+        })
     }
 
     /// Deletes published rows older than `before`; returns how many.
@@ -113,8 +128,15 @@ impl SeaOrmOutboxStore {
     /// Storage failures.
     pub async fn backlog(&self) -> Result<(u64, Option<OffsetDateTime>), RepositoryError> {
         let pending = outbox::Entity::find().filter(outbox::Column::PublishedAt.is_null());
-        let count = sea_orm::PaginatorTrait::count(pending.clone(), &self.db).await.map_err(classify)?;
-        let oldest = pending.order_by_asc(outbox::Column::Id).one(&self.db).await.map_err(classify)?.map(|row| row.created_at);
+        let count = sea_orm::PaginatorTrait::count(pending.clone(), &self.db)
+            .await
+            .map_err(classify)?;
+        let oldest = pending
+            .order_by_asc(outbox::Column::Id)
+            .one(&self.db)
+            .await
+            .map_err(classify)?
+            .map(|row| row.created_at);
         Ok((count, oldest))
     }
 }
@@ -133,7 +155,12 @@ impl ClaimedBatch {
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn mark_published(&self, id: Uuid, at: OffsetDateTime, note: Option<&str>) -> Result<(), RepositoryError> {
+    pub async fn mark_published(
+        &self,
+        id: Uuid,
+        at: OffsetDateTime,
+        note: Option<&str>,
+    ) -> Result<(), RepositoryError> {
         let update = outbox::Entity::update_many()
             .col_expr(outbox::Column::PublishedAt, Expr::value(at))
             .col_expr(outbox::Column::LastError, Expr::value(note.map(str::to_owned)))

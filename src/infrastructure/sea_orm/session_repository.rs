@@ -29,7 +29,10 @@ impl SessionRepository for SeaOrmSessionRepository {
             rotated_at: Set(None),
             revoked_at: Set(None),
         };
-        sessions::Entity::insert(row).exec_without_returning(&self.db).await.map_err(classify)?;
+        sessions::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 }

@@ -51,9 +51,15 @@ impl UserRepository for SeaOrmUserRepository {
         event: &DomainEvent,
     ) -> Result<(), InsertUserError> {
         let txn = self.db.begin().await.map_err(classify)?;
-        let inserted = users::Entity::insert(user_row(user, password_hash)).exec_without_returning(&txn).await;
+        let inserted = users::Entity::insert(user_row(user, password_hash))
+            .exec_without_returning(&txn)
+            .await;
         if let Err(error) = inserted {
-            return Err(if is_unique_violation(&error) { InsertUserError::DuplicateEmail } else { classify(error).into() });
+            return Err(if is_unique_violation(&error) {
+                InsertUserError::DuplicateEmail
+            } else {
+                classify(error).into()
+            });
         }
         verification_tokens::Entity::insert(token_row(user.id(), token))
             .exec_without_returning(&txn)
@@ -66,21 +72,36 @@ impl UserRepository for SeaOrmUserRepository {
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError> {
-        let row = users::Entity::find_by_id(id.as_uuid()).one(&self.db).await.map_err(classify)?;
+        let row = users::Entity::find_by_id(id.as_uuid())
+            .one(&self.db)
+            .await
+            .map_err(classify)?;
         row.map(|row| to_user(&row)).transpose()
     }
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepositoryError> {
-        let row = users::Entity::find().filter(users::Column::Email.eq(email.as_str())).one(&self.db).await.map_err(classify)?;
+        let row = users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(classify)?;
         row.map(|row| to_user(&row)).transpose()
     }
 
     async fn find_credentials_by_email(&self, email: &Email) -> Result<Option<(User, PasswordHash)>, RepositoryError> {
-        let row = users::Entity::find().filter(users::Column::Email.eq(email.as_str())).one(&self.db).await.map_err(classify)?;
-        row.map(|row| Ok((to_user(&row)?, PasswordHash::from_phc(row.password_hash)))).transpose()
+        let row = users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(classify)?;
+        row.map(|row| Ok((to_user(&row)?, PasswordHash::from_phc(row.password_hash))))
+            .transpose()
     }
 
-    async fn find_verification_token(&self, hash: &TokenHash) -> Result<Option<VerificationTokenRecord>, RepositoryError> {
+    async fn find_verification_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<VerificationTokenRecord>, RepositoryError> {
         let row = verification_tokens::Entity::find()
             .filter(verification_tokens::Column::TokenHash.eq(hash.to_hex()))
             .one(&self.db)
@@ -125,7 +146,11 @@ impl UserRepository for SeaOrmUserRepository {
         Ok(true)
     }
 
-    async fn verification_history(&self, user_id: UserId, since: OffsetDateTime) -> Result<VerificationHistory, RepositoryError> {
+    async fn verification_history(
+        &self,
+        user_id: UserId,
+        since: OffsetDateTime,
+    ) -> Result<VerificationHistory, RepositoryError> {
         let rows = recent_tokens(&self.db, user_id).await?;
         Ok(history_of(&rows, since))
     }
@@ -141,7 +166,11 @@ impl UserRepository for SeaOrmUserRepository {
         if is_postgres(&txn) {
             // Serialises concurrent resends for one user on PostgreSQL; SQLite
             // runs write transactions one at a time already.
-            users::Entity::find_by_id(user_id.as_uuid()).lock_exclusive().one(&txn).await.map_err(classify)?;
+            users::Entity::find_by_id(user_id.as_uuid())
+                .lock_exclusive()
+                .one(&txn)
+                .await
+                .map_err(classify)?;
         }
         let newest = recent_tokens(&txn, user_id).await?.first().map(|row| row.created_at);
         if newest != expected_last_sent_at {
@@ -154,7 +183,10 @@ impl UserRepository for SeaOrmUserRepository {
             .exec(&txn)
             .await
             .map_err(classify)?;
-        verification_tokens::Entity::insert(token_row(user_id, token)).exec_without_returning(&txn).await.map_err(classify)?;
+        verification_tokens::Entity::insert(token_row(user_id, token))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(classify)?;
         outbox_store::insert_event(&txn, event).await?;
         txn.commit().await.map_err(classify)?;
         self.outbox_written.notify_one();
@@ -162,7 +194,10 @@ impl UserRepository for SeaOrmUserRepository {
     }
 }
 
-async fn recent_tokens(db: &impl sea_orm::ConnectionTrait, user_id: UserId) -> Result<Vec<verification_tokens::Model>, RepositoryError> {
+async fn recent_tokens(
+    db: &impl sea_orm::ConnectionTrait,
+    user_id: UserId,
+) -> Result<Vec<verification_tokens::Model>, RepositoryError> {
     // Ids are UUIDv7, so id order is creation order on both backends.
     verification_tokens::Entity::find()
         .filter(verification_tokens::Column::UserId.eq(user_id.as_uuid()))
@@ -232,5 +267,7 @@ fn to_user(row: &users::Model) -> Result<User, RepositoryError> {
             row.verified_at,
         ))
     };
-    build().with_context(|| format!("user row {} is invalid", row.id)).map_err(RepositoryError::Unexpected)
+    build()
+        .with_context(|| format!("user row {} is invalid", row.id))
+        .map_err(RepositoryError::Unexpected)
 }

@@ -1,0 +1,341 @@
+//! Starts the real server on port 0 against a fresh database (a SQLite file or
+//! a new PostgreSQL database) and talks to it through the generated client, as
+//! another service would.
+
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use identity::{
+    config::Settings,
+    domain::ports::{Clock, EmailSender, OutgoingEmail, SendEmailError},
+    grpc::proto::user_service_client::UserServiceClient,
+    infrastructure::{Argon2Settings, SystemClock},
+    startup::{Application, Overrides},
+};
+use sea_orm::{ConnectionTrait, Database};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub const STRONG_PASSWORD: &str = "plum-orbit-canyon-47!";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A clock the test moves by hand, so expiry is tested without sleeping.
+pub struct TestClock(Mutex<OffsetDateTime>);
+
+impl TestClock {
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().unwrap();
+        *now += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// The email provider boundary: records what would have been sent.
+#[derive(Default)]
+pub struct CapturingSender {
+    sent: Mutex<Vec<OutgoingEmail>>,
+    arrived: Notify,
+}
+
+#[async_trait]
+impl EmailSender for CapturingSender {
+    fn provider(&self) -> &'static str {
+        "capture"
+    }
+
+    async fn send(&self, email: &OutgoingEmail) -> Result<(), SendEmailError> {
+        self.sent.lock().unwrap().push(email.clone());
+        self.arrived.notify_waiters();
+        Ok(())
+    }
+}
+
+impl CapturingSender {
+    pub fn sent(&self) -> Vec<OutgoingEmail> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `count` emails were sent (the relay is asynchronous).
+    pub async fn wait_for(&self, count: usize) -> Vec<OutgoingEmail> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let notified = self.arrived.notified();
+            let sent = self.sent();
+            if sent.len() >= count {
+                return sent;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected {count} emails, got {}",
+                sent.len()
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+        }
+    }
+
+    /// Gives the relay time to send anything it would send, then returns what was sent.
+    pub async fn settle(&self) -> Vec<OutgoingEmail> {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.sent()
+    }
+}
+
+/// The verification token in an email's link.
+pub fn token_in(email: &OutgoingEmail) -> String {
+    let start = email
+        .text_body
+        .find("token=")
+        .expect("the email carries a link with a token")
+        + "token=".len();
+    email.text_body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+pub struct TestApp {
+    pub port: u16,
+    pub client: UserServiceClient<Channel>,
+    pub emails: Arc<CapturingSender>,
+    pub clock: Arc<TestClock>,
+    pub database: TestDatabase,
+    stop: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl TestApp {
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://127.0.0.1:{}", self.port))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+}
+
+pub enum TestDatabase {
+    Sqlite { path: std::path::PathBuf },
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    pub fn url(&self) -> String {
+        match self {
+            Self::Sqlite { path } => format!("sqlite://{}?mode=rwc", path.display()),
+            Self::Postgres { admin_url, name } => database_url(admin_url, name),
+        }
+    }
+
+    /// Runs SQL as the administrator on the test database's server.
+    pub async fn admin_execute(&self, sql: &str) {
+        let Self::Postgres { admin_url, .. } = self else {
+            panic!("PostgreSQL only")
+        };
+        let admin = Database::connect(admin_url.as_str()).await.unwrap();
+        admin.execute_unprepared(sql).await.unwrap();
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match self {
+            Self::Sqlite { path } => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Self::Postgres { admin_url, name } => {
+                // Drop cannot await; a short-lived thread with its own runtime can.
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                let _ = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    runtime.block_on(async {
+                        if let Ok(admin) = Database::connect(admin_url.as_str()).await {
+                            let _ = admin
+                                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                                .await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+fn database_url(admin_url: &str, name: &str) -> String {
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("TEST_DATABASE_URL ends with /<database>");
+    format!("{base}/{name}")
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+async fn create_database(backend: Backend) -> Option<TestDatabase> {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    match backend {
+        Backend::Sqlite => Some(TestDatabase::Sqlite {
+            path: std::env::temp_dir().join(format!("identity-test-{unique}.db")),
+        }),
+        Backend::Postgres => {
+            let admin_url = postgres_admin_url();
+            let admin = match Database::connect(admin_url.as_str()).await {
+                Ok(admin) => admin,
+                // Locally, no PostgreSQL means skip; in CI it must fail the run.
+                Err(error) if std::env::var_os("CI").is_none() => {
+                    eprintln!("skipping: PostgreSQL unreachable at {admin_url}: {error}");
+                    return None;
+                }
+                Err(error) => panic!("PostgreSQL unreachable at {admin_url} and CI is set: {error}"),
+            };
+            let name = format!("identity_test_{unique}");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .unwrap();
+            Some(TestDatabase::Postgres { admin_url, name })
+        }
+    }
+}
+
+/// Settings for tests: port 0, cheap argon2 (the cost is covered by the
+/// benchmarks, not the tests), a fresh database.
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut settings = Settings::from_lookup(|_| None).unwrap();
+    settings.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    settings.database_url = database_url.to_owned();
+    settings.argon2 = Argon2Settings {
+        m_cost: 256,
+        t_cost: 1,
+        p_cost: 1,
+        ..settings.argon2
+    };
+    settings.verification_url =
+        identity::application::VerificationLinkTemplate::parse("https://app.example/verify?token={token}").unwrap();
+    settings
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    let database = create_database(backend).await?;
+    let mut settings = test_settings(&database.url());
+    configure(&mut settings);
+    let emails = Arc::new(CapturingSender::default());
+    let clock = Arc::new(TestClock(Mutex::new(SystemClock.now())));
+    let overrides = Overrides {
+        clock: Some(Arc::clone(&clock) as Arc<dyn Clock>),
+        email_sender: Some(Arc::clone(&emails) as Arc<dyn EmailSender>),
+    };
+    let app = Application::build(settings, overrides)
+        .await
+        .expect("the server starts");
+    let port = app.port();
+    let stop = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    let client = UserServiceClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("the client connects");
+    Some(TestApp {
+        port,
+        client,
+        emails,
+        clock,
+        database,
+        stop,
+    })
+}
+
+/// Runs a test body against a backend, unless that backend is unavailable
+/// locally (never in CI).
+pub async fn run<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if let Some(app) = spawn_app(backend).await {
+        test(app).await;
+    }
+}
+
+/// Declares each test once per backend: `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    $crate::helpers::run($crate::helpers::Backend::Sqlite, super::$name).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    $crate::helpers::run($crate::helpers::Backend::Postgres, super::$name).await;
+                }
+            }
+        )+
+    };
+}
+
+pub fn sign_up_request(email: &str) -> identity::grpc::proto::SignUpRequest {
+    identity::grpc::proto::SignUpRequest {
+        email: email.to_owned(),
+        password: STRONG_PASSWORD.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Signs up and verifies a user, returning the user's id.
+pub async fn verified_user(app: &mut TestApp, email: &str) -> String {
+    let before = app.emails.sent().len();
+    let user = app
+        .client
+        .sign_up(sign_up_request(email))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    let emails = app.emails.wait_for(before + 1).await;
+    let email = emails
+        .iter()
+        .rev()
+        .find(|e| e.to.as_str() == user.email)
+        .expect("a verification email to the user");
+    let token = token_in(email);
+    app.client
+        .verify_email(identity::grpc::proto::VerifyEmailRequest { token })
+        .await
+        .unwrap();
+    user.id
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real server on port 0, a fresh SQLite file or
+//! PostgreSQL database per test, driven through the generated gRPC client.
+
+mod helpers;
+
+mod health_and_reflection;
+mod login;
+mod resend_verification;
+mod sign_up;
+mod tokens;
+mod unavailable_database;
+mod verify_email;
