@@ -5,6 +5,7 @@ use secrecy::ExposeSecret;
 use crate::{
     config::Settings,
     infrastructure::PasetoTokens,
+    mailer::{Mailer, MailerOverrides, MailerSettings},
     startup::{self, Application, Overrides},
     telemetry,
 };
@@ -36,6 +37,23 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         }
         Some(other) => anyhow::bail!("unknown command {other:?}; {USAGE}"),
     }
+}
+
+/// The mailer: consume until SIGTERM/SIGINT, then finish in-flight sends.
+///
+/// # Errors
+/// Bad configuration or a failure to start.
+pub async fn run_mailer() -> anyhow::Result<()> {
+    let settings = MailerSettings::from_env()?;
+    telemetry::init(settings.log_format);
+    let mailer = Mailer::build(settings, MailerOverrides::default()).await?;
+    let stop = mailer.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: finishing in-flight emails");
+        stop.cancel();
+    });
+    mailer.run_until_stopped().await
 }
 
 async fn serve() -> anyhow::Result<()> {

@@ -6,7 +6,9 @@ use std::{net::SocketAddr, time::Duration};
 use secrecy::SecretString;
 
 use crate::{
-    application::VerificationLinkTemplate, domain::password::MAX_PASSWORD_LENGTH, infrastructure::Argon2Settings,
+    application::VerificationLinkTemplate,
+    domain::{Email, password::MAX_PASSWORD_LENGTH},
+    infrastructure::{Argon2Settings, outbox::RelaySettings},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,115 @@ pub struct Settings {
     pub argon2: Argon2Settings,
     pub max_message_size: usize,
     pub log_format: LogFormat,
+    pub email: EmailSettings,
+    /// Set: the outbox relay publishes to RabbitMQ. Unset: it delivers emails in process.
+    pub amqp: Option<AmqpSettings>,
+    pub relay: RelaySettings,
+}
+
+/// Which provider sends emails, and how to reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailProvider {
+    Console,
+    SendGrid,
+    Smtp,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub provider: EmailProvider,
+    pub from: Email,
+    pub sendgrid_api_key: Option<SecretString>,
+    pub sendgrid_base_url: String,
+    /// May carry credentials, so it is a secret.
+    pub smtp_url: Option<SecretString>,
+    /// Longest wait for the provider's answer before the attempt counts as failed.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    /// May carry credentials, so it is a secret.
+    pub url: SecretString,
+    pub exchange: String,
+}
+
+impl EmailSettings {
+    /// # Errors
+    /// The first invalid variable.
+    pub fn from_source<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<Self, ConfigError> {
+        let provider = match env
+            .string("IDENTITY_EMAIL_PROVIDER", "console")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "console" => EmailProvider::Console,
+            "sendgrid" => EmailProvider::SendGrid,
+            "smtp" => EmailProvider::Smtp,
+            other => {
+                return Err(error(
+                    "IDENTITY_EMAIL_PROVIDER",
+                    format!("{other:?} is not one of sendgrid, smtp, console"),
+                ));
+            }
+        };
+        let from = Email::parse(&env.string("IDENTITY_EMAIL_FROM", "no-reply@identity.invalid"))
+            .map_err(|e| error("IDENTITY_EMAIL_FROM", format!("not a valid address: {e}")))?;
+        let sendgrid_api_key = env
+            .get("SENDGRID_API_KEY")
+            .map(|k| SecretString::from(k.trim().to_owned()));
+        if provider == EmailProvider::SendGrid && sendgrid_api_key.is_none() {
+            return Err(error(
+                "SENDGRID_API_KEY",
+                "is required when IDENTITY_EMAIL_PROVIDER=sendgrid",
+            ));
+        }
+        let sendgrid_base_url = env
+            .string("SENDGRID_BASE_URL", "https://api.sendgrid.com")
+            .trim_end_matches('/')
+            .to_owned();
+        if !(sendgrid_base_url.starts_with("https://") || sendgrid_base_url.starts_with("http://")) {
+            return Err(error("SENDGRID_BASE_URL", "must be an http(s) URL"));
+        }
+        let smtp_url = env
+            .get("IDENTITY_SMTP_URL")
+            .map(|u| SecretString::from(u.trim().to_owned()));
+        if provider == EmailProvider::Smtp && smtp_url.is_none() {
+            return Err(error(
+                "IDENTITY_SMTP_URL",
+                "is required when IDENTITY_EMAIL_PROVIDER=smtp",
+            ));
+        }
+        Ok(Self {
+            provider,
+            from,
+            sendgrid_api_key,
+            sendgrid_base_url,
+            smtp_url,
+            timeout: env.positive_duration("IDENTITY_EMAIL_TIMEOUT", Duration::from_secs(10))?,
+        })
+    }
+}
+
+impl AmqpSettings {
+    /// `None` when `IDENTITY_AMQP_URL` is unset.
+    ///
+    /// # Errors
+    /// A URL that is not amqp:// or amqps://.
+    pub fn from_source<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<Option<Self>, ConfigError> {
+        let Some(url) = env.get("IDENTITY_AMQP_URL") else {
+            return Ok(None);
+        };
+        let url = url.trim().to_owned();
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            // The value may hold a password: do not echo it.
+            return Err(error("IDENTITY_AMQP_URL", "must start with amqp:// or amqps://"));
+        }
+        Ok(Some(Self {
+            url: SecretString::from(url),
+            exchange: env.string("IDENTITY_AMQP_EXCHANGE", "identity.events"),
+        }))
+    }
 }
 
 /// A configuration error: which variable, and what is wrong with it.
@@ -45,7 +156,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn error(variable: &'static str, message: impl Into<String>) -> ConfigError {
+pub fn error(variable: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         variable,
         message: message.into(),
@@ -74,18 +185,19 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
-struct Source<F: Fn(&str) -> Option<String>>(F);
+/// Typed reads of configuration variables, with errors that name the variable.
+pub struct Source<F: Fn(&str) -> Option<String>>(pub F);
 
 impl<F: Fn(&str) -> Option<String>> Source<F> {
-    fn get(&self, name: &str) -> Option<String> {
+    pub fn get(&self, name: &str) -> Option<String> {
         (self.0)(name).filter(|v| !v.trim().is_empty())
     }
 
-    fn string(&self, name: &'static str, default: &str) -> String {
+    pub fn string(&self, name: &'static str, default: &str) -> String {
         self.get(name).unwrap_or_else(|| default.to_owned())
     }
 
-    fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    pub fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
     where
         T::Err: std::fmt::Display,
     {
@@ -95,14 +207,14 @@ impl<F: Fn(&str) -> Option<String>> Source<F> {
         }
     }
 
-    fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    pub fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
         match self.get(name) {
             Some(raw) => parse_duration(&raw).map_err(|e| error(name, e)),
             None => Ok(default),
         }
     }
 
-    fn positive_duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    pub fn positive_duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
         let value = self.duration(name, default)?;
         if value.is_zero() {
             return Err(error(name, "must be greater than zero"));
@@ -110,7 +222,7 @@ impl<F: Fn(&str) -> Option<String>> Source<F> {
         Ok(value)
     }
 
-    fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    pub fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {
             None => Ok(default),
             Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
@@ -198,6 +310,12 @@ impl Settings {
             })
             .unwrap_or_default();
         let ttl_access = env.positive_duration("IDENTITY_ACCESS_TOKEN_TTL", Duration::from_secs(600))?;
+        let relay_defaults = RelaySettings::default();
+        let relay = RelaySettings {
+            poll_interval: env.positive_duration("IDENTITY_OUTBOX_POLL_INTERVAL", relay_defaults.poll_interval)?,
+            retention: env.positive_duration("IDENTITY_OUTBOX_RETENTION", relay_defaults.retention)?,
+            ..relay_defaults
+        };
         Ok(Self {
             grpc_addr: env.parsed("IDENTITY_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
             database_url: env.string("IDENTITY_DATABASE_URL", "sqlite://identity.db?mode=rwc"),
@@ -219,6 +337,9 @@ impl Settings {
             argon2,
             max_message_size,
             log_format,
+            email: EmailSettings::from_source(&env)?,
+            amqp: AmqpSettings::from_source(&env)?,
+            relay,
         })
     }
 }
@@ -269,6 +390,29 @@ mod tests {
     fn the_secret_key_is_never_echoed() {
         let error = with(&[("IDENTITY_TOKEN_SECRET_KEY", "super-secret-value")]).unwrap_err();
         assert!(!error.to_string().contains("super-secret-value"));
+    }
+
+    #[test]
+    fn email_providers_need_their_credentials() {
+        assert_eq!(with(&[]).unwrap().email.provider, EmailProvider::Console);
+        let error = with(&[("IDENTITY_EMAIL_PROVIDER", "sendgrid")]).unwrap_err();
+        assert_eq!(error.variable, "SENDGRID_API_KEY");
+        let error = with(&[("IDENTITY_EMAIL_PROVIDER", "smtp")]).unwrap_err();
+        assert_eq!(error.variable, "IDENTITY_SMTP_URL");
+        let error = with(&[("IDENTITY_EMAIL_PROVIDER", "pigeon")]).unwrap_err();
+        assert_eq!(error.variable, "IDENTITY_EMAIL_PROVIDER");
+        let settings = with(&[("IDENTITY_EMAIL_PROVIDER", "sendgrid"), ("SENDGRID_API_KEY", "SG.x")]).unwrap();
+        assert_eq!(settings.email.sendgrid_base_url, "https://api.sendgrid.com");
+    }
+
+    #[test]
+    fn amqp_urls_are_checked_without_echoing_them() {
+        assert!(with(&[]).unwrap().amqp.is_none());
+        let error = with(&[("IDENTITY_AMQP_URL", "http://user:hunter2@host")]).unwrap_err();
+        assert_eq!(error.variable, "IDENTITY_AMQP_URL");
+        assert!(!error.to_string().contains("hunter2"));
+        let settings = with(&[("IDENTITY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")]).unwrap();
+        assert_eq!(settings.amqp.unwrap().exchange, "identity.events");
     }
 
     #[test]

@@ -10,5 +10,6 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod infrastructure;
+pub mod mailer;
 pub mod startup;
 pub mod telemetry;

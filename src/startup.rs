@@ -25,8 +25,9 @@ use crate::{
     },
     infrastructure::{
         Argon2Hasher, PasetoSettings, PasetoTokens, SystemClock,
-        email::ConsoleEmailSender,
-        outbox::{InProcessEmailPublisher, OutboxRelay, RelaySettings},
+        email::build_sender,
+        outbox::{InProcessEmailPublisher, OutboxPublisher, OutboxRelay},
+        rabbitmq::RabbitMqPublisher,
         sea_orm::{DatabaseSettings, SeaOrmOutboxStore, SeaOrmSessionRepository, SeaOrmUserRepository, connect},
     },
 };
@@ -106,18 +107,29 @@ impl Application {
             );
         }
         let tokens: Arc<dyn AccessTokenIssuer> = Arc::new(paseto);
-        let email_sender = overrides.email_sender.unwrap_or_else(|| Arc::new(ConsoleEmailSender));
+        // With a broker, events go to RabbitMQ and the mailer sends them; without,
+        // the relay renders and sends them here, through the same senders.
+        let publisher: Arc<dyn OutboxPublisher> = match &settings.amqp {
+            Some(amqp) => Arc::new(RabbitMqPublisher::new(amqp.url.clone(), amqp.exchange.clone())),
+            None => {
+                let sender = match overrides.email_sender {
+                    Some(sender) => sender,
+                    None => build_sender(&settings.email)?,
+                };
+                Arc::new(InProcessEmailPublisher {
+                    deliver: DeliverEmail { sender },
+                })
+            }
+        };
 
         let stop = CancellationToken::new();
         let mut background = Vec::new();
         let relay = OutboxRelay {
             store: SeaOrmOutboxStore::new(db.clone()),
-            publisher: Arc::new(InProcessEmailPublisher {
-                deliver: DeliverEmail { sender: email_sender },
-            }),
+            publisher,
             wake: outbox_written,
             clock: Arc::clone(&clock),
-            settings: RelaySettings::default(),
+            settings: settings.relay,
         };
         background.push(tokio::spawn(relay.run(stop.clone())));
 

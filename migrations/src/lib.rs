@@ -7,6 +7,7 @@ mod m20261127_000001_create_users;
 mod m20261127_000002_create_verification_tokens;
 mod m20261127_000003_create_sessions;
 mod m20261127_000004_create_outbox;
+mod m20261127_000005_create_mailer_deliveries;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_create_verification_tokens::Migration),
             Box::new(m20261127_000003_create_sessions::Migration),
             Box::new(m20261127_000004_create_outbox::Migration),
+            Box::new(m20261127_000005_create_mailer_deliveries::Migration),
         ]
     }
 }

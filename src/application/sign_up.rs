@@ -140,7 +140,7 @@ pub struct SignUp {
 impl SignUp {
     /// # Errors
     /// [`ApplicationError::EmailTaken`], saturation, storage failures.
-    #[tracing::instrument(name = "sign_up", skip_all)]
+    #[tracing::instrument(name = "sign_up", skip_all, fields(user_id))]
     pub async fn execute(&self, command: SignUpCommand) -> Result<User, ApplicationError> {
         // Cheap early answer for the common duplicate; the unique index still
         // decides races between concurrent sign-ups.

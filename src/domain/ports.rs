@@ -260,3 +260,24 @@ pub trait EmailSender: Send + Sync {
     /// Whether the failure is worth a retry.
     async fn send(&self, email: &OutgoingEmail) -> Result<(), SendEmailError>;
 }
+
+/// The mailer's record of events whose email the provider accepted, so that a
+/// redelivered message does not send a second email.
+#[async_trait]
+pub trait DeliveryLog: Send + Sync {
+    /// # Errors
+    /// Storage failures only.
+    async fn has_delivered(&self, event_id: Uuid) -> Result<bool, RepositoryError>;
+
+    /// Idempotent: recording an event twice is not an error.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn record_delivered(
+        &self,
+        event_id: Uuid,
+        event_type: &str,
+        provider: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), RepositoryError>;
+}

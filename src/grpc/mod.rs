@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod health;
+pub mod mailer_health;
 mod redacted_debug;
 pub mod request_context;
 pub mod status;

@@ -31,6 +31,12 @@ fn parse_email(raw: &str) -> Result<Email, ApplicationError> {
     Email::parse(raw).map_err(|e| ApplicationError::invalid_field("email", e))
 }
 
+/// Handlers run inside the per-RPC span (see `request_context`): the user id
+/// lands on it, and so on the "rpc finished" log line.
+fn record_user(user: &crate::domain::User) {
+    tracing::Span::current().record("user_id", tracing::field::display(user.id()));
+}
+
 /// The token from `authorization: Bearer <token>`.
 fn bearer_token(metadata: &MetadataMap) -> Result<&str, Status> {
     let value = metadata.get("authorization").ok_or_else(|| {
@@ -52,6 +58,7 @@ impl UserService for UserGrpcService {
     async fn sign_up(&self, request: Request<proto::SignUpRequest>) -> Result<Response<proto::SignUpResponse>, Status> {
         let command = SignUpCommand::parse(convert::sign_up_input(request.into_inner()), self.password_policy)?;
         let user = self.sign_up.execute(command).await?;
+        record_user(&user);
         Ok(Response::new(proto::SignUpResponse {
             user: Some(convert::user(&user)),
         }))
@@ -64,6 +71,7 @@ impl UserService for UserGrpcService {
         let token =
             OpaqueToken::parse(&request.into_inner().token).map_err(|_| ApplicationError::InvalidVerificationToken)?;
         let user = self.verify_email.execute(token).await?;
+        record_user(&user);
         Ok(Response::new(proto::VerifyEmailResponse {
             user: Some(convert::user(&user)),
         }))
@@ -92,6 +100,7 @@ impl UserService for UserGrpcService {
             (Err(e), _) | (_, Err(e)) => return Err(e.into()),
         };
         let outcome = self.login.execute(command).await?;
+        record_user(&outcome.user);
         Ok(Response::new(proto::LoginResponse {
             access_token: outcome.access_token.token.expose_secret().to_owned(),
             access_token_expires_at: Some(convert::timestamp(outcome.access_token.expires_at)),
@@ -110,6 +119,7 @@ impl UserService for UserGrpcService {
             return Err(ApplicationError::invalid_field("access_token", "is required").into());
         }
         let claims = self.validate_token.execute(request.access_token.trim())?;
+        tracing::Span::current().record("user_id", tracing::field::display(claims.user_id));
         Ok(Response::new(convert::token_claims(&claims)))
     }
 
@@ -135,6 +145,7 @@ impl UserService for UserGrpcService {
     ) -> Result<Response<proto::GetCurrentUserResponse>, Status> {
         let token = bearer_token(request.metadata())?;
         let user = self.get_current_user.execute(token).await?;
+        record_user(&user);
         Ok(Response::new(proto::GetCurrentUserResponse {
             user: Some(convert::user(&user)),
         }))

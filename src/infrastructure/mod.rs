@@ -4,6 +4,7 @@ pub mod argon2_hasher;
 pub mod email;
 pub mod outbox;
 pub mod paseto_tokens;
+pub mod rabbitmq;
 pub mod sea_orm;
 pub mod system_clock;
 

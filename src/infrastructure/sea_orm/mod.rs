@@ -2,6 +2,7 @@
 //! and the outbox store. Works on SQLite and PostgreSQL alike.
 
 mod connection;
+mod delivery_log;
 mod entities;
 mod errors;
 mod outbox_store;
@@ -9,6 +10,7 @@ mod session_repository;
 mod user_repository;
 
 pub use connection::{DatabaseSettings, connect, is_postgres};
+pub use delivery_log::SeaOrmDeliveryLog;
 pub use errors::classify;
 pub use outbox_store::{ClaimedBatch, OutboxRow, SeaOrmOutboxStore};
 pub use session_repository::SeaOrmSessionRepository;

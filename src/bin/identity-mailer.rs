@@ -1,0 +1,15 @@
+//! Consumes email events from RabbitMQ and sends them. Configuration comes from
+//! the environment; see the README.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match identity::cli::run_mailer().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("identity-mailer: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

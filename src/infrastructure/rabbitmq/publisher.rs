@@ -1,0 +1,121 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, options::BasicPublishOptions, types::FieldTable};
+use secrecy::SecretString;
+use tokio::sync::Mutex;
+
+use super::{connect, declare_exchange, headers::long_string};
+use crate::infrastructure::{
+    outbox::{OutboxPublisher, PublishError},
+    sea_orm::OutboxRow,
+};
+
+/// How long the broker may take to confirm a message before we treat the
+/// connection as broken.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// AMQP delivery mode 2: written to disk by the broker.
+const PERSISTENT: u8 = 2;
+
+/// Publishes outbox rows to the topic exchange, one confirmed message at a time.
+pub struct RabbitMqPublisher {
+    url: SecretString,
+    exchange: String,
+    link: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl RabbitMqPublisher {
+    pub fn new(url: SecretString, exchange: String) -> Self {
+        Self {
+            url,
+            exchange,
+            link: Mutex::new(None),
+        }
+    }
+
+    fn properties(row: &OutboxRow) -> BasicProperties {
+        let mut headers = FieldTable::default();
+        // The W3C trace context of the request that wrote the event.
+        if let Some(context) = row.trace_context.as_deref() {
+            if let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<String, String>>(context) {
+                for (name, value) in map {
+                    headers.insert(name.as_str().into(), long_string(&value));
+                }
+            }
+        }
+        BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_content_type("application/json".into())
+            .with_message_id(row.id.to_string().into())
+            .with_type(row.event_type.as_str().into())
+            .with_timestamp(u64::try_from(row.created_at.unix_timestamp()).unwrap_or_default())
+            .with_app_id("identity-server".into())
+            .with_headers(headers)
+    }
+}
+
+#[async_trait]
+impl OutboxPublisher for RabbitMqPublisher {
+    fn name(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    async fn publish(&self, row: &OutboxRow) -> Result<(), PublishError> {
+        let mut link = self.link.lock().await;
+        let is_connected = link
+            .as_ref()
+            .is_some_and(|(connection, channel)| connection.status().connected() && channel.status().connected());
+        if !is_connected {
+            let (connection, channel) = connect(&self.url, "identity-server outbox relay")
+                .await
+                .map_err(PublishError::Transient)?;
+            declare_exchange(&channel, &self.exchange)
+                .await
+                .map_err(|e| PublishError::Transient(anyhow::Error::new(e).context("declaring the exchange")))?;
+            tracing::info!(exchange = self.exchange.as_str(), "outbox relay connected to RabbitMQ");
+            *link = Some((connection, channel));
+        }
+        let Some((_, channel)) = link.as_ref() else {
+            return Err(PublishError::Transient(anyhow::anyhow!("no RabbitMQ channel")));
+        };
+        let publish = async {
+            channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    row.event_type.as_str().into(),
+                    // Mandatory: an event no queue is bound for comes back to us
+                    // instead of vanishing, and stays in the outbox.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    row.payload.as_bytes(),
+                    Self::properties(row),
+                )
+                .await?
+                .await
+        };
+        let outcome = tokio::time::timeout(CONFIRM_TIMEOUT, publish).await;
+        let broken = |error: anyhow::Error| PublishError::Transient(error);
+        match outcome {
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(broken(anyhow::anyhow!(
+                "RabbitMQ returned the message: no queue is bound to exchange {} for {}; has the mailer declared its topology?",
+                self.exchange,
+                row.event_type
+            ))),
+            Ok(Ok(Confirmation::Nack(_))) => Err(broken(anyhow::anyhow!("RabbitMQ refused the message (nack)"))),
+            Ok(Ok(Confirmation::NotRequested)) => Err(broken(anyhow::anyhow!("publisher confirms are not enabled"))),
+            Ok(Err(error)) => {
+                *link = None;
+                Err(broken(anyhow::Error::new(error).context("publishing to RabbitMQ")))
+            }
+            Err(_) => {
+                *link = None;
+                Err(broken(anyhow::anyhow!(
+                    "RabbitMQ did not confirm within {CONFIRM_TIMEOUT:?}"
+                )))
+            }
+        }
+    }
+}
