@@ -36,11 +36,13 @@ impl RabbitMqPublisher {
     fn properties(row: &OutboxRow) -> BasicProperties {
         let mut headers = FieldTable::default();
         // The W3C trace context of the request that wrote the event.
-        if let Some(context) = row.trace_context.as_deref() {
-            if let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<String, String>>(context) {
-                for (name, value) in map {
-                    headers.insert(name.as_str().into(), long_string(&value));
-                }
+        if let Some(map) = row
+            .trace_context
+            .as_deref()
+            .and_then(|context| serde_json::from_str::<std::collections::BTreeMap<String, String>>(context).ok())
+        {
+            for (name, value) in map {
+                headers.insert(name.as_str().into(), long_string(&value));
             }
         }
         BasicProperties::default()
