@@ -2,7 +2,10 @@
 //! PostgreSQL database per test, driven through the generated gRPC client.
 
 mod helpers;
+mod pipeline_helpers;
+mod tcp_proxy;
 
+mod email_pipeline;
 mod health_and_reflection;
 mod login;
 mod resend_verification;
