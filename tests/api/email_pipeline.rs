@@ -370,3 +370,55 @@ async fn dead_letters(names: &Names) -> u32 {
     let _ = connection.close(200, "done".into()).await;
     queue.message_count()
 }
+
+pipeline_tests!(the_mailer_is_not_serving_without_a_broker_and_serving_with_one);
+
+async fn the_mailer_is_not_serving_without_a_broker_and_serving_with_one(backend: Backend) {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+    if !broker_available().await {
+        return;
+    }
+    let names = Names::fresh();
+    let Some(app) = crate::helpers::spawn_app(backend).await else {
+        return;
+    };
+    let sendgrid = sendgrid_accepting().await;
+    let port = free_port().await;
+    let mut settings = crate::pipeline_helpers::mailer_settings(&app, &names, &sendgrid);
+    settings.amqp_url = secrecy::SecretString::from(format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
+    let mailer = identity::mailer::Mailer::build(settings, identity::mailer::MailerOverrides::default())
+        .await
+        .unwrap();
+    let stop = mailer.shutdown_token();
+    let health_port = mailer.health_port();
+    let task = tokio::spawn(mailer.run_until_stopped());
+
+    let status = |service: &'static str| async move {
+        let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{health_port}")).unwrap();
+        let mut client = HealthClient::new(channel.connect().await.unwrap());
+        client
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status()
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status("identity.mailer").await, ServingStatus::NotServing);
+    assert_eq!(status("").await, ServingStatus::NotServing);
+
+    let _proxy = TcpProxy::start(port, "127.0.0.1:5672".parse().unwrap()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while status("identity.mailer").await != ServingStatus::Serving {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the mailer never became SERVING"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}

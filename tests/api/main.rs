@@ -10,6 +10,7 @@ mod health_and_reflection;
 mod login;
 mod resend_verification;
 mod sign_up;
+mod smtp_sender;
 mod tokens;
 mod unavailable_database;
 mod verify_email;
