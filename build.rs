@@ -19,7 +19,15 @@ fn main() -> Result<(), Box<dyn Error>> {
             ".identity.v1.LoginResponse",
             ".identity.v1.VerifyEmailRequest",
             ".identity.v1.ValidateTokenRequest",
+            ".identity.v1.RefreshSessionRequest",
+            ".identity.v1.RefreshSessionResponse",
+            ".identity.v1.LogoutRequest",
+            ".identity.v1.ChangePasswordRequest",
+            ".identity.v1.ResetPasswordRequest",
         ])
-        .compile_protos(&["proto/identity/v1/user_service.proto"], &["proto"])?;
+        .compile_protos(
+            &["proto/identity/v1/user_service.proto", "proto/identity/v1/admin_service.proto"],
+            &["proto"],
+        )?;
     Ok(())
 }

@@ -41,6 +41,18 @@ pub struct Settings {
     /// Set: the outbox relay publishes to RabbitMQ. Unset: it delivers emails in process.
     pub amqp: Option<AmqpSettings>,
     pub relay: RelaySettings,
+    pub password_reset_url: VerificationLinkTemplate,
+    pub password_reset_token_ttl: Duration,
+    pub login_throttle_after: u32,
+    pub rate_limit_per_address: u32,
+    pub rate_limit_per_email: u32,
+    /// Metadata header a trusted proxy sets to the caller's address.
+    pub trusted_client_ip_header: Option<String>,
+    pub signup_enumeration_safe: bool,
+    /// Lower-case hex SHA-256 of the accepted admin API keys.
+    pub admin_api_key_hashes: Vec<String>,
+    /// How long a replica trusts its cached view of a user's token revocations.
+    pub revocation_cache_ttl: Duration,
 }
 
 /// Which provider sends emails, and how to reach it.
@@ -74,11 +86,7 @@ impl EmailSettings {
     /// # Errors
     /// The first invalid variable.
     pub fn from_source<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<Self, ConfigError> {
-        let provider = match env
-            .string("IDENTITY_EMAIL_PROVIDER", "console")
-            .to_ascii_lowercase()
-            .as_str()
-        {
+        let provider = match env.string("IDENTITY_EMAIL_PROVIDER", "console").to_ascii_lowercase().as_str() {
             "console" => EmailProvider::Console,
             "sendgrid" => EmailProvider::SendGrid,
             "smtp" => EmailProvider::Smtp,
@@ -91,30 +99,18 @@ impl EmailSettings {
         };
         let from = Email::parse(&env.string("IDENTITY_EMAIL_FROM", "no-reply@identity.invalid"))
             .map_err(|e| error("IDENTITY_EMAIL_FROM", format!("not a valid address: {e}")))?;
-        let sendgrid_api_key = env
-            .get("SENDGRID_API_KEY")
-            .map(|k| SecretString::from(k.trim().to_owned()));
+        let sendgrid_api_key = env.get("SENDGRID_API_KEY").map(|k| SecretString::from(k.trim().to_owned()));
         if provider == EmailProvider::SendGrid && sendgrid_api_key.is_none() {
-            return Err(error(
-                "SENDGRID_API_KEY",
-                "is required when IDENTITY_EMAIL_PROVIDER=sendgrid",
-            ));
+            return Err(error("SENDGRID_API_KEY", "is required when IDENTITY_EMAIL_PROVIDER=sendgrid"));
         }
-        let sendgrid_base_url = env
-            .string("SENDGRID_BASE_URL", "https://api.sendgrid.com")
-            .trim_end_matches('/')
-            .to_owned();
+        let sendgrid_base_url =
+            env.string("SENDGRID_BASE_URL", "https://api.sendgrid.com").trim_end_matches('/').to_owned();
         if !(sendgrid_base_url.starts_with("https://") || sendgrid_base_url.starts_with("http://")) {
             return Err(error("SENDGRID_BASE_URL", "must be an http(s) URL"));
         }
-        let smtp_url = env
-            .get("IDENTITY_SMTP_URL")
-            .map(|u| SecretString::from(u.trim().to_owned()));
+        let smtp_url = env.get("IDENTITY_SMTP_URL").map(|u| SecretString::from(u.trim().to_owned()));
         if provider == EmailProvider::Smtp && smtp_url.is_none() {
-            return Err(error(
-                "IDENTITY_SMTP_URL",
-                "is required when IDENTITY_EMAIL_PROVIDER=smtp",
-            ));
+            return Err(error("IDENTITY_SMTP_URL", "is required when IDENTITY_EMAIL_PROVIDER=smtp"));
         }
         Ok(Self {
             provider,
@@ -157,10 +153,25 @@ pub struct ConfigError {
 }
 
 pub fn error(variable: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        message: message.into(),
-    }
+    ConfigError { variable, message: message.into() }
+}
+
+fn parse_key_hashes(raw: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = raw else { return Ok(Vec::new()) };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|hash| {
+            if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                Ok(hash.to_owned())
+            } else {
+                Err(error(
+                    "IDENTITY_ADMIN_API_KEY_HASHES",
+                    "each entry must be the lower-case hex SHA-256 of a key (64 characters)",
+                ))
+            }
+        })
+        .collect()
 }
 
 /// Parses `250ms`, `90s`, `10m`, `24h`, `30d`, or plain seconds.
@@ -171,9 +182,7 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a duration such as 90s, 10m, 24h or 30d"))?;
+    let value: u64 = number.parse().map_err(|_| format!("{raw:?} is not a duration such as 90s, 10m, 24h or 30d"))?;
     let seconds = match unit {
         "ms" => return Ok(Duration::from_millis(value)),
         "" | "s" => value,
@@ -248,15 +257,11 @@ impl Settings {
         let env = Source(lookup);
         let password_min_length: usize = env.parsed("IDENTITY_PASSWORD_MIN_LENGTH", 12)?;
         if !(8..=MAX_PASSWORD_LENGTH).contains(&password_min_length) {
-            return Err(error(
-                "IDENTITY_PASSWORD_MIN_LENGTH",
-                format!("must be between 8 and {MAX_PASSWORD_LENGTH}"),
-            ));
+            return Err(error("IDENTITY_PASSWORD_MIN_LENGTH", format!("must be between 8 and {MAX_PASSWORD_LENGTH}")));
         }
-        let verification_url = VerificationLinkTemplate::parse(&env.string(
-            "IDENTITY_VERIFICATION_URL",
-            "http://localhost:3000/verify-email?token={token}",
-        ))
+        let verification_url = VerificationLinkTemplate::parse(
+            &env.string("IDENTITY_VERIFICATION_URL", "http://localhost:3000/verify-email?token={token}"),
+        )
         .map_err(|e| error("IDENTITY_VERIFICATION_URL", e))?;
         let recommended = Argon2Settings::recommended();
         let argon2 = Argon2Settings {
@@ -266,9 +271,7 @@ impl Settings {
             max_concurrent: env.parsed("IDENTITY_ARGON2_MAX_CONCURRENT", recommended.max_concurrent)?,
             queue_timeout: env.positive_duration("IDENTITY_ARGON2_QUEUE_TIMEOUT", recommended.queue_timeout)?,
         };
-        argon2
-            .params()
-            .map_err(|e| error("IDENTITY_ARGON2_M_COST", format!("{e} (with the T and P costs given)")))?;
+        argon2.params().map_err(|e| error("IDENTITY_ARGON2_M_COST", format!("{e} (with the T and P costs given)")))?;
         if argon2.max_concurrent == 0 {
             return Err(error("IDENTITY_ARGON2_MAX_CONCURRENT", "must be at least 1"));
         }
@@ -276,19 +279,14 @@ impl Settings {
             "json" => LogFormat::Json,
             "pretty" => LogFormat::Pretty,
             other => {
-                return Err(error(
-                    "IDENTITY_LOG_FORMAT",
-                    format!("{other:?} is neither json nor pretty"),
-                ));
+                return Err(error("IDENTITY_LOG_FORMAT", format!("{other:?} is neither json nor pretty")));
             }
         };
         let max_message_size: usize = env.parsed("IDENTITY_MAX_MESSAGE_SIZE", 64 * 1024)?;
         if max_message_size < 1024 {
             return Err(error("IDENTITY_MAX_MESSAGE_SIZE", "must be at least 1024 bytes"));
         }
-        let secret = env
-            .get("IDENTITY_TOKEN_SECRET_KEY")
-            .map(|raw| SecretString::from(raw.trim().to_owned()));
+        let secret = env.get("IDENTITY_TOKEN_SECRET_KEY").map(|raw| SecretString::from(raw.trim().to_owned()));
         if let Some(key) = &secret {
             use secrecy::ExposeSecret;
             // Never echo the value: it is the signing key.
@@ -301,13 +299,7 @@ impl Settings {
         }
         let previous_public_keys = env
             .get("IDENTITY_PREVIOUS_PUBLIC_KEYS")
-            .map(|raw| {
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(ToOwned::to_owned)
-                    .collect()
-            })
+            .map(|raw| raw.split(',').map(str::trim).filter(|k| !k.is_empty()).map(ToOwned::to_owned).collect())
             .unwrap_or_default();
         let ttl_access = env.positive_duration("IDENTITY_ACCESS_TOKEN_TTL", Duration::from_secs(600))?;
         let relay_defaults = RelaySettings::default();
@@ -340,6 +332,21 @@ impl Settings {
             email: EmailSettings::from_source(&env)?,
             amqp: AmqpSettings::from_source(&env)?,
             relay,
+            password_reset_url: VerificationLinkTemplate::parse(
+                &env.string("IDENTITY_PASSWORD_RESET_URL", "http://localhost:3000/reset-password?token={token}"),
+            )
+            .map_err(|e| error("IDENTITY_PASSWORD_RESET_URL", e))?,
+            password_reset_token_ttl: env
+                .positive_duration("IDENTITY_PASSWORD_RESET_TOKEN_TTL", Duration::from_secs(3600))?,
+            login_throttle_after: env.parsed("IDENTITY_LOGIN_THROTTLE_AFTER", 5)?,
+            rate_limit_per_address: env.parsed("IDENTITY_RATE_LIMIT_PER_ADDRESS", 60)?,
+            rate_limit_per_email: env.parsed("IDENTITY_RATE_LIMIT_PER_EMAIL", 20)?,
+            trusted_client_ip_header: env
+                .get("IDENTITY_TRUSTED_CLIENT_IP_HEADER")
+                .map(|h| h.trim().to_ascii_lowercase()),
+            signup_enumeration_safe: env.boolean("IDENTITY_SIGNUP_ENUMERATION_SAFE", false)?,
+            admin_api_key_hashes: parse_key_hashes(env.get("IDENTITY_ADMIN_API_KEY_HASHES"))?,
+            revocation_cache_ttl: env.duration("IDENTITY_REVOCATION_CACHE_TTL", Duration::from_secs(5))?,
         })
     }
 }
@@ -416,10 +423,20 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_resend_cooldown_is_allowed() {
+    fn admin_key_hashes_must_be_sha256_hex() {
+        assert!(with(&[]).unwrap().admin_api_key_hashes.is_empty());
+        let hash = "a".repeat(64);
         assert_eq!(
-            with(&[("IDENTITY_RESEND_COOLDOWN", "0")]).unwrap().resend_cooldown,
-            Duration::ZERO
+            with(&[("IDENTITY_ADMIN_API_KEY_HASHES", &format!("{hash}, {hash}"))]).unwrap().admin_api_key_hashes.len(),
+            2
         );
+        let error = with(&[("IDENTITY_ADMIN_API_KEY_HASHES", "my-plain-key")]).unwrap_err();
+        assert_eq!(error.variable, "IDENTITY_ADMIN_API_KEY_HASHES");
+        assert!(!error.to_string().contains("my-plain-key"));
+    }
+
+    #[test]
+    fn a_zero_resend_cooldown_is_allowed() {
+        assert_eq!(with(&[("IDENTITY_RESEND_COOLDOWN", "0")]).unwrap().resend_cooldown, Duration::ZERO);
     }
 }

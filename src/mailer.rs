@@ -46,10 +46,7 @@ impl MailerSettings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Source(lookup);
         let amqp = crate::config::AmqpSettings::from_source(&env)?.ok_or_else(|| {
-            error(
-                "IDENTITY_AMQP_URL",
-                "is required by the mailer (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)",
-            )
+            error("IDENTITY_AMQP_URL", "is required by the mailer (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)")
         })?;
         let max_attempts: u32 = env.parsed("IDENTITY_MAILER_MAX_ATTEMPTS", 8)?;
         if max_attempts == 0 {
@@ -63,10 +60,7 @@ impl MailerSettings {
             "json" => LogFormat::Json,
             "pretty" => LogFormat::Pretty,
             other => {
-                return Err(error(
-                    "IDENTITY_LOG_FORMAT",
-                    format!("{other:?} is neither json nor pretty"),
-                ));
+                return Err(error("IDENTITY_LOG_FORMAT", format!("{other:?} is neither json nor pretty")));
             }
         };
         Ok(Self {
@@ -139,13 +133,7 @@ impl Mailer {
         let health_listener = mailer_health::bind(settings.health_addr).await?;
         let health_addr = health_listener.local_addr()?;
         tracing::info!(health = %health_addr, queue = settings.queue.as_str(), "identity mailer starting");
-        Ok(Self {
-            consumer,
-            health_listener,
-            health_addr,
-            connected,
-            stop: CancellationToken::new(),
-        })
+        Ok(Self { consumer, health_listener, health_addr, connected, stop: CancellationToken::new() })
     }
 
     pub fn health_port(&self) -> u16 {
@@ -165,11 +153,7 @@ impl Mailer {
     /// # Errors
     /// The health server failed.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let health = tokio::spawn(mailer_health::serve(
-            self.health_listener,
-            self.connected,
-            self.stop.clone(),
-        ));
+        let health = tokio::spawn(mailer_health::serve(self.health_listener, self.connected, self.stop.clone()));
         self.consumer.run(self.stop.clone()).await;
         self.stop.cancel();
         let result = health.await.map_err(anyhow::Error::new).and_then(|r| r);

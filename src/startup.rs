@@ -11,16 +11,24 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, server::TcpIncoming};
 
 use crate::{
-    application::{DeliverEmail, GetCurrentUser, Login, ResendVerificationEmail, SignUp, ValidateToken, VerifyEmail},
+    application::{
+        AccessGuard, AdminUsers, ChangePassword, DeliverEmail, GetCurrentUser, Login, Logout, LogoutAll, RateLimiter,
+        RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, SessionIssuer, SignUp,
+        ValidateToken, VerifyEmail,
+    },
     config::Settings,
     domain::{
-        PasswordPolicy, ResendPolicy,
-        ports::{AccessTokenIssuer, Clock, EmailSender, PasswordHasher, SessionRepository, UserRepository},
+        PasswordPolicy, ResendPolicy, ThrottlePolicy,
+        ports::{
+            AccessTokenIssuer, AccountRepository, Clock, EmailSender, LoginThrottles, PasswordHasher,
+            SessionRepository, UserRepository,
+        },
     },
     grpc::{
-        UserGrpcService,
+        AdminGrpcService, UserGrpcService,
+        call_limits::CallLimits,
         health::{self, ReadinessCheck},
-        proto::{self, user_service_server::UserServiceServer},
+        proto::{self, admin_service_server::AdminServiceServer, user_service_server::UserServiceServer},
         request_context::RequestContextLayer,
     },
     infrastructure::{
@@ -28,7 +36,10 @@ use crate::{
         email::build_sender,
         outbox::{InProcessEmailPublisher, OutboxPublisher, OutboxRelay},
         rabbitmq::RabbitMqPublisher,
-        sea_orm::{DatabaseSettings, SeaOrmOutboxStore, SeaOrmSessionRepository, SeaOrmUserRepository, connect},
+        sea_orm::{
+            DatabaseSettings, SeaOrmLoginThrottles, SeaOrmOutboxStore, SeaOrmSessionRepository, SeaOrmUserRepository,
+            connect,
+        },
     },
 };
 
@@ -38,6 +49,9 @@ const RESEND_MAX_PER_HOUR: u32 = 5;
 const READINESS_INTERVAL: Duration = Duration::from_secs(2);
 /// Clock skew tolerated between services when checking token times.
 const TOKEN_LEEWAY: Duration = Duration::from_secs(30);
+/// ResendVerificationEmail and RequestPasswordReset answer no sooner than this,
+/// registered address or not (their database work would otherwise tell).
+const ENUMERATION_FLOOR: Duration = Duration::from_millis(150);
 
 /// Replacements for adapters, for tests: a fixed clock, a capturing email sender.
 #[derive(Default, Clone)]
@@ -61,9 +75,7 @@ pub struct Application {
 /// # Errors
 /// A migration failed.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    migration::Migrator::up(db, None)
-        .await
-        .context("applying database migrations")
+    migration::Migrator::up(db, None).await.context("applying database migrations")
 }
 
 /// Opens the database described by the settings.
@@ -89,8 +101,8 @@ impl Application {
         }
         let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let outbox_written = Arc::new(Notify::new());
-        let users: Arc<dyn UserRepository> =
-            Arc::new(SeaOrmUserRepository::new(db.clone(), Arc::clone(&outbox_written)));
+        let user_repository = SeaOrmUserRepository::new(db.clone(), Arc::clone(&outbox_written));
+        let users: Arc<dyn UserRepository> = Arc::new(user_repository.clone());
         let sessions: Arc<dyn SessionRepository> = Arc::new(SeaOrmSessionRepository::new(db.clone()));
         let hasher: Arc<dyn PasswordHasher> = Arc::new(Argon2Hasher::new(settings.argon2)?);
         let (paseto, is_ephemeral_key) = PasetoTokens::new(PasetoSettings {
@@ -116,9 +128,7 @@ impl Application {
                     Some(sender) => sender,
                     None => build_sender(&settings.email)?,
                 };
-                Arc::new(InProcessEmailPublisher {
-                    deliver: DeliverEmail { sender },
-                })
+                Arc::new(InProcessEmailPublisher { deliver: DeliverEmail { sender } })
             }
         };
 
@@ -137,9 +147,7 @@ impl Application {
         // Known but not serving until the first readiness check passes, so that a
         // probe arriving first gets NOT_SERVING rather than NOT_FOUND.
         for service in ["", health::USER_SERVICE_NAME] {
-            health_reporter
-                .set_service_status(service, tonic_health::ServingStatus::NotServing)
-                .await;
+            health_reporter.set_service_status(service, tonic_health::ServingStatus::NotServing).await;
         }
         let readiness_db = db.clone();
         let readiness: ReadinessCheck = Arc::new(move || {
@@ -153,59 +161,111 @@ impl Application {
             stop.clone(),
         )));
 
-        let password_policy = PasswordPolicy {
-            min_length: settings.password_min_length,
+        let password_policy = PasswordPolicy { min_length: settings.password_min_length };
+        let accounts: Arc<dyn AccountRepository> = Arc::new(user_repository.clone());
+        let throttles: Arc<dyn LoginThrottles> = Arc::new(SeaOrmLoginThrottles::new(db.clone()));
+        let throttle_policy = ThrottlePolicy {
+            free_attempts: settings.login_throttle_after,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(15 * 60),
         };
+        let resend_policy = ResendPolicy { cooldown: settings.resend_cooldown, max_per_hour: RESEND_MAX_PER_HOUR };
+        let guard = Arc::new(AccessGuard::new(
+            Arc::clone(&tokens),
+            Arc::clone(&users),
+            Arc::clone(&clock),
+            settings.revocation_cache_ttl,
+        ));
+        let issuer = Arc::new(SessionIssuer {
+            tokens: Arc::clone(&tokens),
+            clock: Arc::clone(&clock),
+            refresh_ttl: settings.refresh_token_ttl,
+        });
         let service = UserGrpcService {
             password_policy,
             sign_up: SignUp {
                 users: Arc::clone(&users),
+                accounts: Arc::clone(&accounts),
                 hasher: Arc::clone(&hasher),
                 clock: Arc::clone(&clock),
                 links: settings.verification_url.clone(),
                 verification_ttl: settings.verification_token_ttl,
+                is_enumeration_safe: settings.signup_enumeration_safe,
             },
-            verify_email: VerifyEmail {
-                users: Arc::clone(&users),
-                clock: Arc::clone(&clock),
-            },
+            verify_email: VerifyEmail { users: Arc::clone(&users), clock: Arc::clone(&clock) },
             resend_verification_email: ResendVerificationEmail {
                 users: Arc::clone(&users),
                 clock: Arc::clone(&clock),
                 links: settings.verification_url.clone(),
                 verification_ttl: settings.verification_token_ttl,
-                policy: ResendPolicy {
-                    cooldown: settings.resend_cooldown,
-                    max_per_hour: RESEND_MAX_PER_HOUR,
-                },
+                policy: resend_policy,
             },
             login: Login {
                 users: Arc::clone(&users),
-                sessions,
+                accounts: Arc::clone(&accounts),
+                sessions: Arc::clone(&sessions),
+                hasher: Arc::clone(&hasher),
+                throttles: Arc::clone(&throttles),
+                throttle_policy,
+                issuer: Arc::clone(&issuer),
+                clock: Arc::clone(&clock),
+            },
+            validate_token: ValidateToken { guard: Arc::clone(&guard) },
+            get_current_user: GetCurrentUser { guard: Arc::clone(&guard), users: Arc::clone(&users) },
+            refresh_session: RefreshSession {
+                sessions: Arc::clone(&sessions),
+                users: Arc::clone(&users),
+                issuer,
+                clock: Arc::clone(&clock),
+            },
+            logout: Logout { sessions: Arc::clone(&sessions), clock: Arc::clone(&clock) },
+            logout_all: LogoutAll {
+                guard: Arc::clone(&guard),
+                users: Arc::clone(&users),
+                accounts: Arc::clone(&accounts),
+                clock: Arc::clone(&clock),
+            },
+            change_password: ChangePassword {
+                guard: Arc::clone(&guard),
+                accounts: Arc::clone(&accounts),
+                hasher: Arc::clone(&hasher),
+                throttles: Arc::clone(&throttles),
+                throttle_policy,
+                policy: password_policy,
+                clock: Arc::clone(&clock),
+            },
+            request_password_reset: RequestPasswordReset {
+                users: Arc::clone(&users),
+                accounts: Arc::clone(&accounts),
+                clock: Arc::clone(&clock),
+                links: settings.password_reset_url.clone(),
+                ttl: settings.password_reset_token_ttl,
+                policy: resend_policy,
+            },
+            reset_password: ResetPassword {
+                accounts: Arc::clone(&accounts),
                 hasher,
-                tokens: Arc::clone(&tokens),
+                throttles,
+                guard: Arc::clone(&guard),
+                policy: password_policy,
                 clock: Arc::clone(&clock),
-                refresh_ttl: settings.refresh_token_ttl,
-            },
-            validate_token: ValidateToken {
-                tokens: Arc::clone(&tokens),
-                clock: Arc::clone(&clock),
-            },
-            get_current_user: GetCurrentUser {
-                users,
-                tokens: Arc::clone(&tokens),
-                clock,
             },
             tokens,
+            limits: CallLimits {
+                per_address: RateLimiter::new(settings.rate_limit_per_address),
+                per_email: RateLimiter::new(settings.rate_limit_per_email),
+                trusted_header: settings.trusted_client_ip_header.clone(),
+            },
+            enumeration_floor: ENUMERATION_FLOOR,
         };
+        let admin = AdminGrpcService::new(AdminUsers { users, accounts, guard, clock }, &settings.admin_api_key_hashes);
 
-        let reflection_v1 = reflection_builder()
-            .build_v1()
-            .context("building the reflection service")?;
-        let reflection_v1alpha = reflection_builder()
-            .build_v1alpha()
-            .context("building the reflection service")?;
+        let reflection_v1 = reflection_builder().build_v1().context("building the reflection service")?;
+        let reflection_v1alpha = reflection_builder().build_v1alpha().context("building the reflection service")?;
         let user_service = UserServiceServer::new(service)
+            .max_decoding_message_size(settings.max_message_size)
+            .max_encoding_message_size(settings.max_message_size);
+        let admin_service = AdminServiceServer::new(admin)
             .max_decoding_message_size(settings.max_message_size)
             .max_encoding_message_size(settings.max_message_size);
 
@@ -219,17 +279,13 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(user_service)
+            .add_service(admin_service)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 stop.clone().cancelled_owned(),
             );
         tracing::info!(address = %local_addr, "identity server listening");
-        Ok(Self {
-            local_addr,
-            serve: Box::pin(serve),
-            stop,
-            background,
-        })
+        Ok(Self { local_addr, serve: Box::pin(serve), stop, background })
     }
 
     pub fn port(&self) -> u16 {

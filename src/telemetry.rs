@@ -13,12 +13,7 @@ pub fn init(format: LogFormat) {
     let result = match format {
         LogFormat::Json => registry
             .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_target(true),
+                fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false).with_target(true),
             )
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().pretty()).try_init(),

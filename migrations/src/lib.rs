@@ -8,6 +8,7 @@ mod m20261127_000002_create_verification_tokens;
 mod m20261127_000003_create_sessions;
 mod m20261127_000004_create_outbox;
 mod m20261127_000005_create_mailer_deliveries;
+mod m20261127_000006_account_security;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_create_sessions::Migration),
             Box::new(m20261127_000004_create_outbox::Migration),
             Box::new(m20261127_000005_create_mailer_deliveries::Migration),
+            Box::new(m20261127_000006_account_security::Migration),
         ]
     }
 }

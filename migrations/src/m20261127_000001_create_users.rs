@@ -30,12 +30,7 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name(USERS_EMAIL_KEY)
-                    .table(Users::Table)
-                    .col(Users::Email)
-                    .unique()
-                    .to_owned(),
+                Index::create().name(USERS_EMAIL_KEY).table(Users::Table).col(Users::Email).unique().to_owned(),
             )
             .await
     }

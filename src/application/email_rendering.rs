@@ -5,7 +5,7 @@ use askama::Template;
 use secrecy::ExposeSecret;
 use time::{OffsetDateTime, format_description::well_known::Rfc2822};
 
-use crate::domain::{DomainEvent, VerificationEmailRequested, ports::OutgoingEmail};
+use crate::domain::{DomainEvent, PasswordResetRequested, VerificationEmailRequested, ports::OutgoingEmail};
 
 #[derive(Template)]
 #[template(path = "verification_email.txt")]
@@ -25,12 +25,97 @@ struct VerificationHtml<'a> {
     date_time: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "password_reset.txt")]
+struct ResetText<'a> {
+    username: &'a str,
+    reset_password_link: &'a str,
+    expires_at: &'a str,
+    date_time: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "password_reset.html")]
+struct ResetHtml<'a> {
+    username: &'a str,
+    reset_password_link: &'a str,
+    expires_at: &'a str,
+    date_time: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "password_changed.txt")]
+struct ChangedText<'a> {
+    username: &'a str,
+    date_time: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "password_changed.html")]
+struct ChangedHtml<'a> {
+    username: &'a str,
+    date_time: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "registration_attempted.txt")]
+struct AttemptText<'a> {
+    username: &'a str,
+    date_time: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "registration_attempted.html")]
+struct AttemptHtml<'a> {
+    username: &'a str,
+    date_time: &'a str,
+}
+
 /// # Errors
-/// A template failed to render (a bug, not bad data).
+/// A template failed to render (a bug, not bad data), or the event is not one
+/// that becomes an email.
 pub fn render(event: &DomainEvent) -> anyhow::Result<OutgoingEmail> {
     match event {
         DomainEvent::VerificationEmailRequested(event) => render_verification(event),
+        DomainEvent::PasswordResetRequested(event) => render_reset(event),
+        DomainEvent::PasswordChanged(notice) => {
+            let date_time = human_time(notice.occurred_at);
+            let (username, date_time) = (notice.display_name.as_str(), date_time.as_str());
+            Ok(OutgoingEmail {
+                event_id: notice.event_id,
+                to: notice.email.clone(),
+                subject: "Your password was changed".to_owned(),
+                text_body: ChangedText { username, date_time }.render()?,
+                html_body: ChangedHtml { username, date_time }.render()?,
+            })
+        }
+        DomainEvent::RegistrationAttempted(notice) => {
+            let date_time = human_time(notice.occurred_at);
+            let (username, date_time) = (notice.display_name.as_str(), date_time.as_str());
+            Ok(OutgoingEmail {
+                event_id: notice.event_id,
+                to: notice.email.clone(),
+                subject: "Someone tried to sign up with your email address".to_owned(),
+                text_body: AttemptText { username, date_time }.render()?,
+                html_body: AttemptHtml { username, date_time }.render()?,
+            })
+        }
+        DomainEvent::UserDeleted(_) => anyhow::bail!("{} is not an email event", event.event_type()),
     }
+}
+
+fn render_reset(event: &PasswordResetRequested) -> anyhow::Result<OutgoingEmail> {
+    let expires_at = human_time(event.expires_at);
+    let date_time = human_time(event.occurred_at);
+    let link = event.reset_link.expose_secret();
+    let (username, expires_at, date_time) = (event.display_name.as_str(), expires_at.as_str(), date_time.as_str());
+    Ok(OutgoingEmail {
+        event_id: event.event_id,
+        to: event.email.clone(),
+        subject: "Reset your password".to_owned(),
+        text_body: ResetText { username, reset_password_link: link, expires_at, date_time }.render()?,
+        html_body: ResetHtml { username, reset_password_link: link, expires_at, date_time }.render()?,
+    })
 }
 
 fn render_verification(event: &VerificationEmailRequested) -> anyhow::Result<OutgoingEmail> {

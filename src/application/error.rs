@@ -14,10 +14,7 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: &'static str, description: impl ToString) -> Self {
-        Self {
-            field,
-            description: description.to_string(),
-        }
+        Self { field, description: description.to_string() }
     }
 }
 
@@ -38,10 +35,18 @@ pub enum ApplicationError {
     AccountDisabled,
     #[error("the verification token is invalid, used or expired")]
     InvalidVerificationToken,
+    #[error("the password reset token is invalid, used or expired")]
+    InvalidResetToken,
     #[error("the access token is not acceptable: {0}")]
     InvalidAccessToken(#[from] InvalidAccessToken),
     #[error("the server is saturated")]
     Saturated { retry_after: Duration },
+    /// Too many calls from one address or for one account, or too many failed logins.
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
+    #[error("not found")]
+    NotFound,
+
     #[error("a dependency is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]

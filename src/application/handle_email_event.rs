@@ -36,10 +36,8 @@ impl RetryPolicy {
         if let Some(wait) = retry_after {
             return wait.min(self.max_delay);
         }
-        let exponential = self
-            .base_delay
-            .saturating_mul(2_u32.saturating_pow(attempt.saturating_sub(1)))
-            .min(self.max_delay);
+        let exponential =
+            self.base_delay.saturating_mul(2_u32.saturating_pow(attempt.saturating_sub(1))).min(self.max_delay);
         let half = exponential / 2;
         let jitter_ms = rand::rng().random_range(0..=u64::try_from(half.as_millis()).unwrap_or(u64::MAX));
         half + Duration::from_millis(jitter_ms)
@@ -76,10 +74,8 @@ impl HandleEmailEvent {
         match self.deliver.execute(event).await {
             Ok(()) => {
                 let provider = self.deliver.sender.provider();
-                if let Err(error) = self
-                    .log
-                    .record_delivered(event.id(), event.event_type(), provider, self.clock.now())
-                    .await
+                if let Err(error) =
+                    self.log.record_delivered(event.id(), event.event_type(), provider, self.clock.now()).await
                 {
                     // The email is out; failing now would send it again.
                     tracing::warn!(
@@ -107,9 +103,7 @@ impl HandleEmailEvent {
                 reason = reason.as_str(),
                 "email delivery failed on the last attempt; dead-lettering"
             );
-            return Disposition::DeadLetter {
-                reason: format!("gave up after {attempt} attempts: {reason}"),
-            };
+            return Disposition::DeadLetter { reason: format!("gave up after {attempt} attempts: {reason}") };
         }
         let delay = self.retry.delay_after(attempt, retry_after);
         tracing::warn!(
@@ -137,11 +131,8 @@ mod tests {
         ports::{EmailSender, OutgoingEmail, RepositoryError},
     };
 
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_secs(1),
-        max_delay: Duration::from_secs(60),
-    };
+    const POLICY: RetryPolicy =
+        RetryPolicy { max_attempts: 3, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(60) };
 
     struct FixedClock;
     impl Clock for FixedClock {
@@ -193,9 +184,7 @@ mod tests {
         let sender = Arc::new(ScriptedSender(Mutex::new(script), Mutex::new(0)));
         let handler = HandleEmailEvent {
             log: Arc::new(MemoryLog::default()),
-            deliver: DeliverEmail {
-                sender: Arc::clone(&sender) as Arc<dyn EmailSender>,
-            },
+            deliver: DeliverEmail { sender: Arc::clone(&sender) as Arc<dyn EmailSender> },
             clock: Arc::new(FixedClock),
             retry: POLICY,
         };
@@ -203,24 +192,15 @@ mod tests {
     }
 
     fn transient(retry_after: Option<Duration>) -> Result<(), SendEmailError> {
-        Err(SendEmailError::Transient {
-            reason: "503".into(),
-            retry_after,
-        })
+        Err(SendEmailError::Transient { reason: "503".into(), retry_after })
     }
 
     #[tokio::test]
     async fn a_second_delivery_of_one_event_sends_nothing() {
         let (handler, sender) = handler(vec![]);
         let event = event();
-        assert_eq!(
-            handler.execute(&event, 1).await,
-            Disposition::Delivered { was_duplicate: false }
-        );
-        assert_eq!(
-            handler.execute(&event, 1).await,
-            Disposition::Delivered { was_duplicate: true }
-        );
+        assert_eq!(handler.execute(&event, 1).await, Disposition::Delivered { was_duplicate: false });
+        assert_eq!(handler.execute(&event, 1).await, Disposition::Delivered { was_duplicate: true });
         assert_eq!(*sender.1.lock().unwrap(), 1);
     }
 
@@ -228,14 +208,8 @@ mod tests {
     async fn transient_failures_retry_until_the_last_attempt() {
         let (handler, _) = handler(vec![transient(None), transient(None), transient(None)]);
         let event = event();
-        assert!(matches!(
-            handler.execute(&event, 1).await,
-            Disposition::RetryLater { .. }
-        ));
-        assert!(matches!(
-            handler.execute(&event, 2).await,
-            Disposition::RetryLater { .. }
-        ));
+        assert!(matches!(handler.execute(&event, 1).await, Disposition::RetryLater { .. }));
+        assert!(matches!(handler.execute(&event, 2).await, Disposition::RetryLater { .. }));
         assert!(
             matches!(handler.execute(&event, 3).await, Disposition::DeadLetter { reason } if reason.contains("3 attempts"))
         );
@@ -245,24 +219,13 @@ mod tests {
     async fn the_providers_retry_after_is_honoured() {
         let (handler, _) = handler(vec![transient(Some(Duration::from_secs(7)))]);
         let disposition = handler.execute(&event(), 1).await;
-        assert_eq!(
-            disposition,
-            Disposition::RetryLater {
-                delay: Duration::from_secs(7),
-                reason: "503".into()
-            }
-        );
+        assert_eq!(disposition, Disposition::RetryLater { delay: Duration::from_secs(7), reason: "503".into() });
     }
 
     #[tokio::test]
     async fn permanent_failures_are_dead_lettered_at_once() {
-        let (handler, sender) = handler(vec![Err(SendEmailError::Permanent {
-            reason: "400 bad request".into(),
-        })]);
-        assert!(matches!(
-            handler.execute(&event(), 1).await,
-            Disposition::DeadLetter { .. }
-        ));
+        let (handler, sender) = handler(vec![Err(SendEmailError::Permanent { reason: "400 bad request".into() })]);
+        assert!(matches!(handler.execute(&event(), 1).await, Disposition::DeadLetter { .. }));
         assert_eq!(*sender.1.lock().unwrap(), 1);
     }
 

@@ -1,12 +1,9 @@
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use secrecy::SecretString;
-use uuid::Uuid;
-
-use super::ApplicationError;
+use super::{ApplicationError, SessionIssuer, SessionTokens};
 use crate::domain::{
-    Email, IssuedToken, OpaqueToken, PlaintextPassword, User,
-    ports::{AccessTokenIssuer, Clock, NewSession, PasswordHasher, SessionRepository, UserRepository},
+    Email, PlaintextPassword, ThrottleKey, ThrottlePolicy,
+    ports::{AccountRepository, Clock, LoginThrottles, PasswordHasher, SessionRepository, UserRepository},
 };
 
 #[derive(Debug)]
@@ -15,72 +12,77 @@ pub struct LoginCommand {
     pub password: PlaintextPassword,
 }
 
-#[derive(Debug)]
-pub struct LoginOutcome {
-    pub access_token: IssuedToken,
-    pub refresh_token: IssuedToken,
-    pub user: User,
-}
+pub type LoginOutcome = SessionTokens;
 
 /// Exchanges credentials for an access token and a refresh-token session.
 pub struct Login {
     pub users: Arc<dyn UserRepository>,
+    pub accounts: Arc<dyn AccountRepository>,
     pub sessions: Arc<dyn SessionRepository>,
     pub hasher: Arc<dyn PasswordHasher>,
-    pub tokens: Arc<dyn AccessTokenIssuer>,
+    pub throttles: Arc<dyn LoginThrottles>,
+    pub throttle_policy: ThrottlePolicy,
+    pub issuer: Arc<SessionIssuer>,
     pub clock: Arc<dyn Clock>,
-    pub refresh_ttl: Duration,
 }
 
 impl Login {
-    /// The password is checked before anything about the account is revealed,
-    /// and an unknown email costs one hash like a wrong password does.
+    /// Unknown emails and wrong passwords take the same path: the same hash
+    /// cost, the same throttling bookkeeping, the same answer. The account's
+    /// state is revealed only once the password proved right.
     ///
     /// # Errors
     /// [`ApplicationError::InvalidCredentials`] for an unknown email or a wrong
-    /// password alike; `EmailNotVerified`/`AccountDisabled` only after the
-    /// password proved right.
+    /// password alike; `RateLimited` while throttled (the password is then not
+    /// even checked); `EmailNotVerified`/`AccountDisabled` after a right password.
     #[tracing::instrument(name = "login", skip_all, fields(user_id))]
     pub async fn execute(&self, command: LoginCommand) -> Result<LoginOutcome, ApplicationError> {
+        let key = ThrottleKey::for_email(&command.email);
+        if let Some(wait) = ThrottlePolicy::wait(self.throttles.state(&key).await?, self.clock.now()) {
+            tracing::info!(outcome = "throttled", "login refused");
+            return Err(ApplicationError::RateLimited { retry_after: wait });
+        }
         let found = self.users.find_credentials_by_email(&command.email).await?;
-        let is_valid = self
-            .hasher
-            .verify(&command.password, found.as_ref().map(|(_, hash)| hash))
-            .await?;
-        let user = match found {
-            Some((user, _)) if is_valid => user,
+        let is_valid = self.hasher.verify(&command.password, found.as_ref().map(|(_, hash)| hash)).await?;
+        let (user, stored_hash) = match found {
+            Some(found) if is_valid => found,
             _ => {
-                tracing::info!(outcome = "bad_credentials", "login refused");
+                let state = self.throttles.record_failure(&key, self.clock.now(), self.throttle_policy).await?;
+                tracing::info!(outcome = "bad_credentials", failures = state.failures, "login refused");
                 return Err(ApplicationError::InvalidCredentials);
             }
         };
+        self.throttles.reset(&key).await?;
         tracing::Span::current().record("user_id", tracing::field::display(user.id()));
         if let Err(refusal) = user.ensure_can_log_in() {
             tracing::info!(user_id = %user.id(), outcome = %refusal, "login refused");
             return Err(refusal.into());
         }
-
-        let now = self.clock.now();
-        let access_token = self.tokens.issue(user.id(), now)?;
-        let refresh = OpaqueToken::generate();
-        let session_id = Uuid::now_v7();
-        let session = NewSession {
-            id: session_id,
-            family_id: session_id,
-            user_id: user.id(),
-            token_hash: refresh.hash(),
-            created_at: now,
-            expires_at: now + self.refresh_ttl,
-        };
+        if self.hasher.needs_rehash(&stored_hash) {
+            self.upgrade_hash(&user, &command.password).await;
+        }
+        let (session, refresh) = self.issuer.new_session(&user, None);
         self.sessions.insert(&session).await?;
-        tracing::info!(user_id = %user.id(), session_id = %session_id, outcome = "success", "user logged in");
-        Ok(LoginOutcome {
-            access_token,
-            refresh_token: IssuedToken {
-                token: SecretString::from(refresh.expose().to_owned()),
-                expires_at: session.expires_at,
+        tracing::info!(user_id = %user.id(), session_id = %session.id, outcome = "success", "user logged in");
+        self.issuer.tokens_for(user, &session, &refresh)
+    }
+
+    /// Re-hashes with today's parameters while the password is at hand. Best
+    /// effort: the login succeeds whether or not this does.
+    async fn upgrade_hash(&self, user: &crate::domain::User, password: &PlaintextPassword) {
+        let new_password = crate::domain::NewPassword::trusted(password.clone());
+        match self.hasher.hash(&new_password).await {
+            Ok(hash) => match self.accounts.upgrade_password_hash(user.id(), &hash).await {
+                Ok(()) => tracing::info!(user_id = %user.id(), "password hash upgraded to the configured parameters"),
+                Err(error) => tracing::warn!(
+                    error = format!("{:#}", anyhow::Error::new(error)),
+                    "could not store the upgraded hash"
+                ),
             },
-            user,
-        })
+            Err(error) => tracing::warn!(
+                error = format!("{:#}", anyhow::Error::new(error)),
+                "could not upgrade the password hash"
+            ),
+        }
     }
 }

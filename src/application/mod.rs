@@ -1,23 +1,35 @@
 //! The use cases: one type per operation, each with an `execute` taking domain
 //! types. They orchestrate the domain and the ports; they know nothing of gRPC.
 
+mod access_guard;
+pub mod admin;
 pub mod deliver_email;
 pub mod email_rendering;
 mod error;
 pub mod get_current_user;
 pub mod handle_email_event;
 pub mod login;
+pub mod passwords;
+pub mod rate_limiter;
 pub mod resend_verification_email;
+mod session_issuer;
+pub mod sessions;
 pub mod sign_up;
 pub mod validate_token;
 pub mod verify_email;
 
+pub use access_guard::AccessGuard;
+pub use admin::{AdminUsers, ListUsersInput};
 pub use deliver_email::DeliverEmail;
 pub use error::{ApplicationError, FieldViolation};
 pub use get_current_user::GetCurrentUser;
 pub use handle_email_event::{Disposition, HandleEmailEvent, RetryPolicy};
 pub use login::{Login, LoginCommand, LoginOutcome};
+pub use passwords::{ChangePassword, RequestPasswordReset, ResetPassword};
+pub use rate_limiter::RateLimiter;
 pub use resend_verification_email::ResendVerificationEmail;
+pub use session_issuer::{SessionIssuer, SessionTokens};
+pub use sessions::{Logout, LogoutAll, RefreshSession};
 pub use sign_up::{SignUp, SignUpCommand, SignUpInput, VerificationLinkTemplate};
 pub use validate_token::ValidateToken;
 pub use verify_email::VerifyEmail;

@@ -39,11 +39,7 @@ impl ResendVerificationEmail {
             return Ok(());
         }
         let (token, event) = new_verification(&user, &self.links, self.verification_ttl, now);
-        if self
-            .users
-            .replace_verification_token(user.id(), history.last_sent_at, &token, &event)
-            .await?
-        {
+        if self.users.replace_verification_token(user.id(), history.last_sent_at, &token, &event).await? {
             tracing::info!(user_id = %user.id(), event_id = %event.id(), "verification email resent");
         } else {
             tracing::info!(user_id = %user.id(), "verification email not resent: a concurrent resend won");

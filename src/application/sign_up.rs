@@ -6,9 +6,9 @@ use uuid::Uuid;
 
 use super::{ApplicationError, FieldViolation};
 use crate::domain::{
-    DomainEvent, Email, NewPassword, OpaqueToken, PasswordPolicy, PersonName, PersonNames, User, UserId,
+    AccountNotice, DomainEvent, Email, NewPassword, OpaqueToken, PasswordPolicy, PersonName, PersonNames, User, UserId,
     VerificationEmailRequested,
-    ports::{Clock, NewVerificationToken, PasswordHasher, UserRepository},
+    ports::{AccountRepository, Clock, InsertUserError, NewSingleUseToken, PasswordHasher, UserRepository},
 };
 
 /// A sign-up request as it arrived, before parsing.
@@ -37,14 +37,9 @@ impl SignUpCommand {
     /// [`ApplicationError::InvalidInput`] listing each invalid field.
     pub fn parse(input: SignUpInput, policy: PasswordPolicy) -> Result<Self, ApplicationError> {
         let mut violations = Vec::new();
-        let email = Email::parse(&input.email)
-            .map_err(|e| violations.push(FieldViolation::new("email", e)))
-            .ok();
+        let email = Email::parse(&input.email).map_err(|e| violations.push(FieldViolation::new("email", e))).ok();
         let mut name = |field: &'static str, raw: &str| {
-            PersonName::parse_optional(raw)
-                .map_err(|e| violations.push(FieldViolation::new(field, e)))
-                .ok()
-                .flatten()
+            PersonName::parse_optional(raw).map_err(|e| violations.push(FieldViolation::new(field, e))).ok().flatten()
         };
         let names = PersonNames {
             display_name: name("display_name", &input.display_name),
@@ -56,17 +51,9 @@ impl SignUpCommand {
         if let Some(email) = &email {
             user_inputs.push(email.local_part());
             // "ada.lovelace" also yields "ada" and "lovelace", so "adalovelace" scores as guessable.
-            user_inputs.extend(
-                email
-                    .local_part()
-                    .split(|c: char| !c.is_ascii_alphanumeric())
-                    .filter(|p| p.len() >= 3),
-            );
+            user_inputs.extend(email.local_part().split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| p.len() >= 3));
         }
-        for n in [&names.display_name, &names.first_name, &names.last_name]
-            .into_iter()
-            .flatten()
-        {
+        for n in [&names.display_name, &names.first_name, &names.last_name].into_iter().flatten() {
             user_inputs.extend(n.as_str().split_whitespace());
         }
         let password = NewPassword::parse(input.password, policy, &user_inputs)
@@ -108,14 +95,10 @@ pub(crate) fn new_verification(
     links: &VerificationLinkTemplate,
     ttl: Duration,
     now: OffsetDateTime,
-) -> (NewVerificationToken, DomainEvent) {
+) -> (NewSingleUseToken, DomainEvent) {
     let token = OpaqueToken::generate();
     let expires_at = now + ttl;
-    let record = NewVerificationToken {
-        hash: token.hash(),
-        created_at: now,
-        expires_at,
-    };
+    let record = NewSingleUseToken { hash: token.hash(), created_at: now, expires_at };
     let event = DomainEvent::VerificationEmailRequested(VerificationEmailRequested {
         event_id: Uuid::now_v7(),
         user_id: user.id(),
@@ -131,10 +114,13 @@ pub(crate) fn new_verification(
 /// Registers a user pending verification and records the verification email.
 pub struct SignUp {
     pub users: Arc<dyn UserRepository>,
+    pub accounts: Arc<dyn AccountRepository>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub clock: Arc<dyn Clock>,
     pub links: VerificationLinkTemplate,
     pub verification_ttl: Duration,
+    /// Answer a taken address like a fresh sign-up, and tell its owner by email.
+    pub is_enumeration_safe: bool,
 }
 
 impl SignUp {
@@ -144,19 +130,45 @@ impl SignUp {
     pub async fn execute(&self, command: SignUpCommand) -> Result<User, ApplicationError> {
         // Cheap early answer for the common duplicate; the unique index still
         // decides races between concurrent sign-ups.
-        if self.users.find_by_email(&command.email).await?.is_some() {
-            return Err(ApplicationError::EmailTaken);
+        if let Some(owner) = self.users.find_by_email(&command.email).await? {
+            return self.taken(owner, command).await;
         }
         let password_hash = self.hasher.hash(&command.password).await?;
         let now = self.clock.now();
-        let user = User::sign_up(UserId::new_v7(), command.email, command.names, now);
+        let user = User::sign_up(UserId::new_v7(), command.email.clone(), command.names.clone(), now);
         let (token, event) = new_verification(&user, &self.links, self.verification_ttl, now);
-        self.users
-            .insert_with_verification(&user, &password_hash, &token, &event)
-            .await?;
+        match self.users.insert_with_verification(&user, &password_hash, &token, &event).await {
+            Ok(()) => {}
+            Err(InsertUserError::DuplicateEmail) => {
+                let owner = self.users.find_by_email(&command.email).await?.ok_or(ApplicationError::EmailTaken)?;
+                return self.taken(owner, command).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
         tracing::Span::current().record("user_id", tracing::field::display(user.id()));
         tracing::info!(user_id = %user.id(), event_id = %event.id(), "user signed up");
         Ok(user)
+    }
+
+    /// The address belongs to `owner`. Normally that is ALREADY_EXISTS; in
+    /// enumeration-safe mode the caller gets what a fresh sign-up gets (a pending
+    /// user, after the same hashing work) and the owner gets an email instead.
+    async fn taken(&self, owner: User, command: SignUpCommand) -> Result<User, ApplicationError> {
+        if !self.is_enumeration_safe {
+            return Err(ApplicationError::EmailTaken);
+        }
+        let _same_cost = self.hasher.hash(&command.password).await?;
+        let now = self.clock.now();
+        let event = DomainEvent::RegistrationAttempted(AccountNotice {
+            event_id: Uuid::now_v7(),
+            user_id: owner.id(),
+            email: owner.email().clone(),
+            display_name: owner.greeting_name(),
+            occurred_at: now,
+        });
+        self.accounts.record_event(&event).await?;
+        tracing::info!(user_id = %owner.id(), "sign-up with a registered address; owner notified");
+        Ok(User::sign_up(UserId::new_v7(), command.email, command.names, now))
     }
 }
 
@@ -167,19 +179,12 @@ mod tests {
     const POLICY: PasswordPolicy = PasswordPolicy { min_length: 12 };
 
     fn input(email: &str, password: &str) -> SignUpInput {
-        SignUpInput {
-            email: email.into(),
-            password: password.into(),
-            ..SignUpInput::default()
-        }
+        SignUpInput { email: email.into(), password: password.into(), ..SignUpInput::default() }
     }
 
     #[test]
     fn every_invalid_field_is_reported_at_once() {
-        let raw = SignUpInput {
-            first_name: "a\u{0007}".into(),
-            ..input("not-an-email", "short")
-        };
+        let raw = SignUpInput { first_name: "a\u{0007}".into(), ..input("not-an-email", "short") };
         let Err(ApplicationError::InvalidInput(violations)) = SignUpCommand::parse(raw, POLICY) else {
             panic!("expected invalid input");
         };

@@ -1,21 +1,18 @@
 use std::sync::Arc;
 
-use super::ApplicationError;
-use crate::domain::{
-    AccessTokenClaims,
-    ports::{AccessTokenIssuer, Clock},
-};
+use super::{AccessGuard, ApplicationError};
+use crate::domain::AccessTokenClaims;
 
-/// Checks an access token without touching storage: tokens are self-contained.
+/// Checks an access token: signature and claims, then (from a cache, in the
+/// common case) whether its user still honours it.
 pub struct ValidateToken {
-    pub tokens: Arc<dyn AccessTokenIssuer>,
-    pub clock: Arc<dyn Clock>,
+    pub guard: Arc<AccessGuard>,
 }
 
 impl ValidateToken {
     /// # Errors
     /// [`ApplicationError::InvalidAccessToken`] with the reason, for the log.
-    pub fn execute(&self, token: &str) -> Result<AccessTokenClaims, ApplicationError> {
-        Ok(self.tokens.verify(token, self.clock.now())?)
+    pub async fn execute(&self, token: &str) -> Result<AccessTokenClaims, ApplicationError> {
+        self.guard.authenticate(token).await
     }
 }

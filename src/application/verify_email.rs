@@ -22,23 +22,16 @@ impl VerifyEmail {
     pub async fn execute(&self, token: OpaqueToken) -> Result<User, ApplicationError> {
         let hash = token.hash();
         let now = self.clock.now();
-        let record = self
-            .users
-            .find_verification_token(&hash)
-            .await?
-            .ok_or(ApplicationError::InvalidVerificationToken)?;
+        let record =
+            self.users.find_verification_token(&hash).await?.ok_or(ApplicationError::InvalidVerificationToken)?;
         if record.is_spent || now >= record.expires_at {
             return Err(ApplicationError::InvalidVerificationToken);
         }
-        let mut user = self
-            .users
-            .find_by_id(record.user_id)
-            .await?
-            .ok_or(ApplicationError::InvalidVerificationToken)?;
+        let mut user =
+            self.users.find_by_id(record.user_id).await?.ok_or(ApplicationError::InvalidVerificationToken)?;
         tracing::Span::current().record("user_id", tracing::field::display(user.id()));
         // A disabled account stays disabled; an active one has nothing to verify.
-        user.verify_email(now)
-            .map_err(|_| ApplicationError::InvalidVerificationToken)?;
+        user.verify_email(now).map_err(|_| ApplicationError::InvalidVerificationToken)?;
         if !self.users.complete_verification(&hash, &user).await? {
             // A concurrent call spent the token first.
             return Err(ApplicationError::InvalidVerificationToken);

@@ -82,11 +82,7 @@ impl Email {
     /// Fails if the stored value is not canonical (a corrupted row).
     pub fn hydrate(stored: String) -> Result<Self, EmailError> {
         let parsed = Self::parse(&stored)?;
-        if parsed.0 == stored {
-            Ok(parsed)
-        } else {
-            Err(EmailError::InvalidDomain)
-        }
+        if parsed.0 == stored { Ok(parsed) } else { Err(EmailError::InvalidDomain) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -158,9 +154,7 @@ fn canonical_local_part(local: &str) -> Result<String, EmailError> {
     if local.len() > MAX_LOCAL_PART_LENGTH {
         return Err(EmailError::LocalPartTooLong);
     }
-    let valid_atoms = local
-        .split('.')
-        .all(|atom| !atom.is_empty() && atom.bytes().all(is_atext));
+    let valid_atoms = local.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(is_atext));
     if !valid_atoms {
         return Err(EmailError::InvalidLocalPart);
     }
@@ -194,9 +188,7 @@ fn canonical_domain(domain: &str) -> Result<String, EmailError> {
             && label.len() <= MAX_LABEL_LENGTH
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     });
     let tld = labels.last().copied().unwrap_or_default();
     // An all-numeric top-level label means an IP address, not a mail domain.
@@ -245,10 +237,7 @@ mod tests {
     #[test]
     fn homoglyphs_in_the_local_part_are_refused() {
         // Cyrillic 'а' (U+0430) in place of the Latin one.
-        assert_eq!(
-            Email::parse("\u{430}lice@example.com"),
-            Err(EmailError::InvalidLocalPart)
-        );
+        assert_eq!(Email::parse("\u{430}lice@example.com"), Err(EmailError::InvalidLocalPart));
     }
 
     #[test]
@@ -282,10 +271,7 @@ mod tests {
     #[test]
     fn length_limits_hold() {
         let local = "a".repeat(65);
-        assert_eq!(
-            Email::parse(&format!("{local}@example.com")),
-            Err(EmailError::LocalPartTooLong)
-        );
+        assert_eq!(Email::parse(&format!("{local}@example.com")), Err(EmailError::LocalPartTooLong));
         let domain = format!("{}.com", ["abcdefghij"; 25].join("."));
         assert_eq!(Email::parse(&format!("a@{domain}")), Err(EmailError::TooLong));
         assert_eq!(Email::parse(&"a".repeat(1_000_000)), Err(EmailError::TooLong));

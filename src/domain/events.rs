@@ -10,12 +10,22 @@ use super::{Email, UserId};
 #[derive(Debug, Clone)]
 pub enum DomainEvent {
     VerificationEmailRequested(VerificationEmailRequested),
+    PasswordResetRequested(PasswordResetRequested),
+    /// A security notice after a password change or reset.
+    PasswordChanged(AccountNotice),
+    /// Someone tried to sign up with an address that is already registered
+    /// (enumeration-safe mode tells the owner instead of the caller).
+    RegistrationAttempted(AccountNotice),
+    UserDeleted(UserDeleted),
 }
 
 impl DomainEvent {
     pub fn id(&self) -> Uuid {
         match self {
             Self::VerificationEmailRequested(event) => event.event_id,
+            Self::PasswordResetRequested(event) => event.event_id,
+            Self::PasswordChanged(event) | Self::RegistrationAttempted(event) => event.event_id,
+            Self::UserDeleted(event) => event.event_id,
         }
     }
 
@@ -23,14 +33,78 @@ impl DomainEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             Self::VerificationEmailRequested(_) => VerificationEmailRequested::EVENT_TYPE,
+            Self::PasswordResetRequested(_) => PasswordResetRequested::EVENT_TYPE,
+            Self::PasswordChanged(_) => AccountNotice::PASSWORD_CHANGED,
+            Self::RegistrationAttempted(_) => AccountNotice::REGISTRATION_ATTEMPTED,
+            Self::UserDeleted(_) => UserDeleted::EVENT_TYPE,
         }
     }
 
     pub fn occurred_at(&self) -> OffsetDateTime {
         match self {
             Self::VerificationEmailRequested(event) => event.occurred_at,
+            Self::PasswordResetRequested(event) => event.occurred_at,
+            Self::PasswordChanged(event) | Self::RegistrationAttempted(event) => event.occurred_at,
+            Self::UserDeleted(event) => event.occurred_at,
         }
     }
+
+    /// Whether the event asks for an email (the others are for other services).
+    pub fn is_email(&self) -> bool {
+        !matches!(self, Self::UserDeleted(_))
+    }
+}
+
+/// The event types that become emails: the mailer binds exactly these.
+pub const EMAIL_EVENT_TYPES: &[&str] = &[
+    VerificationEmailRequested::EVENT_TYPE,
+    PasswordResetRequested::EVENT_TYPE,
+    AccountNotice::PASSWORD_CHANGED,
+    AccountNotice::REGISTRATION_ATTEMPTED,
+];
+
+/// A user asked to reset their password: they must receive a reset link.
+#[derive(Debug, Clone)]
+pub struct PasswordResetRequested {
+    pub event_id: Uuid,
+    pub user_id: UserId,
+    pub email: Email,
+    pub display_name: String,
+    /// Carries the single-use token, so it is a secret until it is emailed.
+    pub reset_link: SecretString,
+    pub expires_at: OffsetDateTime,
+    pub occurred_at: OffsetDateTime,
+}
+
+impl PasswordResetRequested {
+    pub const EVENT_TYPE: &'static str = "user.password_reset_requested";
+}
+
+/// Something happened to an account that its owner should hear about.
+#[derive(Debug, Clone)]
+pub struct AccountNotice {
+    pub event_id: Uuid,
+    pub user_id: UserId,
+    pub email: Email,
+    pub display_name: String,
+    pub occurred_at: OffsetDateTime,
+}
+
+impl AccountNotice {
+    pub const PASSWORD_CHANGED: &'static str = "user.password_changed";
+    pub const REGISTRATION_ATTEMPTED: &'static str = "user.registration_attempted";
+}
+
+/// A user and their personal data are gone; other services should forget them.
+#[derive(Debug, Clone)]
+pub struct UserDeleted {
+    pub event_id: Uuid,
+    pub user_id: UserId,
+    pub occurred_at: OffsetDateTime,
+}
+
+impl UserDeleted {
+    pub const EVENT_TYPE: &'static str = "user.deleted";
 }
 
 /// A user must receive a link to verify their email address.

@@ -4,6 +4,7 @@
 
 pub mod email;
 pub mod events;
+pub mod login_throttle;
 pub mod opaque_token;
 pub mod password;
 pub mod person_name;
@@ -13,10 +14,15 @@ pub mod token_claims;
 pub mod user;
 
 pub use email::{Email, EmailError};
-pub use events::{DomainEvent, VerificationEmailRequested};
+pub use events::{
+    AccountNotice, DomainEvent, EMAIL_EVENT_TYPES, PasswordResetRequested, UserDeleted, VerificationEmailRequested,
+};
+pub use login_throttle::{ThrottleKey, ThrottlePolicy, ThrottleState};
 pub use opaque_token::{OpaqueToken, TokenHash};
 pub use password::{NewPassword, PasswordError, PasswordHash, PasswordPolicy, PlaintextPassword};
 pub use person_name::{PersonName, PersonNameError};
 pub use resend_policy::ResendPolicy;
 pub use token_claims::{AccessTokenClaims, IssuedToken};
-pub use user::{LoginRefusal, PersonNames, User, UserId, UserStatus, VerifyEmailError};
+pub use user::{
+    AccountStateError, LoginRefusal, PersonNames, User, UserId, UserStatus, UserTimestamps, VerifyEmailError,
+};

@@ -102,13 +102,7 @@ mod tests {
     #[test]
     fn malformed_tokens_are_refused() {
         let valid = OpaqueToken::generate();
-        for raw in [
-            "",
-            "abc",
-            &valid.expose()[..42],
-            &format!("{}A", valid.expose()),
-            &"*".repeat(43),
-        ] {
+        for raw in ["", "abc", &valid.expose()[..42], &format!("{}A", valid.expose()), &"*".repeat(43)] {
             assert!(OpaqueToken::parse(raw).is_err(), "{raw:?}");
         }
     }

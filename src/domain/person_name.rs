@@ -33,10 +33,7 @@ impl PersonName {
         if trimmed.chars().count() > MAX_NAME_LENGTH {
             return Err(PersonNameError::TooLong);
         }
-        if trimmed
-            .chars()
-            .any(|c| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
-        {
+        if trimmed.chars().any(|c| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')) {
             return Err(PersonNameError::ControlCharacter);
         }
         Ok(Some(Self(trimmed.to_owned())))
@@ -71,30 +68,18 @@ mod tests {
 
     #[test]
     fn names_are_trimmed() {
-        assert_eq!(
-            PersonName::parse_optional("  Ada Lovelace ").unwrap().unwrap().as_str(),
-            "Ada Lovelace"
-        );
+        assert_eq!(PersonName::parse_optional("  Ada Lovelace ").unwrap().unwrap().as_str(), "Ada Lovelace");
     }
 
     #[test]
     fn limits_are_counted_in_characters() {
         assert!(PersonName::parse_optional(&"é".repeat(100)).unwrap().is_some());
-        assert_eq!(
-            PersonName::parse_optional(&"é".repeat(101)),
-            Err(PersonNameError::TooLong)
-        );
+        assert_eq!(PersonName::parse_optional(&"é".repeat(101)), Err(PersonNameError::TooLong));
     }
 
     #[test]
     fn control_characters_and_overrides_are_refused() {
-        assert_eq!(
-            PersonName::parse_optional("Ada\nLovelace"),
-            Err(PersonNameError::ControlCharacter)
-        );
-        assert_eq!(
-            PersonName::parse_optional("Ada\u{202E}ecalevol"),
-            Err(PersonNameError::ControlCharacter)
-        );
+        assert_eq!(PersonName::parse_optional("Ada\nLovelace"), Err(PersonNameError::ControlCharacter));
+        assert_eq!(PersonName::parse_optional("Ada\u{202E}ecalevol"), Err(PersonNameError::ControlCharacter));
     }
 }

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    AccessTokenClaims, DomainEvent, Email, IssuedToken, NewPassword, PasswordHash, PlaintextPassword, TokenHash, User,
-    UserId,
+    AccessTokenClaims, DomainEvent, Email, IssuedToken, NewPassword, PasswordHash, PlaintextPassword, ThrottleKey,
+    ThrottlePolicy, ThrottleState, TokenHash, User, UserId,
 };
 
 /// Storage failures, classified where they happen.
@@ -30,9 +30,10 @@ pub enum InsertUserError {
     Repository(#[from] RepositoryError),
 }
 
-/// A verification token to store: its digest only, never the token.
+/// A single-use token (email verification, password reset) to store: its
+/// digest only, never the token.
 #[derive(Debug, Clone)]
-pub struct NewVerificationToken {
+pub struct NewSingleUseToken {
     pub hash: TokenHash,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
@@ -40,16 +41,16 @@ pub struct NewVerificationToken {
 
 /// A stored verification token as read back.
 #[derive(Debug, Clone)]
-pub struct VerificationTokenRecord {
+pub struct SingleUseTokenRecord {
     pub user_id: UserId,
     pub expires_at: OffsetDateTime,
     /// Set once the token was used, or when a newer one replaced it.
     pub is_spent: bool,
 }
 
-/// How many verification emails a user was sent recently, for rate limiting.
+/// How many emails of one kind a user was sent recently, for rate limiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VerificationHistory {
+pub struct SendHistory {
     pub sent_since: u32,
     pub last_sent_at: Option<OffsetDateTime>,
 }
@@ -81,7 +82,7 @@ pub trait UserRepository: Send + Sync {
         &self,
         user: &User,
         password_hash: &PasswordHash,
-        token: &NewVerificationToken,
+        token: &NewSingleUseToken,
         event: &DomainEvent,
     ) -> Result<(), InsertUserError>;
 
@@ -101,10 +102,7 @@ pub trait UserRepository: Send + Sync {
 
     /// # Errors
     /// Storage failures only.
-    async fn find_verification_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<VerificationTokenRecord>, RepositoryError>;
+    async fn find_verification_token(&self, hash: &TokenHash) -> Result<Option<SingleUseTokenRecord>, RepositoryError>;
 
     /// Spends the token and saves the verified user, atomically. Returns `false`
     /// when the token was spent in the meantime (a concurrent verification won).
@@ -119,7 +117,7 @@ pub trait UserRepository: Send + Sync {
         &self,
         user_id: UserId,
         since: OffsetDateTime,
-    ) -> Result<VerificationHistory, RepositoryError>;
+    ) -> Result<SendHistory, RepositoryError>;
 
     /// Spends every earlier verification token of the user, stores the new one
     /// and the event, atomically, but only if the newest token is still the one
@@ -132,7 +130,130 @@ pub trait UserRepository: Send + Sync {
         &self,
         user_id: UserId,
         expected_last_sent_at: Option<OffsetDateTime>,
-        token: &NewVerificationToken,
+        token: &NewSingleUseToken,
+        event: &DomainEvent,
+    ) -> Result<bool, RepositoryError>;
+}
+
+/// Which sessions a password change ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRevocation {
+    All,
+    /// Every session but the caller's own.
+    AllExcept(Uuid),
+}
+
+/// A stored refresh-token session.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub family_id: Uuid,
+    pub user_id: UserId,
+    pub expires_at: OffsetDateTime,
+    pub is_rotated: bool,
+    pub is_revoked: bool,
+}
+
+/// Filters and position of one page of users.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserListQuery {
+    pub status: Option<super::UserStatus>,
+    /// Lower-case; matched literally (no wildcards).
+    pub email_prefix: Option<String>,
+    /// Only users created after this one (ids sort by creation).
+    pub after: Option<UserId>,
+    pub limit: u64,
+}
+
+/// Account changes beyond sign-up and verification: passwords, resets, account
+/// state, deletion, listing.
+#[async_trait]
+pub trait AccountRepository: Send + Sync {
+    /// # Errors
+    /// Storage failures only.
+    async fn find_credentials_by_id(&self, id: UserId) -> Result<Option<(User, PasswordHash)>, RepositoryError>;
+
+    /// Stores a new password hash, ends sessions as asked, saves the user's token
+    /// cutoff, and writes the notice event, atomically.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn change_password(
+        &self,
+        user: &User,
+        hash: &PasswordHash,
+        revoke: SessionRevocation,
+        event: &DomainEvent,
+    ) -> Result<(), RepositoryError>;
+
+    /// Replaces a hash with a stronger one of the same password (no other change).
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn upgrade_password_hash(&self, user_id: UserId, hash: &PasswordHash) -> Result<(), RepositoryError>;
+
+    /// Saves status and token cutoff; with `revoke_sessions`, ends every session
+    /// in the same transaction. Returns how many sessions were ended.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn save_account_state(&self, user: &User, revoke_sessions: bool) -> Result<u64, RepositoryError>;
+
+    /// Deletes the user with everything that hangs off them, and writes the
+    /// event, atomically. Returns whether there was such a user.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn delete(&self, user_id: UserId, event: &DomainEvent) -> Result<bool, RepositoryError>;
+
+    /// # Errors
+    /// Storage failures only.
+    async fn list(&self, query: &UserListQuery) -> Result<Vec<User>, RepositoryError>;
+
+    /// Writes an event on its own (a notice with no state change).
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn record_event(&self, event: &DomainEvent) -> Result<(), RepositoryError>;
+
+    /// # Errors
+    /// Storage failures only.
+    async fn find_password_reset_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<SingleUseTokenRecord>, RepositoryError>;
+
+    /// # Errors
+    /// Storage failures only.
+    async fn password_reset_history(
+        &self,
+        user_id: UserId,
+        since: OffsetDateTime,
+    ) -> Result<SendHistory, RepositoryError>;
+
+    /// Like [`UserRepository::replace_verification_token`], for reset tokens.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn replace_password_reset_token(
+        &self,
+        user_id: UserId,
+        expected_last_sent_at: Option<OffsetDateTime>,
+        token: &NewSingleUseToken,
+        event: &DomainEvent,
+    ) -> Result<bool, RepositoryError>;
+
+    /// Spends the reset token, stores the new hash, ends every session, saves
+    /// the token cutoff and writes the notice, atomically. `false` when the
+    /// token was spent in the meantime.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn complete_password_reset(
+        &self,
+        token: &TokenHash,
+        user: &User,
+        hash: &PasswordHash,
         event: &DomainEvent,
     ) -> Result<bool, RepositoryError>;
 }
@@ -143,6 +264,54 @@ pub trait SessionRepository: Send + Sync {
     /// # Errors
     /// Storage failures only.
     async fn insert(&self, session: &NewSession) -> Result<(), RepositoryError>;
+
+    /// # Errors
+    /// Storage failures only.
+    async fn find_by_token_hash(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, RepositoryError>;
+
+    /// Marks `old` rotated, if it is neither rotated nor revoked, and stores
+    /// `new`, atomically. `false` when `old` was rotated or revoked meanwhile.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn rotate(&self, old: Uuid, new: &NewSession, now: OffsetDateTime) -> Result<bool, RepositoryError>;
+
+    /// Revokes every live session of a family; returns how many.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn revoke_family(&self, family_id: Uuid, now: OffsetDateTime) -> Result<u64, RepositoryError>;
+
+    /// Revokes one session; `false` if it was already revoked.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn revoke(&self, session_id: Uuid, now: OffsetDateTime) -> Result<bool, RepositoryError>;
+}
+
+/// Consecutive failed logins per account, shared by every replica.
+#[async_trait]
+pub trait LoginThrottles: Send + Sync {
+    /// # Errors
+    /// Storage failures only.
+    async fn state(&self, key: &ThrottleKey) -> Result<Option<ThrottleState>, RepositoryError>;
+
+    /// Counts one more failure and returns the new state.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn record_failure(
+        &self,
+        key: &ThrottleKey,
+        now: OffsetDateTime,
+        policy: ThrottlePolicy,
+    ) -> Result<ThrottleState, RepositoryError>;
+
+    /// Forgets the failures after a successful login.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn reset(&self, key: &ThrottleKey) -> Result<(), RepositoryError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +337,10 @@ pub trait PasswordHasher: Send + Sync {
     /// # Errors
     /// Saturation or an unexpected failure (a corrupt stored hash, say).
     async fn verify(&self, password: &PlaintextPassword, hash: Option<&PasswordHash>) -> Result<bool, HashingError>;
+
+    /// Whether a stored hash is weaker than what we hash with now, so that a
+    /// successful login should replace it.
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool;
 }
 
 /// Why an access token was refused. Deliberately coarse: callers learn only
@@ -184,6 +357,8 @@ pub enum InvalidAccessToken {
     NotYetValid,
     #[error("the token was issued by someone else or for someone else")]
     WrongIssuerOrAudience,
+    #[error("the token was revoked (log out everywhere, password reset, or the account is disabled or deleted)")]
+    Revoked,
 }
 
 /// A public key that verifies access tokens, in PASERK form.
@@ -197,9 +372,12 @@ pub struct PublicKeyInfo {
 
 /// Issues and checks signed access tokens.
 pub trait AccessTokenIssuer: Send + Sync {
+    /// `session_id` goes into the `sid` claim, so that "log out my other
+    /// sessions" knows which one is the caller's.
+    ///
     /// # Errors
     /// Only a broken signing key can fail.
-    fn issue(&self, user_id: UserId, now: OffsetDateTime) -> anyhow::Result<IssuedToken>;
+    fn issue(&self, user_id: UserId, session_id: Uuid, now: OffsetDateTime) -> anyhow::Result<IssuedToken>;
 
     /// # Errors
     /// The reason the token is refused.
@@ -240,10 +418,7 @@ impl fmt::Debug for OutgoingEmail {
 pub enum SendEmailError {
     /// Worth retrying: timeouts, connection errors, 429 and 5xx answers.
     #[error("temporary email delivery failure: {reason}")]
-    Transient {
-        reason: String,
-        retry_after: Option<std::time::Duration>,
-    },
+    Transient { reason: String, retry_after: Option<std::time::Duration> },
     /// Retrying cannot help: the provider refused the request (bad key, bad address).
     #[error("permanent email delivery failure: {reason}")]
     Permanent { reason: String },

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::ports::VerificationHistory;
+use super::ports::SendHistory;
 
 /// The window over which [`ResendPolicy::max_per_hour`] counts.
 pub const RESEND_WINDOW: time::Duration = time::Duration::HOUR;
@@ -19,7 +19,7 @@ pub struct ResendPolicy {
 
 impl ResendPolicy {
     /// Whether another email may go out now, given what was sent in the last hour.
-    pub fn allows(&self, history: VerificationHistory, now: OffsetDateTime) -> bool {
+    pub fn allows(&self, history: SendHistory, now: OffsetDateTime) -> bool {
         if history.sent_since >= self.max_per_hour {
             return false;
         }
@@ -35,17 +35,11 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    const POLICY: ResendPolicy = ResendPolicy {
-        cooldown: Duration::from_secs(60),
-        max_per_hour: 5,
-    };
+    const POLICY: ResendPolicy = ResendPolicy { cooldown: Duration::from_secs(60), max_per_hour: 5 };
     const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
 
-    fn history(sent_since: u32, seconds_ago: Option<i64>) -> VerificationHistory {
-        VerificationHistory {
-            sent_since,
-            last_sent_at: seconds_ago.map(|s| NOW - time::Duration::seconds(s)),
-        }
+    fn history(sent_since: u32, seconds_ago: Option<i64>) -> SendHistory {
+        SendHistory { sent_since, last_sent_at: seconds_ago.map(|s| NOW - time::Duration::seconds(s)) }
     }
 
     #[test]
@@ -62,10 +56,7 @@ mod tests {
 
     #[test]
     fn a_zero_cooldown_turns_the_cooldown_off_but_not_the_hourly_cap() {
-        let policy = ResendPolicy {
-            cooldown: Duration::ZERO,
-            ..POLICY
-        };
+        let policy = ResendPolicy { cooldown: Duration::ZERO, ..POLICY };
         assert!(policy.allows(history(1, Some(0)), NOW));
         assert!(!policy.allows(history(5, Some(0)), NOW));
     }

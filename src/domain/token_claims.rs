@@ -18,6 +18,8 @@ pub struct AccessTokenClaims {
     pub token_id: Uuid,
     /// PASERK id of the key that signed the token.
     pub key_id: String,
+    /// The refresh-token session the token was issued for (claim `sid`).
+    pub session_id: Option<Uuid>,
 }
 
 /// A token handed to a caller, with its expiry.

@@ -85,6 +85,17 @@ pub struct User {
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
     verified_at: Option<OffsetDateTime>,
+    /// Access tokens issued before this instant are no longer accepted.
+    tokens_valid_after: Option<OffsetDateTime>,
+}
+
+/// When the user's timestamps stand, as read back from storage.
+#[derive(Debug, Clone, Copy)]
+pub struct UserTimestamps {
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub verified_at: Option<OffsetDateTime>,
+    pub tokens_valid_after: Option<OffsetDateTime>,
 }
 
 /// The optional names a user may give.
@@ -125,20 +136,12 @@ impl User {
             created_at: now,
             updated_at: now,
             verified_at: None,
+            tokens_valid_after: None,
         }
     }
 
     /// Rebuilds a user read back from storage.
-    #[allow(clippy::too_many_arguments)]
-    pub fn hydrate(
-        id: UserId,
-        email: Email,
-        names: PersonNames,
-        status: UserStatus,
-        created_at: OffsetDateTime,
-        updated_at: OffsetDateTime,
-        verified_at: Option<OffsetDateTime>,
-    ) -> Self {
+    pub fn hydrate(id: UserId, email: Email, names: PersonNames, status: UserStatus, at: UserTimestamps) -> Self {
         Self {
             id,
             email,
@@ -146,10 +149,57 @@ impl User {
             first_name: names.first_name,
             last_name: names.last_name,
             status,
-            created_at,
-            updated_at,
-            verified_at,
+            created_at: at.created_at,
+            updated_at: at.updated_at,
+            verified_at: at.verified_at,
+            tokens_valid_after: at.tokens_valid_after,
         }
+    }
+
+    /// Disables the account: it can no longer log in, and every access token
+    /// issued so far stops being accepted.
+    ///
+    /// # Errors
+    /// Already disabled.
+    pub fn disable(&mut self, now: OffsetDateTime) -> Result<(), AccountStateError> {
+        if self.status == UserStatus::Disabled {
+            return Err(AccountStateError::AlreadyDisabled);
+        }
+        self.status = UserStatus::Disabled;
+        self.updated_at = now;
+        self.tokens_valid_after = Some(now);
+        Ok(())
+    }
+
+    /// Re-enables a disabled account, back to where it was: active if the email
+    /// was verified, pending verification otherwise.
+    ///
+    /// # Errors
+    /// Not disabled.
+    pub fn enable(&mut self, now: OffsetDateTime) -> Result<(), AccountStateError> {
+        if self.status != UserStatus::Disabled {
+            return Err(AccountStateError::NotDisabled);
+        }
+        self.status = if self.verified_at.is_some() { UserStatus::Active } else { UserStatus::PendingVerification };
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// Refuses every access token issued before `now` (log out everywhere,
+    /// password reset).
+    pub fn revoke_tokens(&mut self, now: OffsetDateTime) {
+        self.tokens_valid_after = Some(now);
+        self.updated_at = now;
+    }
+
+    /// Records a change to the account made now.
+    pub fn touch(&mut self, now: OffsetDateTime) {
+        self.updated_at = now;
+    }
+
+    /// Whether an access token issued at `issued_at` is still honoured.
+    pub fn accepts_tokens_issued_at(&self, issued_at: OffsetDateTime) -> bool {
+        self.status != UserStatus::Disabled && self.tokens_valid_after.is_none_or(|after| issued_at >= after)
     }
 
     /// Marks the email verified and the account active.
@@ -221,6 +271,17 @@ impl User {
     pub fn verified_at(&self) -> Option<OffsetDateTime> {
         self.verified_at
     }
+    pub fn tokens_valid_after(&self) -> Option<OffsetDateTime> {
+        self.tokens_valid_after
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AccountStateError {
+    #[error("the account is already disabled")]
+    AlreadyDisabled,
+    #[error("the account is not disabled")]
+    NotDisabled,
 }
 
 #[cfg(test)]
@@ -230,12 +291,7 @@ mod tests {
 
     fn pending_user() -> User {
         let email = Email::parse("ada@example.com").unwrap();
-        User::sign_up(
-            UserId::new_v7(),
-            email,
-            PersonNames::default(),
-            datetime!(2026-01-01 0:00 UTC),
-        )
+        User::sign_up(UserId::new_v7(), email, PersonNames::default(), datetime!(2026-01-01 0:00 UTC))
     }
 
     #[test]
@@ -260,10 +316,7 @@ mod tests {
     fn a_disabled_user_is_never_reactivated_by_verification() {
         let mut user = pending_user();
         user.status = UserStatus::Disabled;
-        assert_eq!(
-            user.verify_email(datetime!(2026-01-02 0:00 UTC)),
-            Err(VerifyEmailError::Disabled)
-        );
+        assert_eq!(user.verify_email(datetime!(2026-01-02 0:00 UTC)), Err(VerifyEmailError::Disabled));
         assert_eq!(user.status(), UserStatus::Disabled);
     }
 
@@ -278,12 +331,32 @@ mod tests {
     }
 
     #[test]
+    fn disabling_refuses_earlier_tokens_and_enabling_restores_the_previous_status() {
+        let mut user = pending_user();
+        user.verify_email(datetime!(2026-01-02 0:00 UTC)).unwrap();
+        let disabled_at = datetime!(2026-01-03 0:00 UTC);
+        user.disable(disabled_at).unwrap();
+        assert_eq!(user.ensure_can_log_in(), Err(LoginRefusal::Disabled));
+        assert!(!user.accepts_tokens_issued_at(disabled_at));
+        assert_eq!(user.disable(disabled_at), Err(AccountStateError::AlreadyDisabled));
+        user.enable(datetime!(2026-01-04 0:00 UTC)).unwrap();
+        assert_eq!(user.status(), UserStatus::Active);
+        assert!(!user.accepts_tokens_issued_at(datetime!(2026-01-02 12:00 UTC)));
+        assert!(user.accepts_tokens_issued_at(datetime!(2026-01-04 0:00 UTC)));
+    }
+
+    #[test]
+    fn enabling_an_unverified_user_returns_them_to_pending() {
+        let mut user = pending_user();
+        user.disable(datetime!(2026-01-03 0:00 UTC)).unwrap();
+        user.enable(datetime!(2026-01-04 0:00 UTC)).unwrap();
+        assert_eq!(user.status(), UserStatus::PendingVerification);
+        assert_eq!(user.enable(datetime!(2026-01-04 0:00 UTC)), Err(AccountStateError::NotDisabled));
+    }
+
+    #[test]
     fn status_round_trips_through_its_stored_form() {
-        for status in [
-            UserStatus::PendingVerification,
-            UserStatus::Active,
-            UserStatus::Disabled,
-        ] {
+        for status in [UserStatus::PendingVerification, UserStatus::Active, UserStatus::Disabled] {
             assert_eq!(UserStatus::parse(status.as_str()), Ok(status));
         }
     }

@@ -22,11 +22,7 @@ pub async fn watch_readiness(
     loop {
         let is_ready = check().await;
         if last != Some(is_ready) {
-            let status = if is_ready {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
+            let status = if is_ready { ServingStatus::Serving } else { ServingStatus::NotServing };
             reporter.set_service_status("", status).await;
             reporter.set_service_status(USER_SERVICE_NAME, status).await;
             if is_ready {
@@ -42,7 +38,5 @@ pub async fn watch_readiness(
         }
     }
     reporter.set_service_status("", ServingStatus::NotServing).await;
-    reporter
-        .set_service_status(USER_SERVICE_NAME, ServingStatus::NotServing)
-        .await;
+    reporter.set_service_status(USER_SERVICE_NAME, ServingStatus::NotServing).await;
 }

@@ -16,9 +16,7 @@ pub const MAILER_SERVICE_NAME: &str = "identity.mailer";
 /// # Errors
 /// The address is taken.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (IDENTITY_MAILER_HEALTH_ADDR)"))
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (IDENTITY_MAILER_HEALTH_ADDR)"))
 }
 
 /// Serves health until `stop`, following `connected`.
@@ -34,11 +32,7 @@ pub async fn serve(
     let set = move |is_up: bool| {
         let reporter = reporter.clone();
         async move {
-            let status = if is_up {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
+            let status = if is_up { ServingStatus::Serving } else { ServingStatus::NotServing };
             reporter.set_service_status("", status).await;
             reporter.set_service_status(MAILER_SERVICE_NAME, status).await;
         }

@@ -2,6 +2,8 @@
 //! into a command, execute the use case, convert the result, and `?` errors
 //! through the one mapping in `status.rs`.
 
+pub mod admin_service;
+pub mod call_limits;
 pub mod convert;
 pub mod health;
 pub mod mailer_health;
@@ -19,4 +21,5 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("identity_descriptor");
 }
 
+pub use admin_service::AdminGrpcService;
 pub use user_service::UserGrpcService;

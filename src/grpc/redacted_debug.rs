@@ -3,7 +3,10 @@
 
 use std::fmt;
 
-use super::proto::{LoginRequest, LoginResponse, SignUpRequest, ValidateTokenRequest, VerifyEmailRequest};
+use super::proto::{
+    ChangePasswordRequest, LoginRequest, LoginResponse, LogoutRequest, RefreshSessionRequest, RefreshSessionResponse,
+    ResetPasswordRequest, SignUpRequest, ValidateTokenRequest, VerifyEmailRequest,
+};
 
 const HIDDEN: &str = "<hidden>";
 
@@ -21,10 +24,7 @@ impl fmt::Debug for SignUpRequest {
 
 impl fmt::Debug for LoginRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoginRequest")
-            .field("email", &self.email)
-            .field("password", &HIDDEN)
-            .finish()
+        f.debug_struct("LoginRequest").field("email", &self.email).field("password", &HIDDEN).finish()
     }
 }
 
@@ -48,9 +48,46 @@ impl fmt::Debug for VerifyEmailRequest {
 
 impl fmt::Debug for ValidateTokenRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ValidateTokenRequest")
+        f.debug_struct("ValidateTokenRequest").field("access_token", &HIDDEN).finish()
+    }
+}
+
+impl fmt::Debug for RefreshSessionRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshSessionRequest").field("refresh_token", &HIDDEN).finish()
+    }
+}
+
+impl fmt::Debug for RefreshSessionResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshSessionResponse")
             .field("access_token", &HIDDEN)
+            .field("access_token_expires_at", &self.access_token_expires_at)
+            .field("refresh_token", &HIDDEN)
+            .field("refresh_token_expires_at", &self.refresh_token_expires_at)
+            .field("user", &self.user)
             .finish()
+    }
+}
+
+impl fmt::Debug for LogoutRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogoutRequest").field("refresh_token", &HIDDEN).finish()
+    }
+}
+
+impl fmt::Debug for ChangePasswordRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangePasswordRequest")
+            .field("current_password", &HIDDEN)
+            .field("new_password", &HIDDEN)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ResetPasswordRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResetPasswordRequest").field("token", &HIDDEN).field("new_password", &HIDDEN).finish()
     }
 }
 
@@ -60,17 +97,11 @@ mod tests {
 
     #[test]
     fn secrets_are_hidden() {
-        let request = SignUpRequest {
-            email: "a@example.com".into(),
-            password: "s3cret-pass".into(),
-            ..Default::default()
-        };
+        let request =
+            SignUpRequest { email: "a@example.com".into(), password: "s3cret-pass".into(), ..Default::default() };
         assert!(!format!("{request:?}").contains("s3cret-pass"));
-        let response = LoginResponse {
-            access_token: "v4.public.x".into(),
-            refresh_token: "r3fresh".into(),
-            ..Default::default()
-        };
+        let response =
+            LoginResponse { access_token: "v4.public.x".into(), refresh_token: "r3fresh".into(), ..Default::default() };
         let shown = format!("{response:?}");
         assert!(!shown.contains("v4.public.x") && !shown.contains("r3fresh"));
     }

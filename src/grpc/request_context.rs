@@ -47,12 +47,7 @@ fn request_id<B>(request: &Request<B>) -> String {
 /// `grpc-status` travels in the headers for errors (trailers-only responses);
 /// its absence from the headers means the call succeeded.
 fn grpc_code<B>(response: &Response<B>) -> i32 {
-    response
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestContext<S>
@@ -75,10 +70,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
         let path = request.uri().path().to_owned();
-        let (service, method) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or(("", path.as_str()));
+        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("", path.as_str()));
         let request_id = request_id(&request);
         // Probes and reflection are frequent and uninteresting: debug level.
         let is_infrastructure = service.starts_with("grpc.");

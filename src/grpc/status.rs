@@ -18,11 +18,8 @@ impl From<ApplicationError> for Status {
                 for violation in &violations {
                     details.add_bad_request_violation(violation.field, &violation.description);
                 }
-                let summary = violations
-                    .iter()
-                    .map(|v| format!("{} {}", v.field, v.description))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let summary =
+                    violations.iter().map(|v| format!("{} {}", v.field, v.description)).collect::<Vec<_>>().join("; ");
                 Status::with_error_details(Code::InvalidArgument, format!("invalid request: {summary}"), details)
             }
             ApplicationError::EmailTaken => Status::already_exists("a user with this email address already exists"),
@@ -47,6 +44,24 @@ impl From<ApplicationError> for Status {
                     details,
                 )
             }
+            ApplicationError::InvalidResetToken => {
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation(
+                    "token",
+                    "is invalid, already used or expired; ask for a new reset email",
+                );
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    "invalid, used or expired password reset token",
+                    details,
+                )
+            }
+            ApplicationError::RateLimited { retry_after } => Status::with_error_details(
+                Code::ResourceExhausted,
+                "too many attempts; retry later",
+                ErrorDetails::with_retry_info(Some(round_up_to_second(retry_after))),
+            ),
+            ApplicationError::NotFound => Status::not_found("no such user"),
             ApplicationError::InvalidAccessToken(reason) => {
                 tracing::info!(reason = %reason, "access token refused");
                 Status::unauthenticated("invalid or expired access token")
@@ -78,6 +93,12 @@ impl From<ApplicationError> for Status {
     }
 }
 
+/// Clients sleep on RetryInfo: whole seconds, never zero.
+fn round_up_to_second(wait: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+        .max(std::time::Duration::from_secs(1))
+}
+
 fn with_reason(code: Code, message: &str, reason: &str) -> Status {
     Status::with_error_details(
         code,
@@ -93,10 +114,7 @@ mod tests {
 
     #[test]
     fn field_violations_travel_as_bad_request_details() {
-        let status = Status::from(ApplicationError::InvalidInput(vec![FieldViolation::new(
-            "email",
-            "is required",
-        )]));
+        let status = Status::from(ApplicationError::InvalidInput(vec![FieldViolation::new("email", "is required")]));
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
         let violations = &details.bad_request().unwrap().field_violations;
@@ -105,9 +123,7 @@ mod tests {
 
     #[test]
     fn unexpected_errors_leak_nothing() {
-        let status = Status::from(ApplicationError::Unexpected(anyhow::anyhow!(
-            "password=hunter2 in SELECT"
-        )));
+        let status = Status::from(ApplicationError::Unexpected(anyhow::anyhow!("password=hunter2 in SELECT")));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("hunter2"));
     }
@@ -116,9 +132,6 @@ mod tests {
     fn unverified_email_carries_its_reason() {
         let status = Status::from(ApplicationError::EmailNotVerified);
         assert_eq!(status.code(), Code::FailedPrecondition);
-        assert_eq!(
-            status.get_error_details().error_info().unwrap().reason,
-            "EMAIL_NOT_VERIFIED"
-        );
+        assert_eq!(status.get_error_details().error_info().unwrap().reason, "EMAIL_NOT_VERIFIED");
     }
 }

@@ -1,18 +1,23 @@
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 
 use super::{
+    call_limits::CallLimits,
     convert,
     proto::{self, user_service_server::UserService},
 };
 use crate::{
     application::{
-        ApplicationError, GetCurrentUser, Login, LoginCommand, ResendVerificationEmail, SignUp, SignUpCommand,
+        ApplicationError, ChangePassword, GetCurrentUser, Login, LoginCommand, Logout, LogoutAll, RefreshSession,
+        RequestPasswordReset, ResendVerificationEmail, ResetPassword, SessionTokens, SignUp, SignUpCommand,
         ValidateToken, VerifyEmail,
     },
-    domain::{Email, OpaqueToken, PasswordPolicy, PlaintextPassword, ports::AccessTokenIssuer},
+    domain::{
+        Email, OpaqueToken, PasswordPolicy, PlaintextPassword,
+        ports::{AccessTokenIssuer, InvalidAccessToken},
+    },
 };
 
 /// `identity.v1.UserService`, wired to the use cases.
@@ -24,7 +29,39 @@ pub struct UserGrpcService {
     pub login: Login,
     pub validate_token: ValidateToken,
     pub get_current_user: GetCurrentUser,
+    pub refresh_session: RefreshSession,
+    pub logout: Logout,
+    pub logout_all: LogoutAll,
+    pub change_password: ChangePassword,
+    pub request_password_reset: RequestPasswordReset,
+    pub reset_password: ResetPassword,
     pub tokens: Arc<dyn AccessTokenIssuer>,
+    pub limits: CallLimits,
+    /// RPCs whose work differs for registered and unknown addresses answer no
+    /// sooner than this, so that timing does not tell them apart.
+    pub enumeration_floor: Duration,
+}
+
+fn session_response(tokens: SessionTokens) -> proto::RefreshSessionResponse {
+    proto::RefreshSessionResponse {
+        access_token: tokens.access_token.token.expose_secret().to_owned(),
+        access_token_expires_at: Some(convert::timestamp(tokens.access_token.expires_at)),
+        refresh_token: tokens.refresh_token.token.expose_secret().to_owned(),
+        refresh_token_expires_at: Some(convert::timestamp(tokens.refresh_token.expires_at)),
+        user: Some(convert::user(&tokens.user)),
+    }
+}
+
+fn parse_refresh_token(raw: &str) -> Result<OpaqueToken, ApplicationError> {
+    OpaqueToken::parse(raw).map_err(|_| ApplicationError::InvalidAccessToken(InvalidAccessToken::Malformed))
+}
+
+/// Pads a call to `floor`, whatever its outcome.
+async fn no_sooner_than<T>(floor: Duration, work: impl std::future::Future<Output = T>) -> T {
+    let deadline = tokio::time::Instant::now() + floor;
+    let result = work.await;
+    tokio::time::sleep_until(deadline).await;
+    result
 }
 
 fn parse_email(raw: &str) -> Result<Email, ApplicationError> {
@@ -42,26 +79,25 @@ fn bearer_token(metadata: &MetadataMap) -> Result<&str, Status> {
     let value = metadata.get("authorization").ok_or_else(|| {
         Status::unauthenticated("missing authorization metadata: send `authorization: Bearer <access token>`")
     })?;
-    let value = value
-        .to_str()
-        .map_err(|_| Status::unauthenticated("malformed authorization metadata"))?;
+    let value = value.to_str().map_err(|_| Status::unauthenticated("malformed authorization metadata"))?;
     match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
-        _ => Err(Status::unauthenticated(
-            "authorization metadata must be `Bearer <access token>`",
-        )),
+        _ => Err(Status::unauthenticated("authorization metadata must be `Bearer <access token>`")),
     }
 }
 
 #[tonic::async_trait]
 impl UserService for UserGrpcService {
     async fn sign_up(&self, request: Request<proto::SignUpRequest>) -> Result<Response<proto::SignUpResponse>, Status> {
+        self.limits.check(&request, None)?;
         let command = SignUpCommand::parse(convert::sign_up_input(request.into_inner()), self.password_policy)?;
+        self.limits
+            .per_email
+            .check(command.email.as_str())
+            .map_err(|retry_after| ApplicationError::RateLimited { retry_after })?;
         let user = self.sign_up.execute(command).await?;
         record_user(&user);
-        Ok(Response::new(proto::SignUpResponse {
-            user: Some(convert::user(&user)),
-        }))
+        Ok(Response::new(proto::SignUpResponse { user: Some(convert::user(&user)) }))
     }
 
     async fn verify_email(
@@ -72,21 +108,21 @@ impl UserService for UserGrpcService {
             OpaqueToken::parse(&request.into_inner().token).map_err(|_| ApplicationError::InvalidVerificationToken)?;
         let user = self.verify_email.execute(token).await?;
         record_user(&user);
-        Ok(Response::new(proto::VerifyEmailResponse {
-            user: Some(convert::user(&user)),
-        }))
+        Ok(Response::new(proto::VerifyEmailResponse { user: Some(convert::user(&user)) }))
     }
 
     async fn resend_verification_email(
         &self,
         request: Request<proto::ResendVerificationEmailRequest>,
     ) -> Result<Response<proto::ResendVerificationEmailResponse>, Status> {
-        let email = parse_email(&request.into_inner().email)?;
-        self.resend_verification_email.execute(email).await?;
+        let email = parse_email(&request.get_ref().email)?;
+        self.limits.check(&request, Some(&email))?;
+        no_sooner_than(self.enumeration_floor, self.resend_verification_email.execute(email)).await?;
         Ok(Response::new(proto::ResendVerificationEmailResponse {}))
     }
 
     async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
+        self.limits.check(&request, None)?;
         let request = request.into_inner();
         let email = parse_email(&request.email);
         let password =
@@ -99,6 +135,10 @@ impl UserService for UserGrpcService {
             }
             (Err(e), _) | (_, Err(e)) => return Err(e.into()),
         };
+        self.limits
+            .per_email
+            .check(command.email.as_str())
+            .map_err(|retry_after| ApplicationError::RateLimited { retry_after })?;
         let outcome = self.login.execute(command).await?;
         record_user(&outcome.user);
         Ok(Response::new(proto::LoginResponse {
@@ -118,7 +158,7 @@ impl UserService for UserGrpcService {
         if request.access_token.trim().is_empty() {
             return Err(ApplicationError::invalid_field("access_token", "is required").into());
         }
-        let claims = self.validate_token.execute(request.access_token.trim())?;
+        let claims = self.validate_token.execute(request.access_token.trim()).await?;
         tracing::Span::current().record("user_id", tracing::field::display(claims.user_id));
         Ok(Response::new(convert::token_claims(&claims)))
     }
@@ -131,10 +171,7 @@ impl UserService for UserGrpcService {
             .tokens
             .public_keys()
             .into_iter()
-            .map(|key| proto::PublicKey {
-                kid: key.kid,
-                public_key: key.public_key,
-            })
+            .map(|key| proto::PublicKey { kid: key.kid, public_key: key.public_key })
             .collect();
         Ok(Response::new(proto::GetPublicKeysResponse { keys }))
     }
@@ -146,9 +183,64 @@ impl UserService for UserGrpcService {
         let token = bearer_token(request.metadata())?;
         let user = self.get_current_user.execute(token).await?;
         record_user(&user);
-        Ok(Response::new(proto::GetCurrentUserResponse {
-            user: Some(convert::user(&user)),
-        }))
+        Ok(Response::new(proto::GetCurrentUserResponse { user: Some(convert::user(&user)) }))
+    }
+
+    async fn refresh_session(
+        &self,
+        request: Request<proto::RefreshSessionRequest>,
+    ) -> Result<Response<proto::RefreshSessionResponse>, Status> {
+        let token = parse_refresh_token(&request.into_inner().refresh_token)?;
+        let tokens = self.refresh_session.execute(token).await?;
+        record_user(&tokens.user);
+        Ok(Response::new(session_response(tokens)))
+    }
+
+    async fn logout(&self, request: Request<proto::LogoutRequest>) -> Result<Response<proto::LogoutResponse>, Status> {
+        let token = parse_refresh_token(&request.into_inner().refresh_token)?;
+        self.logout.execute(token).await?;
+        Ok(Response::new(proto::LogoutResponse {}))
+    }
+
+    async fn logout_all(
+        &self,
+        request: Request<proto::LogoutAllRequest>,
+    ) -> Result<Response<proto::LogoutAllResponse>, Status> {
+        let token = bearer_token(request.metadata())?;
+        let revoked = self.logout_all.execute(token).await?;
+        Ok(Response::new(proto::LogoutAllResponse { revoked_sessions: u32::try_from(revoked).unwrap_or(u32::MAX) }))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<proto::ChangePasswordRequest>,
+    ) -> Result<Response<proto::ChangePasswordResponse>, Status> {
+        let token = bearer_token(request.metadata())?.to_owned();
+        let body = request.into_inner();
+        let current = PlaintextPassword::parse(body.current_password)
+            .map_err(|e| ApplicationError::invalid_field("current_password", e))?;
+        self.change_password.execute(&token, current, body.new_password).await?;
+        Ok(Response::new(proto::ChangePasswordResponse {}))
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<proto::RequestPasswordResetRequest>,
+    ) -> Result<Response<proto::RequestPasswordResetResponse>, Status> {
+        let email = parse_email(&request.get_ref().email)?;
+        self.limits.check(&request, Some(&email))?;
+        no_sooner_than(self.enumeration_floor, self.request_password_reset.execute(email)).await?;
+        Ok(Response::new(proto::RequestPasswordResetResponse {}))
+    }
+
+    async fn reset_password(
+        &self,
+        request: Request<proto::ResetPasswordRequest>,
+    ) -> Result<Response<proto::ResetPasswordResponse>, Status> {
+        let body = request.into_inner();
+        let token = OpaqueToken::parse(&body.token).map_err(|_| ApplicationError::InvalidResetToken)?;
+        self.reset_password.execute(token, body.new_password).await?;
+        Ok(Response::new(proto::ResetPasswordResponse {}))
     }
 }
 
@@ -171,15 +263,8 @@ mod tests {
     #[test]
     fn other_schemes_and_empty_tokens_are_refused() {
         for bad in ["Basic abc", "Bearer ", "abc"] {
-            assert_eq!(
-                bearer_token(&metadata(bad)).unwrap_err().code(),
-                tonic::Code::Unauthenticated,
-                "{bad}"
-            );
+            assert_eq!(bearer_token(&metadata(bad)).unwrap_err().code(), tonic::Code::Unauthenticated, "{bad}");
         }
-        assert_eq!(
-            bearer_token(&MetadataMap::new()).unwrap_err().code(),
-            tonic::Code::Unauthenticated
-        );
+        assert_eq!(bearer_token(&MetadataMap::new()).unwrap_err().code(), tonic::Code::Unauthenticated);
     }
 }

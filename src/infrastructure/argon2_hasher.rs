@@ -67,10 +67,8 @@ impl Argon2Hasher {
     pub fn new(settings: Argon2Settings) -> anyhow::Result<Self> {
         let params = settings.params()?;
         let random = uuid::Uuid::new_v4().to_string();
-        let dummy_hash = argon2id(&params)
-            .hash_password(random.as_bytes())
-            .context("computing the dummy hash")?
-            .to_string();
+        let dummy_hash =
+            argon2id(&params).hash_password(random.as_bytes()).context("computing the dummy hash")?.to_string();
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
@@ -83,9 +81,7 @@ impl Argon2Hasher {
         match tokio::time::timeout(self.queue_timeout, Arc::clone(&self.permits).acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(closed)) => Err(HashingError::Unexpected(closed.into())),
-            Err(_) => Err(HashingError::Saturated {
-                retry_after: Duration::from_secs(1),
-            }),
+            Err(_) => Err(HashingError::Saturated { retry_after: Duration::from_secs(1) }),
         }
     }
 
@@ -131,9 +127,7 @@ impl PasswordHasher for Argon2Hasher {
         let secret = SecretString::from(password.as_plaintext().expose().to_owned());
         let params = self.params.clone();
         let phc = off_runtime(permit, move || {
-            argon2id(&params)
-                .hash_password(secret.expose_secret().as_bytes())
-                .map(|h| h.to_string())
+            argon2id(&params).hash_password(secret.expose_secret().as_bytes()).map(|h| h.to_string())
         })
         .await?
         .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))?;
@@ -151,12 +145,19 @@ impl PasswordHasher for Argon2Hasher {
         // Argon2::default() takes algorithm, version and cost from the stored
         // hash itself, so hashes made under older parameters still verify.
         let matches = off_runtime(permit, move || {
-            Argon2::default()
-                .verify_password(secret.expose_secret().as_bytes(), &phc)
-                .is_ok()
+            Argon2::default().verify_password(secret.expose_secret().as_bytes(), &phc).is_ok()
         })
         .await?;
         Ok(matches && !is_dummy)
+    }
+
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool {
+        let Ok(phc) = Phc::new(hash.as_str()) else { return false };
+        let Ok(stored) = Params::try_from(&phc) else { return false };
+        phc.algorithm.as_str() != "argon2id"
+            || stored.m_cost() < self.params.m_cost()
+            || stored.t_cost() < self.params.t_cost()
+            || stored.p_cost() < self.params.p_cost()
     }
 }
 
@@ -166,13 +167,7 @@ mod tests {
     use crate::domain::PasswordPolicy;
 
     fn fast() -> Argon2Settings {
-        Argon2Settings {
-            m_cost: 64,
-            t_cost: 1,
-            p_cost: 1,
-            max_concurrent: 2,
-            queue_timeout: Duration::from_secs(5),
-        }
+        Argon2Settings { m_cost: 64, t_cost: 1, p_cost: 1, max_concurrent: 2, queue_timeout: Duration::from_secs(5) }
     }
 
     fn new_password(raw: &str) -> NewPassword {
@@ -200,27 +195,26 @@ mod tests {
     #[tokio::test]
     async fn stored_hashes_far_above_our_cost_are_refused() {
         let hasher = Argon2Hasher::new(fast()).unwrap();
-        let costly = Argon2Hasher::new(Argon2Settings {
-            m_cost: 64 * 16,
-            ..fast()
-        })
-        .unwrap();
+        let costly = Argon2Hasher::new(Argon2Settings { m_cost: 64 * 16, ..fast() }).unwrap();
         let hash = costly.hash(&new_password("violet-tundra-kettle-9")).await.unwrap();
         let password = PlaintextPassword::parse("violet-tundra-kettle-9".into()).unwrap();
-        assert!(matches!(
-            hasher.verify(&password, Some(&hash)).await,
-            Err(HashingError::Unexpected(_))
-        ));
+        assert!(matches!(hasher.verify(&password, Some(&hash)).await, Err(HashingError::Unexpected(_))));
+    }
+
+    #[tokio::test]
+    async fn weaker_stored_hashes_need_a_rehash() {
+        let weak = Argon2Hasher::new(fast()).unwrap();
+        let strong = Argon2Hasher::new(Argon2Settings { m_cost: 128, ..fast() }).unwrap();
+        let hash = weak.hash(&new_password("violet-tundra-kettle-9")).await.unwrap();
+        assert!(strong.needs_rehash(&hash));
+        assert!(!weak.needs_rehash(&hash));
     }
 
     #[tokio::test]
     async fn a_waiter_past_the_deadline_is_shed() {
-        let hasher = Argon2Hasher::new(Argon2Settings {
-            max_concurrent: 1,
-            queue_timeout: Duration::from_millis(10),
-            ..fast()
-        })
-        .unwrap();
+        let hasher =
+            Argon2Hasher::new(Argon2Settings { max_concurrent: 1, queue_timeout: Duration::from_millis(10), ..fast() })
+                .unwrap();
         let _held = hasher.slot().await.unwrap();
         assert!(matches!(hasher.slot().await, Err(HashingError::Saturated { .. })));
     }

@@ -74,30 +74,18 @@ impl PasetoTokens {
         let signing_key = match &settings.secret_key {
             Some(paserk) => AsymmetricSecretKey::<V4>::try_from(paserk.expose_secret().trim())
                 .map_err(|_| anyhow::anyhow!("IDENTITY_TOKEN_SECRET_KEY is not a PASERK k4.secret key"))?,
-            None => {
-                AsymmetricKeyPair::<V4>::generate()
-                    .context("generating an ephemeral signing key")?
-                    .secret
-            }
+            None => AsymmetricKeyPair::<V4>::generate().context("generating an ephemeral signing key")?.secret,
         };
         let public = AsymmetricPublicKey::<V4>::try_from(&signing_key).context("deriving the public key")?;
         let signing_kid = Id::from(&public);
-        let mut verifying_keys = vec![VerifyingKey {
-            kid: paserk(&signing_kid),
-            paserk: paserk(&public),
-            key: public,
-        }];
+        let mut verifying_keys = vec![VerifyingKey { kid: paserk(&signing_kid), paserk: paserk(&public), key: public }];
         for raw in &settings.previous_public_keys {
             let key = AsymmetricPublicKey::<V4>::try_from(raw.trim()).map_err(|_| {
                 anyhow::anyhow!("IDENTITY_PREVIOUS_PUBLIC_KEYS holds a value that is not a PASERK k4.public key")
             })?;
             let kid = paserk(&Id::from(&key));
             if verifying_keys.iter().all(|k| k.kid != kid) {
-                verifying_keys.push(VerifyingKey {
-                    kid,
-                    paserk: paserk(&key),
-                    key,
-                });
+                verifying_keys.push(VerifyingKey { kid, paserk: paserk(&key), key });
             }
         }
         Ok((
@@ -129,10 +117,7 @@ fn rfc3339(at: OffsetDateTime) -> anyhow::Result<String> {
 }
 
 fn claim_str<'a>(claims: &'a Claims, name: &str) -> Result<&'a str, InvalidAccessToken> {
-    claims
-        .get_claim(name)
-        .and_then(|v| v.as_str())
-        .ok_or(InvalidAccessToken::Malformed)
+    claims.get_claim(name).and_then(|v| v.as_str()).ok_or(InvalidAccessToken::Malformed)
 }
 
 fn claim_time(claims: &Claims, name: &str) -> Result<OffsetDateTime, InvalidAccessToken> {
@@ -140,7 +125,7 @@ fn claim_time(claims: &Claims, name: &str) -> Result<OffsetDateTime, InvalidAcce
 }
 
 impl AccessTokenIssuer for PasetoTokens {
-    fn issue(&self, user_id: UserId, now: OffsetDateTime) -> anyhow::Result<IssuedToken> {
+    fn issue(&self, user_id: UserId, session_id: Uuid, now: OffsetDateTime) -> anyhow::Result<IssuedToken> {
         let expires_at = now + self.ttl;
         let mut claims = Claims::new().context("creating claims")?;
         let pasetors_err = |e: pasetors::errors::Error| anyhow::anyhow!("building the token: {e}");
@@ -150,16 +135,12 @@ impl AccessTokenIssuer for PasetoTokens {
         claims.issued_at(&rfc3339(now)?).map_err(pasetors_err)?;
         claims.not_before(&rfc3339(now)?).map_err(pasetors_err)?;
         claims.expiration(&rfc3339(expires_at)?).map_err(pasetors_err)?;
-        claims
-            .token_identifier(&Uuid::new_v4().to_string())
-            .map_err(pasetors_err)?;
+        claims.token_identifier(&Uuid::new_v4().to_string()).map_err(pasetors_err)?;
+        claims.add_additional("sid", session_id.to_string()).map_err(pasetors_err)?;
         let mut footer = Footer::new();
         footer.key_id(&self.signing_kid);
         let token = pasetors::public::sign(&self.signing_key, &claims, Some(&footer), None).map_err(pasetors_err)?;
-        Ok(IssuedToken {
-            token: SecretString::from(token),
-            expires_at,
-        })
+        Ok(IssuedToken { token: SecretString::from(token), expires_at })
     }
 
     fn verify(&self, token: &str, now: OffsetDateTime) -> Result<AccessTokenClaims, InvalidAccessToken> {
@@ -169,18 +150,9 @@ impl AccessTokenIssuer for PasetoTokens {
         let untrusted = UntrustedToken::<Public, V4>::try_from(token).map_err(|_| InvalidAccessToken::Malformed)?;
         let footer_bytes = untrusted.untrusted_footer();
         let mut footer = Footer::new();
-        footer
-            .parse_bytes(footer_bytes)
-            .map_err(|_| InvalidAccessToken::Malformed)?;
-        let kid = footer
-            .get_claim("kid")
-            .and_then(|v| v.as_str())
-            .ok_or(InvalidAccessToken::Malformed)?;
-        let key = self
-            .verifying_keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or(InvalidAccessToken::UnknownKey)?;
+        footer.parse_bytes(footer_bytes).map_err(|_| InvalidAccessToken::Malformed)?;
+        let kid = footer.get_claim("kid").and_then(|v| v.as_str()).ok_or(InvalidAccessToken::Malformed)?;
+        let key = self.verifying_keys.iter().find(|k| k.kid == kid).ok_or(InvalidAccessToken::UnknownKey)?;
         let trusted = PublicToken::verify(&key.key, &untrusted, Some(footer_bytes), None)
             .map_err(|_| InvalidAccessToken::Malformed)?;
         let claims = Claims::from_string(trusted.payload()).map_err(|_| InvalidAccessToken::Malformed)?;
@@ -199,6 +171,10 @@ impl AccessTokenIssuer for PasetoTokens {
         }
         let user_id = UserId::parse(claim_str(&claims, "sub")?).map_err(|_| InvalidAccessToken::Malformed)?;
         let token_id = Uuid::try_parse(claim_str(&claims, "jti")?).map_err(|_| InvalidAccessToken::Malformed)?;
+        let session_id = match claims.get_claim("sid") {
+            None => None,
+            Some(sid) => Some(sid.as_str().and_then(|s| Uuid::try_parse(s).ok()).ok_or(InvalidAccessToken::Malformed)?),
+        };
         Ok(AccessTokenClaims {
             user_id,
             issuer: self.issuer.clone(),
@@ -208,17 +184,12 @@ impl AccessTokenIssuer for PasetoTokens {
             expires_at,
             token_id,
             key_id: key.kid.clone(),
+            session_id,
         })
     }
 
     fn public_keys(&self) -> Vec<PublicKeyInfo> {
-        self.verifying_keys
-            .iter()
-            .map(|k| PublicKeyInfo {
-                kid: k.kid.clone(),
-                public_key: k.paserk.clone(),
-            })
-            .collect()
+        self.verifying_keys.iter().map(|k| PublicKeyInfo { kid: k.kid.clone(), public_key: k.paserk.clone() }).collect()
     }
 }
 
@@ -248,7 +219,7 @@ mod tests {
     fn issued_tokens_verify_with_their_claims() {
         let tokens = tokens();
         let user = UserId::new_v7();
-        let issued = tokens.issue(user, NOW).unwrap();
+        let issued = tokens.issue(user, Uuid::now_v7(), NOW).unwrap();
         let token = issued.token.expose_secret();
         assert!(token.starts_with("v4.public."));
         let claims = tokens.verify(token, NOW).unwrap();
@@ -261,47 +232,29 @@ mod tests {
     #[test]
     fn expiry_and_not_before_allow_only_the_leeway() {
         let tokens = tokens();
-        let token = tokens.issue(UserId::new_v7(), NOW).unwrap().token;
+        let token = tokens.issue(UserId::new_v7(), Uuid::now_v7(), NOW).unwrap().token;
         let token = token.expose_secret();
         assert!(tokens.verify(token, NOW + Duration::from_secs(600 + 30)).is_ok());
-        assert_eq!(
-            tokens.verify(token, NOW + Duration::from_secs(600 + 31)),
-            Err(InvalidAccessToken::Expired)
-        );
+        assert_eq!(tokens.verify(token, NOW + Duration::from_secs(600 + 31)), Err(InvalidAccessToken::Expired));
         assert!(tokens.verify(token, NOW - Duration::from_secs(30)).is_ok());
-        assert_eq!(
-            tokens.verify(token, NOW - Duration::from_secs(31)),
-            Err(InvalidAccessToken::NotYetValid)
-        );
+        assert_eq!(tokens.verify(token, NOW - Duration::from_secs(31)), Err(InvalidAccessToken::NotYetValid));
     }
 
     #[test]
     fn tokens_from_another_key_are_refused() {
         let ours = tokens();
         let theirs = tokens();
-        let token = theirs.issue(UserId::new_v7(), NOW).unwrap().token;
-        assert_eq!(
-            ours.verify(token.expose_secret(), NOW),
-            Err(InvalidAccessToken::UnknownKey)
-        );
+        let token = theirs.issue(UserId::new_v7(), Uuid::now_v7(), NOW).unwrap().token;
+        assert_eq!(ours.verify(token.expose_secret(), NOW), Err(InvalidAccessToken::UnknownKey));
     }
 
     #[test]
     fn a_previous_key_still_verifies() {
         let (old_secret, old_public) = PasetoTokens::generate_secret_key().unwrap();
-        let old = PasetoTokens::new(PasetoSettings {
-            secret_key: Some(old_secret),
-            ..settings()
-        })
-        .unwrap()
-        .0;
-        let current = PasetoTokens::new(PasetoSettings {
-            previous_public_keys: vec![old_public],
-            ..settings()
-        })
-        .unwrap()
-        .0;
-        let token = old.issue(UserId::new_v7(), NOW).unwrap().token;
+        let old = PasetoTokens::new(PasetoSettings { secret_key: Some(old_secret), ..settings() }).unwrap().0;
+        let current =
+            PasetoTokens::new(PasetoSettings { previous_public_keys: vec![old_public], ..settings() }).unwrap().0;
+        let token = old.issue(UserId::new_v7(), Uuid::now_v7(), NOW).unwrap().token;
         assert!(current.verify(token.expose_secret(), NOW).is_ok());
         assert_eq!(current.public_keys().len(), 2);
     }
@@ -320,34 +273,21 @@ mod tests {
             .unwrap()
             .0
         };
-        let token = with("identity", "services").issue(UserId::new_v7(), NOW).unwrap().token;
+        let token = with("identity", "services").issue(UserId::new_v7(), Uuid::now_v7(), NOW).unwrap().token;
         let token = token.expose_secret();
         assert!(with("identity", "services").verify(token, NOW).is_ok());
-        assert_eq!(
-            with("identity", "billing").verify(token, NOW),
-            Err(InvalidAccessToken::WrongIssuerOrAudience)
-        );
-        assert_eq!(
-            with("impostor", "services").verify(token, NOW),
-            Err(InvalidAccessToken::WrongIssuerOrAudience)
-        );
+        assert_eq!(with("identity", "billing").verify(token, NOW), Err(InvalidAccessToken::WrongIssuerOrAudience));
+        assert_eq!(with("impostor", "services").verify(token, NOW), Err(InvalidAccessToken::WrongIssuerOrAudience));
     }
 
     #[test]
     fn garbage_and_tampering_are_malformed() {
         let tokens = tokens();
-        let token = tokens.issue(UserId::new_v7(), NOW).unwrap().token;
+        let token = tokens.issue(UserId::new_v7(), Uuid::now_v7(), NOW).unwrap().token;
         let token = token.expose_secret();
         let mut tampered = token.to_owned();
         tampered.replace_range(20..21, if &token[20..21] == "A" { "B" } else { "A" });
-        for bad in [
-            "",
-            "v4.public.",
-            "v4.local.abc",
-            "v3.public.abc",
-            &tampered,
-            &"x".repeat(5000),
-        ] {
+        for bad in ["", "v4.public.", "v4.local.abc", "v3.public.abc", &tampered, &"x".repeat(5000)] {
             assert!(tokens.verify(bad, NOW).is_err(), "{bad:?}");
         }
     }
@@ -356,19 +296,8 @@ mod tests {
     fn secret_keys_round_trip_through_paserk() {
         let (secret, public) = PasetoTokens::generate_secret_key().unwrap();
         assert!(secret.expose_secret().starts_with("k4.secret."));
-        let tokens = PasetoTokens::new(PasetoSettings {
-            secret_key: Some(secret),
-            ..settings()
-        })
-        .unwrap()
-        .0;
+        let tokens = PasetoTokens::new(PasetoSettings { secret_key: Some(secret), ..settings() }).unwrap().0;
         assert_eq!(tokens.public_keys()[0].public_key, public);
-        assert!(
-            PasetoTokens::new(PasetoSettings {
-                secret_key: Some("k4.secret.nope".into()),
-                ..settings()
-            })
-            .is_err()
-        );
+        assert!(PasetoTokens::new(PasetoSettings { secret_key: Some("k4.secret.nope".into()), ..settings() }).is_err());
     }
 }

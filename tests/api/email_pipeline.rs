@@ -57,18 +57,12 @@ async fn signup_to_sendgrid_to_verify_to_login(backend: Backend) {
     let Some(mut pipeline) = Pipeline::start(backend, sendgrid_accepting().await).await else {
         return;
     };
-    let request = SignUpRequest {
-        display_name: "Ada".into(),
-        ..sign_up_request("Ada@Example.com")
-    };
+    let request = SignUpRequest { display_name: "Ada".into(), ..sign_up_request("Ada@Example.com") };
     pipeline.app.client.sign_up(request).await.unwrap();
 
     let requests = pipeline.wait_for_requests(1).await;
     let sent = &requests[0];
-    assert_eq!(
-        sent.headers.get("authorization").unwrap(),
-        &format!("Bearer {SENDGRID_KEY}")
-    );
+    assert_eq!(sent.headers.get("authorization").unwrap(), &format!("Bearer {SENDGRID_KEY}"));
     let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
     assert_eq!(body["from"]["email"], "no-reply@identity.test");
     assert_eq!(body["personalizations"][0]["to"][0]["email"], "ada@example.com");
@@ -82,16 +76,8 @@ async fn signup_to_sendgrid_to_verify_to_login(backend: Backend) {
     }
 
     let token = token_in_request(sent);
-    pipeline
-        .app
-        .client
-        .verify_email(VerifyEmailRequest { token })
-        .await
-        .unwrap();
-    let login = LoginRequest {
-        email: "ada@example.com".into(),
-        password: STRONG_PASSWORD.into(),
-    };
+    pipeline.app.client.verify_email(VerifyEmailRequest { token }).await.unwrap();
+    let login = LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into() };
     pipeline.app.client.login(login).await.unwrap();
     pipeline.stop_mailer().await;
     assert_eq!(pipeline.sendgrid_requests().await.len(), 1);
@@ -110,10 +96,7 @@ async fn an_email_accepted_while_the_broker_was_down_arrives_once_it_is_back(bac
     let sendgrid = sendgrid_accepting().await;
     let (stop, _task, _) = start_mailer(&app, &names, &sendgrid).await;
 
-    app.client
-        .sign_up(sign_up_request("patient@example.com"))
-        .await
-        .expect("signup answers OK without a broker");
+    app.client.sign_up(sign_up_request("patient@example.com")).await.expect("signup answers OK without a broker");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(sendgrid.received_requests().await.unwrap().is_empty());
 
@@ -148,23 +131,14 @@ async fn sendgrid_server_errors_are_retried_until_accepted(backend: Backend) {
     let Some(mut pipeline) = Pipeline::start(backend, sendgrid).await else {
         return;
     };
-    pipeline
-        .app
-        .client
-        .sign_up(sign_up_request("retry@example.com"))
-        .await
-        .unwrap();
+    pipeline.app.client.sign_up(sign_up_request("retry@example.com")).await.unwrap();
 
     let requests = pipeline.wait_for_requests(3).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     pipeline.stop_mailer().await;
     let requests_after = pipeline.sendgrid_requests().await;
     assert_eq!(requests_after.len(), 3, "two failures, then one accepted email");
-    assert_eq!(
-        token_in_request(&requests[0]),
-        token_in_request(&requests[2]),
-        "the same email, retried"
-    );
+    assert_eq!(token_in_request(&requests[0]), token_in_request(&requests[2]), "the same email, retried");
     assert_eq!(dead_letters(&pipeline.names).await, 0);
 }
 
@@ -184,23 +158,14 @@ async fn sendgrid_rate_limits_are_honoured(backend: Backend) {
     let Some(mut pipeline) = Pipeline::start(backend, sendgrid).await else {
         return;
     };
-    pipeline
-        .app
-        .client
-        .sign_up(sign_up_request("busy@example.com"))
-        .await
-        .unwrap();
+    pipeline.app.client.sign_up(sign_up_request("busy@example.com")).await.unwrap();
 
     pipeline.wait_for_requests(1).await;
     let refused_at = tokio::time::Instant::now();
     pipeline.wait_for_requests(2).await;
     // A behavioural bound, not a speed one: the retry waited for Retry-After
     // (the base backoff here is 50 ms).
-    assert!(
-        refused_at.elapsed() >= Duration::from_millis(1800),
-        "retried after {:?}",
-        refused_at.elapsed()
-    );
+    assert!(refused_at.elapsed() >= Duration::from_millis(1800), "retried after {:?}", refused_at.elapsed());
     pipeline.stop_mailer().await;
     assert_eq!(pipeline.sendgrid_requests().await.len(), 2);
 }
@@ -215,25 +180,15 @@ async fn sendgrid_refusals_are_dead_lettered_without_retry(backend: Backend) {
     let Some(mut pipeline) = Pipeline::start(backend, sendgrid).await else {
         return;
     };
-    pipeline
-        .app
-        .client
-        .sign_up(sign_up_request("refused@example.com"))
-        .await
-        .unwrap();
+    pipeline.app.client.sign_up(sign_up_request("refused@example.com")).await.unwrap();
     pipeline.wait_for_requests(1).await;
 
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let dead = loop {
         let got = channel
-            .basic_get(
-                pipeline.names.topology.dead_letter_queue.as_str().into(),
-                BasicGetOptions { no_ack: true },
-            )
+            .basic_get(pipeline.names.topology.dead_letter_queue.as_str().into(), BasicGetOptions { no_ack: true })
             .await
             .unwrap();
         if let Some(message) = got {
@@ -258,16 +213,9 @@ async fn a_message_redelivered_after_a_crash_sends_no_second_email(backend: Back
     // before it acknowledged the message: take the message ourselves, run the
     // mailer's handler on it, and drop the connection without acking.
     pipeline.stop_mailer().await;
-    pipeline
-        .app
-        .client
-        .sign_up(sign_up_request("crash@example.com"))
-        .await
-        .unwrap();
+    pipeline.app.client.sign_up(sign_up_request("crash@example.com")).await.unwrap();
 
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     let mut consumer = channel
         .basic_consume(
@@ -278,20 +226,14 @@ async fn a_message_redelivered_after_a_crash_sends_no_second_email(backend: Back
         )
         .await
         .unwrap();
-    let delivery = tokio::time::timeout(Duration::from_secs(20), consumer.next())
-        .await
-        .expect("a message")
-        .unwrap()
-        .unwrap();
+    let delivery =
+        tokio::time::timeout(Duration::from_secs(20), consumer.next()).await.expect("a message").unwrap().unwrap();
     let settings = crate::pipeline_helpers::mailer_settings(&pipeline.app, &pipeline.names, &pipeline.sendgrid);
     let handler = crashing_handler(&settings).await;
     let event =
         identity::infrastructure::outbox::payload::decode("user.verification_email_requested", &delivery.data).unwrap();
     let disposition = handler.execute(&event, 1).await;
-    assert_eq!(
-        disposition,
-        identity::application::Disposition::Delivered { was_duplicate: false }
-    );
+    assert_eq!(disposition, identity::application::Disposition::Delivered { was_duplicate: false });
     assert_eq!(pipeline.sendgrid_requests().await.len(), 1);
     drop(consumer);
     connection.close(320, "simulated crash".into()).await.unwrap();
@@ -301,15 +243,10 @@ async fn a_message_redelivered_after_a_crash_sends_no_second_email(backend: Back
     tokio::time::sleep(Duration::from_secs(2)).await;
     pipeline.stop_mailer().await;
     assert_eq!(pipeline.sendgrid_requests().await.len(), 1, "no second email");
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     let leftover = channel
-        .basic_get(
-            pipeline.names.topology.queue.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
+        .basic_get(pipeline.names.topology.queue.as_str().into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap();
     assert!(leftover.is_none(), "the redelivered message was acknowledged");
@@ -318,9 +255,7 @@ async fn a_message_redelivered_after_a_crash_sends_no_second_email(backend: Back
 
 async fn crashing_handler(settings: &identity::mailer::MailerSettings) -> identity::application::HandleEmailEvent {
     use std::sync::Arc;
-    let db = identity::infrastructure::sea_orm::connect(&settings.database)
-        .await
-        .unwrap();
+    let db = identity::infrastructure::sea_orm::connect(&settings.database).await.unwrap();
     identity::application::HandleEmailEvent {
         log: Arc::new(identity::infrastructure::sea_orm::SeaOrmDeliveryLog::new(db)),
         deliver: identity::application::DeliverEmail {
@@ -352,17 +287,12 @@ async fn a_burst_of_two_hundred_signups_gives_two_hundred_emails(backend: Backen
 }
 
 async fn dead_letters(names: &Names) -> u32 {
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     let queue = channel
         .queue_declare(
             names.topology.dead_letter_queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
+            lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
             FieldTable::default(),
         )
         .await
@@ -387,9 +317,7 @@ async fn the_mailer_is_not_serving_without_a_broker_and_serving_with_one(backend
     let port = free_port().await;
     let mut settings = crate::pipeline_helpers::mailer_settings(&app, &names, &sendgrid);
     settings.amqp_url = secrecy::SecretString::from(format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
-    let mailer = identity::mailer::Mailer::build(settings, identity::mailer::MailerOverrides::default())
-        .await
-        .unwrap();
+    let mailer = identity::mailer::Mailer::build(settings, identity::mailer::MailerOverrides::default()).await.unwrap();
     let stop = mailer.shutdown_token();
     let health_port = mailer.health_port();
     let task = tokio::spawn(mailer.run_until_stopped());
@@ -397,14 +325,7 @@ async fn the_mailer_is_not_serving_without_a_broker_and_serving_with_one(backend
     let status = |service: &'static str| async move {
         let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{health_port}")).unwrap();
         let mut client = HealthClient::new(channel.connect().await.unwrap());
-        client
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status()
+        client.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status()
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(status("identity.mailer").await, ServingStatus::NotServing);
@@ -413,10 +334,7 @@ async fn the_mailer_is_not_serving_without_a_broker_and_serving_with_one(backend
     let _proxy = TcpProxy::start(port, "127.0.0.1:5672".parse().unwrap()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while status("identity.mailer").await != ServingStatus::Serving {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the mailer never became SERVING"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "the mailer never became SERVING");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.cancel();

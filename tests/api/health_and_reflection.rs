@@ -11,13 +11,7 @@ on_both_databases!(
 
 pub async fn health_status(app: &TestApp, service: &str) -> ServingStatus {
     let mut health = HealthClient::new(app.channel().await);
-    let response = health
-        .check(HealthCheckRequest {
-            service: service.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let response = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
     response.status()
 }
 
@@ -28,10 +22,7 @@ async fn health_reports_serving_for_the_server_and_the_user_service(mut app: Tes
         assert!(tokio::time::Instant::now() < deadline, "never became SERVING");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(
-        health_status(&app, "identity.v1.UserService").await,
-        ServingStatus::Serving
-    );
+    assert_eq!(health_status(&app, "identity.v1.UserService").await, ServingStatus::Serving);
     app.client.get_public_keys(GetPublicKeysRequest {}).await.unwrap();
 }
 
@@ -41,18 +32,10 @@ async fn reflection_lists_the_services_in_both_versions(app: TestApp) {
     let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel().await);
     let request = v1alpha::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
+        message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
     };
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(Ok(response)) = responses.next().await else {
-        panic!("no reflection answer")
-    };
+    let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let Some(Ok(response)) = responses.next().await else { panic!("no reflection answer") };
     let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
         response.message_response
     else {
@@ -70,20 +53,12 @@ async fn reflection_lists_the_services_in_both_versions(app: TestApp) {
             "google.rpc.BadRequest".into(),
         )),
     };
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(Ok(response)) = responses.next().await else {
-        panic!("no reflection answer")
-    };
+    let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let Some(Ok(response)) = responses.next().await else { panic!("no reflection answer") };
     assert!(
         matches!(
             response.message_response,
-            Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(
-                _
-            ))
+            Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
         ),
         "google.rpc.BadRequest is not registered: {:?}",
         response.message_response

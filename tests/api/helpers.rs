@@ -80,11 +80,7 @@ impl CapturingSender {
             if sent.len() >= count {
                 return sent;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "expected {count} emails, got {}",
-                sent.len()
-            );
+            assert!(tokio::time::Instant::now() < deadline, "expected {count} emails, got {}", sent.len());
             let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
         }
     }
@@ -98,15 +94,8 @@ impl CapturingSender {
 
 /// The verification token in an email's link.
 pub fn token_in(email: &OutgoingEmail) -> String {
-    let start = email
-        .text_body
-        .find("token=")
-        .expect("the email carries a link with a token")
-        + "token=".len();
-    email.text_body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
+    let start = email.text_body.find("token=").expect("the email carries a link with a token") + "token=".len();
+    email.text_body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
 }
 
 pub struct TestApp {
@@ -126,11 +115,7 @@ impl Drop for TestApp {
 
 impl TestApp {
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://127.0.0.1:{}", self.port))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        Channel::from_shared(format!("http://127.0.0.1:{}", self.port)).unwrap().connect().await.unwrap()
     }
 }
 
@@ -149,9 +134,7 @@ impl TestDatabase {
 
     /// Runs SQL as the administrator on the test database's server.
     pub async fn admin_execute(&self, sql: &str) {
-        let Self::Postgres { admin_url, .. } = self else {
-            panic!("PostgreSQL only")
-        };
+        let Self::Postgres { admin_url, .. } = self else { panic!("PostgreSQL only") };
         let admin = Database::connect(admin_url.as_str()).await.unwrap();
         admin.execute_unprepared(sql).await.unwrap();
     }
@@ -169,10 +152,7 @@ impl Drop for TestDatabase {
                 // Drop cannot await; a short-lived thread with its own runtime can.
                 let (admin_url, name) = (admin_url.clone(), name.clone());
                 let _ = std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                     runtime.block_on(async {
                         if let Ok(admin) = Database::connect(admin_url.as_str()).await {
                             let _ = admin
@@ -188,9 +168,7 @@ impl Drop for TestDatabase {
 }
 
 fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("TEST_DATABASE_URL ends with /<database>");
+    let (base, _) = admin_url.rsplit_once('/').expect("TEST_DATABASE_URL ends with /<database>");
     format!("{base}/{name}")
 }
 
@@ -201,9 +179,9 @@ pub fn postgres_admin_url() -> String {
 async fn create_database(backend: Backend) -> Option<TestDatabase> {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     match backend {
-        Backend::Sqlite => Some(TestDatabase::Sqlite {
-            path: std::env::temp_dir().join(format!("identity-test-{unique}.db")),
-        }),
+        Backend::Sqlite => {
+            Some(TestDatabase::Sqlite { path: std::env::temp_dir().join(format!("identity-test-{unique}.db")) })
+        }
         Backend::Postgres => {
             let admin_url = postgres_admin_url();
             let admin = match Database::connect(admin_url.as_str()).await {
@@ -216,10 +194,7 @@ async fn create_database(backend: Backend) -> Option<TestDatabase> {
                 Err(error) => panic!("PostgreSQL unreachable at {admin_url} and CI is set: {error}"),
             };
             let name = format!("identity_test_{unique}");
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                .await
-                .unwrap();
+            admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
             Some(TestDatabase::Postgres { admin_url, name })
         }
     }
@@ -231,12 +206,10 @@ pub fn test_settings(database_url: &str) -> Settings {
     let mut settings = Settings::from_lookup(|_| None).unwrap();
     settings.grpc_addr = "127.0.0.1:0".parse().unwrap();
     settings.database_url = database_url.to_owned();
-    settings.argon2 = Argon2Settings {
-        m_cost: 256,
-        t_cost: 1,
-        p_cost: 1,
-        ..settings.argon2
-    };
+    settings.argon2 = Argon2Settings { m_cost: 256, t_cost: 1, p_cost: 1, ..settings.argon2 };
+    // Tests hammer one address on purpose; the rate-limit tests turn these back on.
+    settings.rate_limit_per_address = 0;
+    settings.rate_limit_per_email = 0;
     settings.verification_url =
         identity::application::VerificationLinkTemplate::parse("https://app.example/verify?token={token}").unwrap();
     settings
@@ -256,23 +229,12 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
         clock: Some(Arc::clone(&clock) as Arc<dyn Clock>),
         email_sender: Some(Arc::clone(&emails) as Arc<dyn EmailSender>),
     };
-    let app = Application::build(settings, overrides)
-        .await
-        .expect("the server starts");
+    let app = Application::build(settings, overrides).await.expect("the server starts");
     let port = app.port();
     let stop = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
-    let client = UserServiceClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("the client connects");
-    Some(TestApp {
-        port,
-        client,
-        emails,
-        clock,
-        database,
-        stop,
-    })
+    let client = UserServiceClient::connect(format!("http://127.0.0.1:{port}")).await.expect("the client connects");
+    Some(TestApp { port, client, emails, clock, database, stop })
 }
 
 /// Runs a test body against a backend, unless that backend is unavailable
@@ -318,24 +280,10 @@ pub fn sign_up_request(email: &str) -> identity::grpc::proto::SignUpRequest {
 /// Signs up and verifies a user, returning the user's id.
 pub async fn verified_user(app: &mut TestApp, email: &str) -> String {
     let before = app.emails.sent().len();
-    let user = app
-        .client
-        .sign_up(sign_up_request(email))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let user = app.client.sign_up(sign_up_request(email)).await.unwrap().into_inner().user.unwrap();
     let emails = app.emails.wait_for(before + 1).await;
-    let email = emails
-        .iter()
-        .rev()
-        .find(|e| e.to.as_str() == user.email)
-        .expect("a verification email to the user");
+    let email = emails.iter().rev().find(|e| e.to.as_str() == user.email).expect("a verification email to the user");
     let token = token_in(email);
-    app.client
-        .verify_email(identity::grpc::proto::VerifyEmailRequest { token })
-        .await
-        .unwrap();
+    app.client.verify_email(identity::grpc::proto::VerifyEmailRequest { token }).await.unwrap();
     user.id
 }

@@ -63,19 +63,14 @@ impl Drop for Names {
     fn drop(&mut self) {
         let topology = self.topology.clone();
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 let Ok(connection) = Connection::connect(&amqp_url(), ConnectionProperties::default()).await else {
                     return;
                 };
                 if let Ok(channel) = connection.create_channel().await {
                     for queue in [&topology.queue, &topology.retry_queue, &topology.dead_letter_queue] {
-                        let _ = channel
-                            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                            .await;
+                        let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
                     }
                     let _ = channel
                         .exchange_delete(topology.exchange.as_str().into(), ExchangeDeleteOptions::default())
@@ -117,10 +112,7 @@ pub async fn sendgrid_accepting() -> MockServer {
 /// The server, publishing to RabbitMQ through `amqp_url` (the real broker
 /// unless a test puts a proxy in between).
 pub async fn start_server(backend: Backend, names: &Names, amqp_url: &str) -> Option<TestApp> {
-    let amqp = AmqpSettings {
-        url: SecretString::from(amqp_url.to_owned()),
-        exchange: names.topology.exchange.clone(),
-    };
+    let amqp = AmqpSettings { url: SecretString::from(amqp_url.to_owned()), exchange: names.topology.exchange.clone() };
     spawn_app_with(backend, move |settings| {
         settings.amqp = Some(amqp);
         settings.relay.poll_interval = Duration::from_millis(200);
@@ -166,13 +158,8 @@ pub async fn start_mailer(
     names: &Names,
     sendgrid: &MockServer,
 ) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>, u16) {
-    let overrides = MailerOverrides {
-        clock: Some(Arc::clone(&app.clock) as Arc<dyn Clock>),
-        email_sender: None,
-    };
-    let mailer = Mailer::build(mailer_settings(app, names, sendgrid), overrides)
-        .await
-        .expect("the mailer starts");
+    let overrides = MailerOverrides { clock: Some(Arc::clone(&app.clock) as Arc<dyn Clock>), email_sender: None };
+    let mailer = Mailer::build(mailer_settings(app, names, sendgrid), overrides).await.expect("the mailer starts");
     let stop = mailer.shutdown_token();
     let port = mailer.health_port();
     let mut connected = mailer.connection_state();
@@ -193,13 +180,7 @@ impl Pipeline {
         }
         let names = Names::fresh();
         let app = start_server(backend, &names, &amqp_url()).await?;
-        let mut pipeline = Self {
-            app,
-            sendgrid,
-            names,
-            mailer_stop: None,
-            mailer_task: None,
-        };
+        let mut pipeline = Self { app, sendgrid, names, mailer_stop: None, mailer_task: None };
         pipeline.start_mailer().await;
         Some(pipeline)
     }
@@ -249,16 +230,10 @@ pub fn token_in_request(request: &wiremock::Request) -> String {
     let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
     let text = body["content"][0]["value"].as_str().unwrap();
     let start = text.find("token=").unwrap() + "token=".len();
-    text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
+    text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
 }
 
 pub fn recipient_of(request: &wiremock::Request) -> String {
     let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
-    body["personalizations"][0]["to"][0]["email"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    body["personalizations"][0]["to"][0]["email"].as_str().unwrap().to_owned()
 }

@@ -42,20 +42,9 @@ async fn sign_up_returns_a_pending_user_and_emails_a_verification_link(mut app: 
 }
 
 async fn emails_are_canonical_and_unique_whatever_their_case(mut app: TestApp) {
-    let user = app
-        .client
-        .sign_up(sign_up_request("  ALICE@EXAMPLE.COM "))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let user = app.client.sign_up(sign_up_request("  ALICE@EXAMPLE.COM ")).await.unwrap().into_inner().user.unwrap();
     assert_eq!(user.email, "alice@example.com");
-    let duplicate = app
-        .client
-        .sign_up(sign_up_request("Alice@Example.com"))
-        .await
-        .unwrap_err();
+    let duplicate = app.client.sign_up(sign_up_request("Alice@Example.com")).await.unwrap_err();
     assert_eq!(duplicate.code(), Code::AlreadyExists);
     // Email goes to the stored canonical address only.
     let emails = app.emails.wait_for(1).await;
@@ -84,73 +73,38 @@ async fn every_invalid_field_is_reported_with_its_reason(mut app: TestApp) {
 
 async fn guessable_passwords_are_refused_with_the_reason(mut app: TestApp) {
     for password in ["password1234", "qwertyuiop123", "ada.lovelace1815"] {
-        let request = SignUpRequest {
-            password: password.into(),
-            ..sign_up_request("ada.lovelace@example.com")
-        };
+        let request = SignUpRequest { password: password.into(), ..sign_up_request("ada.lovelace@example.com") };
         let status = app.client.sign_up(request).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{password}");
         let details = status.get_error_details();
         let violation = &details.bad_request().unwrap().field_violations[0];
         assert_eq!(violation.field, "password");
-        assert!(
-            violation.description.starts_with("is too easy to guess"),
-            "{}",
-            violation.description
-        );
+        assert!(violation.description.starts_with("is too easy to guess"), "{}", violation.description);
     }
 }
 
 async fn passwords_are_checked_exactly_as_sent(mut app: TestApp) {
-    let too_long = SignUpRequest {
-        password: "Zq8#vL2!mXw-".repeat(11),
-        ..sign_up_request("long@example.com")
-    };
+    let too_long = SignUpRequest { password: "Zq8#vL2!mXw-".repeat(11), ..sign_up_request("long@example.com") };
     let status = app.client.sign_up(too_long).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("at most 128"));
 
     // Spaces count and are kept: the same string, spaces included, logs in later.
     let spaced = format!("  {STRONG_PASSWORD}  ");
-    let request = SignUpRequest {
-        password: spaced.clone(),
-        ..sign_up_request("spaced@example.com")
-    };
+    let request = SignUpRequest { password: spaced.clone(), ..sign_up_request("spaced@example.com") };
     app.client.sign_up(request).await.unwrap();
     let token = token_in(&app.emails.wait_for(1).await[0]);
-    app.client
-        .verify_email(identity::grpc::proto::VerifyEmailRequest { token })
-        .await
-        .unwrap();
-    let login = |password: String| identity::grpc::proto::LoginRequest {
-        email: "spaced@example.com".into(),
-        password,
-    };
-    assert_eq!(
-        app.client
-            .login(login(STRONG_PASSWORD.into()))
-            .await
-            .unwrap_err()
-            .code(),
-        Code::Unauthenticated
-    );
+    app.client.verify_email(identity::grpc::proto::VerifyEmailRequest { token }).await.unwrap();
+    let login = |password: String| identity::grpc::proto::LoginRequest { email: "spaced@example.com".into(), password };
+    assert_eq!(app.client.login(login(STRONG_PASSWORD.into())).await.unwrap_err().code(), Code::Unauthenticated);
     app.client.login(login(spaced)).await.unwrap();
 }
 
 async fn names_are_trimmed_and_control_characters_refused(mut app: TestApp) {
-    let bidi = SignUpRequest {
-        display_name: "evil\u{202E}txt.exe".into(),
-        ..sign_up_request("n@example.com")
-    };
+    let bidi = SignUpRequest { display_name: "evil\u{202E}txt.exe".into(), ..sign_up_request("n@example.com") };
     let status = app.client.sign_up(bidi).await.unwrap_err();
-    assert_eq!(
-        status.get_error_details().bad_request().unwrap().field_violations[0].field,
-        "display_name"
-    );
-    let blank = SignUpRequest {
-        display_name: "   ".into(),
-        ..sign_up_request("n@example.com")
-    };
+    assert_eq!(status.get_error_details().bad_request().unwrap().field_violations[0].field, "display_name");
+    let blank = SignUpRequest { display_name: "   ".into(), ..sign_up_request("n@example.com") };
     let user = app.client.sign_up(blank).await.unwrap().into_inner().user.unwrap();
     assert_eq!(user.display_name, "");
 }
@@ -158,11 +112,7 @@ async fn names_are_trimmed_and_control_characters_refused(mut app: TestApp) {
 async fn fifty_concurrent_signups_of_one_address_in_different_cases_create_one_user(app: TestApp) {
     let calls = (0..50).map(|i| {
         let mut client = app.client.clone();
-        let email = if i % 2 == 0 {
-            "race@example.com".to_owned()
-        } else {
-            "RACE@Example.COM".to_owned()
-        };
+        let email = if i % 2 == 0 { "race@example.com".to_owned() } else { "RACE@Example.COM".to_owned() };
         tokio::spawn(async move { client.sign_up(sign_up_request(&email)).await })
     });
     let mut created = 0;

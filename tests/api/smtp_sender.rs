@@ -104,22 +104,13 @@ async fn smtp_delivers_both_bodies_to_the_recipient() {
 #[tokio::test]
 async fn smtp_refusals_are_permanent_and_temporary_failures_transient() {
     let (port, _) = smtp_server("550 no such user\r\n").await;
-    assert!(matches!(
-        sender(port).send(&email()).await,
-        Err(SendEmailError::Permanent { .. })
-    ));
+    assert!(matches!(sender(port).send(&email()).await, Err(SendEmailError::Permanent { .. })));
     let (port, _) = smtp_server("451 try again later\r\n").await;
-    assert!(matches!(
-        sender(port).send(&email()).await,
-        Err(SendEmailError::Transient { .. })
-    ));
+    assert!(matches!(sender(port).send(&email()).await, Err(SendEmailError::Transient { .. })));
 }
 
 #[tokio::test]
 async fn an_unreachable_smtp_server_is_transient() {
     let port = crate::tcp_proxy::free_port().await;
-    assert!(matches!(
-        sender(port).send(&email()).await,
-        Err(SendEmailError::Transient { .. })
-    ));
+    assert!(matches!(sender(port).send(&email()).await, Err(SendEmailError::Transient { .. })));
 }

@@ -22,9 +22,7 @@ pub struct TcpProxy {
 
 impl TcpProxy {
     pub async fn start(port: u16, target: SocketAddr) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("the proxy port is free");
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("the proxy port is free");
         let accept = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((mut inbound, _)) = listener.accept().await {

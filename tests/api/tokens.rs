@@ -17,20 +17,12 @@ on_both_databases!(
 
 async fn access_token(app: &mut TestApp, email: &str) -> (String, String) {
     let user_id = verified_user(app, email).await;
-    let login = LoginRequest {
-        email: email.into(),
-        password: STRONG_PASSWORD.into(),
-    };
-    (
-        user_id,
-        app.client.login(login).await.unwrap().into_inner().access_token,
-    )
+    let login = LoginRequest { email: email.into(), password: STRONG_PASSWORD.into() };
+    (user_id, app.client.login(login).await.unwrap().into_inner().access_token)
 }
 
 fn validate(token: &str) -> ValidateTokenRequest {
-    ValidateTokenRequest {
-        access_token: token.into(),
-    }
+    ValidateTokenRequest { access_token: token.into() }
 }
 
 async fn validate_token_returns_the_claims_that_matter(mut app: TestApp) {
@@ -71,13 +63,7 @@ async fn expired_and_forged_tokens_are_unauthenticated(mut app: TestApp) {
 
 async fn public_keys_name_the_key_in_the_token_footer(mut app: TestApp) {
     let (_, token) = access_token(&mut app, "ada@example.com").await;
-    let keys = app
-        .client
-        .get_public_keys(GetPublicKeysRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .keys;
+    let keys = app.client.get_public_keys(GetPublicKeysRequest {}).await.unwrap().into_inner().keys;
     assert_eq!(keys.len(), 1);
     assert!(keys[0].public_key.starts_with("k4.public."));
     let claims = app.client.validate_token(validate(&token)).await.unwrap().into_inner();
@@ -87,32 +73,14 @@ async fn public_keys_name_the_key_in_the_token_footer(mut app: TestApp) {
 async fn get_current_user_reads_the_bearer_token(mut app: TestApp) {
     let (user_id, token) = access_token(&mut app, "ada@example.com").await;
     let mut request = Request::new(GetCurrentUserRequest {});
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let user = app
-        .client
-        .get_current_user(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let user = app.client.get_current_user(request).await.unwrap().into_inner().user.unwrap();
     assert_eq!(user.id, user_id);
     assert_eq!(user.email, "ada@example.com");
 
-    let missing = app
-        .client
-        .get_current_user(Request::new(GetCurrentUserRequest {}))
-        .await
-        .unwrap_err();
+    let missing = app.client.get_current_user(Request::new(GetCurrentUserRequest {})).await.unwrap_err();
     assert_eq!(missing.code(), Code::Unauthenticated);
     let mut wrong = Request::new(GetCurrentUserRequest {});
-    wrong
-        .metadata_mut()
-        .insert("authorization", "Bearer v4.public.nope".parse().unwrap());
-    assert_eq!(
-        app.client.get_current_user(wrong).await.unwrap_err().code(),
-        Code::Unauthenticated
-    );
+    wrong.metadata_mut().insert("authorization", "Bearer v4.public.nope".parse().unwrap());
+    assert_eq!(app.client.get_current_user(wrong).await.unwrap_err().code(), Code::Unauthenticated);
 }

@@ -18,14 +18,8 @@ on_both_databases!(
 async fn verifying_activates_the_user_and_the_token_works_once(mut app: TestApp) {
     app.client.sign_up(sign_up_request("ada@example.com")).await.unwrap();
     let token = token_in(&app.emails.wait_for(1).await[0]);
-    let user = app
-        .client
-        .verify_email(VerifyEmailRequest { token: token.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let user =
+        app.client.verify_email(VerifyEmailRequest { token: token.clone() }).await.unwrap().into_inner().user.unwrap();
     assert_eq!(user.status(), UserStatus::Active);
     assert!(user.verified_at.is_some());
 
@@ -43,34 +37,13 @@ async fn expired_tokens_are_refused(mut app: TestApp) {
 
 async fn unknown_and_malformed_tokens_are_refused_alike(mut app: TestApp) {
     let unknown = "A".repeat(43);
-    for token in [
-        unknown.as_str(),
-        "",
-        "short",
-        "not base64 at all!!",
-        &"x".repeat(10_000),
-    ] {
-        let status = app
-            .client
-            .verify_email(VerifyEmailRequest { token: token.into() })
-            .await
-            .unwrap_err();
-        assert_eq!(
-            status.code(),
-            Code::InvalidArgument,
-            "{}",
-            &token[..token.len().min(20)]
-        );
+    for token in [unknown.as_str(), "", "short", "not base64 at all!!", &"x".repeat(10_000)] {
+        let status = app.client.verify_email(VerifyEmailRequest { token: token.into() }).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", &token[..token.len().min(20)]);
         assert_eq!(status.message(), "invalid, used or expired verification token");
     }
     // Past the 64 KiB message limit the transport refuses it, still not INTERNAL.
-    let huge = app
-        .client
-        .verify_email(VerifyEmailRequest {
-            token: "x".repeat(100_000),
-        })
-        .await
-        .unwrap_err();
+    let huge = app.client.verify_email(VerifyEmailRequest { token: "x".repeat(100_000) }).await.unwrap_err();
     assert_eq!(huge.code(), Code::OutOfRange, "{huge:?}");
 }
 

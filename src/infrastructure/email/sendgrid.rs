@@ -28,10 +28,7 @@ impl SendGridEmailSender {
     /// No API key, or the HTTP client cannot be built.
     pub fn new(settings: &EmailSettings) -> anyhow::Result<Self> {
         super::install_crypto_provider();
-        let api_key = settings
-            .sendgrid_api_key
-            .clone()
-            .context("SENDGRID_API_KEY is required for SendGrid")?;
+        let api_key = settings.sendgrid_api_key.clone().context("SENDGRID_API_KEY is required for SendGrid")?;
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -63,14 +60,7 @@ impl SendGridEmailSender {
 
 /// `Retry-After` in seconds (SendGrid's form); HTTP dates are not used by it.
 fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 #[async_trait]
@@ -93,11 +83,7 @@ impl EmailSender for SendGridEmailSender {
                 retry_after: None,
             })?;
         let status = response.status();
-        tracing::info!(
-            http.response.status_code = status.as_u16(),
-            provider = "sendgrid",
-            "provider answered"
-        );
+        tracing::info!(http.response.status_code = status.as_u16(), provider = "sendgrid", "provider answered");
         if status.is_success() {
             return Ok(());
         }
@@ -106,10 +92,7 @@ impl EmailSender for SendGridEmailSender {
         let detail: String = response.text().await.unwrap_or_default().chars().take(500).collect();
         let reason = format!("SendGrid answered {status}: {detail}");
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            Err(SendEmailError::Transient {
-                reason,
-                retry_after: wait,
-            })
+            Err(SendEmailError::Transient { reason, retry_after: wait })
         } else {
             Err(SendEmailError::Permanent { reason })
         }

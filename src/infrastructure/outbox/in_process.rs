@@ -17,6 +17,11 @@ impl OutboxPublisher for InProcessEmailPublisher {
 
     async fn publish(&self, row: &OutboxRow) -> Result<(), PublishError> {
         let event = payload::decode(&row.event_type, row.payload.as_bytes()).map_err(PublishError::Permanent)?;
+        if !event.is_email() {
+            // Events for other services need a broker to reach them; without one
+            // there is nobody to tell, and nothing to retry.
+            return Ok(());
+        }
         match self.deliver.execute(&event).await {
             Ok(()) => Ok(()),
             Err(error @ SendEmailError::Transient { .. }) => Err(PublishError::Transient(error.into())),

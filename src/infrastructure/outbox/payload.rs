@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{DomainEvent, Email, UserId, VerificationEmailRequested};
+use crate::domain::{
+    AccountNotice, DomainEvent, Email, PasswordResetRequested, UserDeleted, UserId, VerificationEmailRequested,
+};
 
 /// Bumped when a field changes meaning or disappears; consumers refuse versions
 /// they do not know instead of guessing.
@@ -25,6 +27,62 @@ struct VerificationEmailRequestedV1 {
     expires_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     occurred_at: OffsetDateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PasswordResetRequestedV1 {
+    schema_version: u32,
+    event_id: Uuid,
+    user_id: Uuid,
+    email: String,
+    display_name: String,
+    reset_link: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    occurred_at: OffsetDateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AccountNoticeV1 {
+    schema_version: u32,
+    event_id: Uuid,
+    user_id: Uuid,
+    email: String,
+    display_name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    occurred_at: OffsetDateTime,
+}
+
+/// Carries no personal data: other services learn only which user is gone.
+#[derive(Serialize, Deserialize)]
+struct UserDeletedV1 {
+    schema_version: u32,
+    event_id: Uuid,
+    user_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    occurred_at: OffsetDateTime,
+}
+
+fn notice_v1(e: &AccountNotice) -> AccountNoticeV1 {
+    AccountNoticeV1 {
+        schema_version: SCHEMA_VERSION,
+        event_id: e.event_id,
+        user_id: e.user_id.as_uuid(),
+        email: e.email.as_str().to_owned(),
+        display_name: e.display_name.clone(),
+        occurred_at: e.occurred_at,
+    }
+}
+
+fn notice_from(p: AccountNoticeV1) -> anyhow::Result<AccountNotice> {
+    Ok(AccountNotice {
+        event_id: p.event_id,
+        user_id: UserId::from_uuid(p.user_id),
+        email: Email::hydrate(p.email).context("the event's email is not canonical")?,
+        display_name: p.display_name,
+        occurred_at: p.occurred_at,
+    })
 }
 
 #[derive(Deserialize)]
@@ -46,6 +104,25 @@ pub fn encode(event: &DomainEvent) -> anyhow::Result<String> {
             expires_at: e.expires_at,
             occurred_at: e.occurred_at,
         })?),
+        DomainEvent::PasswordResetRequested(e) => Ok(serde_json::to_string(&PasswordResetRequestedV1 {
+            schema_version: SCHEMA_VERSION,
+            event_id: e.event_id,
+            user_id: e.user_id.as_uuid(),
+            email: e.email.as_str().to_owned(),
+            display_name: e.display_name.clone(),
+            reset_link: e.reset_link.expose_secret().to_owned(),
+            expires_at: e.expires_at,
+            occurred_at: e.occurred_at,
+        })?),
+        DomainEvent::PasswordChanged(e) | DomainEvent::RegistrationAttempted(e) => {
+            Ok(serde_json::to_string(&notice_v1(e))?)
+        }
+        DomainEvent::UserDeleted(e) => Ok(serde_json::to_string(&UserDeletedV1 {
+            schema_version: SCHEMA_VERSION,
+            event_id: e.event_id,
+            user_id: e.user_id.as_uuid(),
+            occurred_at: e.occurred_at,
+        })?),
     }
 }
 
@@ -54,11 +131,7 @@ pub fn encode(event: &DomainEvent) -> anyhow::Result<String> {
 /// are permanent: retrying cannot fix them.
 pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
     let probe: VersionProbe = serde_json::from_slice(payload).context("the payload is not a versioned JSON event")?;
-    anyhow::ensure!(
-        probe.schema_version == SCHEMA_VERSION,
-        "unsupported schema version {}",
-        probe.schema_version
-    );
+    anyhow::ensure!(probe.schema_version == SCHEMA_VERSION, "unsupported schema version {}", probe.schema_version);
     match event_type {
         VerificationEmailRequested::EVENT_TYPE => {
             let p: VerificationEmailRequestedV1 = serde_json::from_slice(payload).context("malformed event payload")?;
@@ -69,6 +142,32 @@ pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
                 display_name: p.display_name,
                 verification_link: SecretString::from(p.verification_link),
                 expires_at: p.expires_at,
+                occurred_at: p.occurred_at,
+            }))
+        }
+        PasswordResetRequested::EVENT_TYPE => {
+            let p: PasswordResetRequestedV1 = serde_json::from_slice(payload).context("malformed event payload")?;
+            Ok(DomainEvent::PasswordResetRequested(PasswordResetRequested {
+                event_id: p.event_id,
+                user_id: UserId::from_uuid(p.user_id),
+                email: Email::hydrate(p.email).context("the event's email is not canonical")?,
+                display_name: p.display_name,
+                reset_link: SecretString::from(p.reset_link),
+                expires_at: p.expires_at,
+                occurred_at: p.occurred_at,
+            }))
+        }
+        AccountNotice::PASSWORD_CHANGED => Ok(DomainEvent::PasswordChanged(notice_from(
+            serde_json::from_slice(payload).context("malformed event payload")?,
+        )?)),
+        AccountNotice::REGISTRATION_ATTEMPTED => Ok(DomainEvent::RegistrationAttempted(notice_from(
+            serde_json::from_slice(payload).context("malformed event payload")?,
+        )?)),
+        UserDeleted::EVENT_TYPE => {
+            let p: UserDeletedV1 = serde_json::from_slice(payload).context("malformed event payload")?;
+            Ok(DomainEvent::UserDeleted(UserDeleted {
+                event_id: p.event_id,
+                user_id: UserId::from_uuid(p.user_id),
                 occurred_at: p.occurred_at,
             }))
         }
@@ -93,7 +192,9 @@ mod tests {
             occurred_at: datetime!(2026-01-01 0:00 UTC),
         });
         let json = encode(&event).unwrap();
-        let DomainEvent::VerificationEmailRequested(back) = decode(event.event_type(), json.as_bytes()).unwrap();
+        let DomainEvent::VerificationEmailRequested(back) = decode(event.event_type(), json.as_bytes()).unwrap() else {
+            panic!("wrong event type decoded");
+        };
         assert_eq!(back.event_id, event.id());
         assert_eq!(back.verification_link.expose_secret(), "https://x.example/v?token=t");
     }

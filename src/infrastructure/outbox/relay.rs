@@ -98,11 +98,7 @@ impl OutboxRelay {
                 self.prune().await;
                 last_prune = Some(tokio::time::Instant::now());
             }
-            let wait = if backoff.is_zero() {
-                self.settings.poll_interval
-            } else {
-                backoff
-            };
+            let wait = if backoff.is_zero() { self.settings.poll_interval } else { backoff };
             tokio::select! {
                 () = stop.cancelled() => break,
                 // While backing off, commits must not cut the backoff short.

@@ -20,13 +20,7 @@ pub async fn connect(url: &SecretString, connection_name: &str) -> anyhow::Resul
         .await
         .context("timed out connecting to RabbitMQ")?
         .context("cannot connect to RabbitMQ")?;
-    let channel = connection
-        .create_channel()
-        .await
-        .context("cannot open a RabbitMQ channel")?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .context("cannot enable publisher confirms")?;
+    let channel = connection.create_channel().await.context("cannot open a RabbitMQ channel")?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await.context("cannot enable publisher confirms")?;
     Ok((connection, channel))
 }

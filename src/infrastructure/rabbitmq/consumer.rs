@@ -129,19 +129,14 @@ impl Worker {
     async fn process(self, delivery: Delivery) {
         // Back from the retry queue the routing key is the queue's name; the
         // event type travels in the `type` property.
-        let event_type = delivery.properties.kind().as_ref().map_or_else(
-            || delivery.routing_key.as_str().to_owned(),
-            |kind| kind.as_str().to_owned(),
-        );
-        let message_id = delivery
+        let event_type = delivery
             .properties
-            .message_id()
+            .kind()
             .as_ref()
-            .map(|id| id.as_str().to_owned())
-            .unwrap_or_default();
-        let attempt = integer_header(&delivery.properties, ATTEMPT_HEADER)
-            .and_then(|a| u32::try_from(a).ok())
-            .unwrap_or(1);
+            .map_or_else(|| delivery.routing_key.as_str().to_owned(), |kind| kind.as_str().to_owned());
+        let message_id = delivery.properties.message_id().as_ref().map(|id| id.as_str().to_owned()).unwrap_or_default();
+        let attempt =
+            integer_header(&delivery.properties, ATTEMPT_HEADER).and_then(|a| u32::try_from(a).ok()).unwrap_or(1);
         let span = tracing::info_span!(
             "mailer.process",
             messaging.system = "rabbitmq",
@@ -157,20 +152,12 @@ impl Worker {
                 Ok(event) => self.handler.execute(&event, attempt).await,
                 Err(error) => {
                     tracing::error!(error = format!("{error:#}"), "undecodable message; dead-lettering");
-                    Disposition::DeadLetter {
-                        reason: format!("undecodable message: {error:#}"),
-                    }
+                    Disposition::DeadLetter { reason: format!("undecodable message: {error:#}") }
                 }
             };
             if let Err(error) = self.settle(&delivery, attempt, disposition).await {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "could not settle the message; it will be redelivered"
-                );
-                let requeue = BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                };
+                tracing::warn!(error = format!("{error:#}"), "could not settle the message; it will be redelivered");
+                let requeue = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
                 let _ = delivery.acker.nack(requeue).await;
             }
         }
@@ -194,8 +181,7 @@ impl Worker {
                     .clone()
                     .with_headers(headers)
                     .with_expiration(delay.as_millis().max(1).to_string().into());
-                self.republish(&self.topology.retry_queue, &delivery.data, properties)
-                    .await?;
+                self.republish(&self.topology.retry_queue, &delivery.data, properties).await?;
             }
             Disposition::DeadLetter { reason } => {
                 let headers = with_headers(
@@ -207,8 +193,7 @@ impl Worker {
                 );
                 // RabbitMQ drops `expiration` when it dead-letters, so this copy never expires.
                 let properties = delivery.properties.clone().with_headers(headers);
-                self.republish(&self.topology.dead_letter_queue, &delivery.data, properties)
-                    .await?;
+                self.republish(&self.topology.dead_letter_queue, &delivery.data, properties).await?;
             }
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
@@ -220,13 +205,7 @@ impl Worker {
     async fn republish(&self, queue: &str, body: &[u8], properties: BasicProperties) -> anyhow::Result<()> {
         let confirmation = self
             .channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                body,
-                properties,
-            )
+            .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), body, properties)
             .await?
             .await?;
         anyhow::ensure!(

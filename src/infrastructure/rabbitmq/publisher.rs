@@ -26,11 +26,7 @@ pub struct RabbitMqPublisher {
 
 impl RabbitMqPublisher {
     pub fn new(url: SecretString, exchange: String) -> Self {
-        Self {
-            url,
-            exchange,
-            link: Mutex::new(None),
-        }
+        Self { url, exchange, link: Mutex::new(None) }
     }
 
     fn properties(row: &OutboxRow) -> BasicProperties {
@@ -68,9 +64,8 @@ impl OutboxPublisher for RabbitMqPublisher {
             .as_ref()
             .is_some_and(|(connection, channel)| connection.status().connected() && channel.status().connected());
         if !is_connected {
-            let (connection, channel) = connect(&self.url, "identity-server outbox relay")
-                .await
-                .map_err(PublishError::Transient)?;
+            let (connection, channel) =
+                connect(&self.url, "identity-server outbox relay").await.map_err(PublishError::Transient)?;
             declare_exchange(&channel, &self.exchange)
                 .await
                 .map_err(|e| PublishError::Transient(anyhow::Error::new(e).context("declaring the exchange")))?;
@@ -87,10 +82,7 @@ impl OutboxPublisher for RabbitMqPublisher {
                     row.event_type.as_str().into(),
                     // Mandatory: an event no queue is bound for comes back to us
                     // instead of vanishing, and stays in the outbox.
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
+                    BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
                     row.payload.as_bytes(),
                     Self::properties(row),
                 )
@@ -114,9 +106,7 @@ impl OutboxPublisher for RabbitMqPublisher {
             }
             Err(_) => {
                 *link = None;
-                Err(broken(anyhow::anyhow!(
-                    "RabbitMQ did not confirm within {CONFIRM_TIMEOUT:?}"
-                )))
+                Err(broken(anyhow::anyhow!("RabbitMQ did not confirm within {CONFIRM_TIMEOUT:?}")))
             }
         }
     }

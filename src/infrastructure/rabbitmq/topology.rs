@@ -5,7 +5,7 @@ use lapin::{
 };
 
 /// The events the mailer turns into emails; each is bound to its queue.
-pub const MAILER_ROUTING_KEYS: &[&str] = &["user.verification_email_requested", "user.password_reset_requested"];
+pub const MAILER_ROUTING_KEYS: &[&str] = crate::domain::EMAIL_EVENT_TYPES;
 
 /// Names of the mailer's queues, all derived from the main queue's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,13 +36,8 @@ impl MailerTopology {
     /// The broker refused a declaration (an existing queue with other arguments).
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
         declare_exchange(channel, &self.exchange).await?;
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        channel
-            .queue_declare(self.queue.as_str().into(), durable, quorum())
-            .await?;
+        let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+        channel.queue_declare(self.queue.as_str().into(), durable, quorum()).await?;
         for key in MAILER_ROUTING_KEYS {
             channel
                 .queue_bind(
@@ -55,20 +50,10 @@ impl MailerTopology {
                 .await?;
         }
         let mut retry = FieldTable::default();
-        retry.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(LongString::from("")),
-        );
-        retry.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(LongString::from(self.queue.as_str())),
-        );
-        channel
-            .queue_declare(self.retry_queue.as_str().into(), durable, retry)
-            .await?;
-        channel
-            .queue_declare(self.dead_letter_queue.as_str().into(), durable, quorum())
-            .await?;
+        retry.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(LongString::from("")));
+        retry.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(LongString::from(self.queue.as_str())));
+        channel.queue_declare(self.retry_queue.as_str().into(), durable, retry).await?;
+        channel.queue_declare(self.dead_letter_queue.as_str().into(), durable, quorum()).await?;
         Ok(())
     }
 }
@@ -88,10 +73,7 @@ pub async fn declare_exchange(channel: &Channel, exchange: &str) -> lapin::Resul
         .exchange_declare(
             exchange.into(),
             ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
+            ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
             FieldTable::default(),
         )
         .await

@@ -22,25 +22,17 @@ pub struct DatabaseSettings {
 /// The URL is invalid or the database cannot be reached.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(settings.url.clone());
-    options
-        .acquire_timeout(settings.acquire_timeout)
-        .connect_timeout(settings.acquire_timeout)
-        .sqlx_logging(false);
+    options.acquire_timeout(settings.acquire_timeout).connect_timeout(settings.acquire_timeout).sqlx_logging(false);
     if settings.url.starts_with("sqlite:") {
-        options
-            .max_connections(1)
-            .min_connections(1)
-            .map_sqlx_sqlite_opts(|opts| {
-                opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_secs(5))
-                    .foreign_keys(true)
-            });
+        options.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+        });
     } else {
         options.max_connections(settings.max_connections).min_connections(1);
     }
-    Database::connect(options)
-        .await
-        .context("cannot connect to the database (IDENTITY_DATABASE_URL)")
+    Database::connect(options).await.context("cannot connect to the database (IDENTITY_DATABASE_URL)")
 }
 
 pub fn is_postgres(db: &impl ConnectionTrait) -> bool {

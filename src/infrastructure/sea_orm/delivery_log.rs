@@ -21,10 +21,7 @@ impl SeaOrmDeliveryLog {
 #[async_trait]
 impl DeliveryLog for SeaOrmDeliveryLog {
     async fn has_delivered(&self, event_id: Uuid) -> Result<bool, RepositoryError> {
-        let row = mailer_deliveries::Entity::find_by_id(event_id)
-            .one(&self.db)
-            .await
-            .map_err(classify)?;
+        let row = mailer_deliveries::Entity::find_by_id(event_id).one(&self.db).await.map_err(classify)?;
         Ok(row.is_some())
     }
 
@@ -42,11 +39,7 @@ impl DeliveryLog for SeaOrmDeliveryLog {
             delivered_at: Set(at),
         };
         mailer_deliveries::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(mailer_deliveries::Column::EventId)
-                    .do_nothing()
-                    .to_owned(),
-            )
+            .on_conflict(OnConflict::column(mailer_deliveries::Column::EventId).do_nothing().to_owned())
             .exec_without_returning(&self.db)
             .await
             .map_err(classify)?;

@@ -23,9 +23,9 @@ fn is_unavailable(error: &DbErr) -> bool {
             | SqlxError::Tls(_) => true,
             // SQLSTATE class 08 (connection exception), 57P0x (server shutting down,
             // connection terminated by an administrator), 53300 (too many connections).
-            SqlxError::Database(db) => db
-                .code()
-                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code == "53300"),
+            SqlxError::Database(db) => {
+                db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code == "53300")
+            }
             _ => false,
         },
         _ => false,

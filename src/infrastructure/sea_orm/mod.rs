@@ -1,10 +1,12 @@
 //! SeaORM adapters: one connection setup, repositories behind the domain ports,
 //! and the outbox store. Works on SQLite and PostgreSQL alike.
 
+mod account_repository;
 mod connection;
 mod delivery_log;
 mod entities;
 mod errors;
+mod login_throttles;
 mod outbox_store;
 mod session_repository;
 mod user_repository;
@@ -12,6 +14,7 @@ mod user_repository;
 pub use connection::{DatabaseSettings, connect, is_postgres};
 pub use delivery_log::SeaOrmDeliveryLog;
 pub use errors::classify;
+pub use login_throttles::SeaOrmLoginThrottles;
 pub use outbox_store::{ClaimedBatch, OutboxRow, SeaOrmOutboxStore};
 pub use session_repository::SeaOrmSessionRepository;
 pub use user_repository::SeaOrmUserRepository;

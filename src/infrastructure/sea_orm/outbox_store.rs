@@ -23,10 +23,7 @@ pub(super) async fn insert_event(txn: &DatabaseTransaction, event: &DomainEvent)
         attempts: Set(0),
         last_error: Set(None),
     };
-    outbox::Entity::insert(row)
-        .exec_without_returning(txn)
-        .await
-        .map_err(classify)?;
+    outbox::Entity::insert(row).exec_without_returning(txn).await.map_err(classify)?;
     Ok(())
 }
 
@@ -44,10 +41,7 @@ pub struct OutboxRow {
 
 impl std::fmt::Debug for OutboxRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutboxRow")
-            .field("id", &self.id)
-            .field("event_type", &self.event_type)
-            .finish_non_exhaustive()
+        f.debug_struct("OutboxRow").field("id", &self.id).field("event_type", &self.event_type).finish_non_exhaustive()
     }
 }
 
@@ -101,11 +95,7 @@ impl SeaOrmOutboxStore {
                 created_at: row.created_at,
             })
             .collect();
-        Ok(ClaimedBatch {
-            txn,
-            db: self.db.clone(),
-            rows,
-        })
+        Ok(ClaimedBatch { txn, db: self.db.clone(), rows })
     }
 
     /// Deletes published rows older than `before`; returns how many.
@@ -128,15 +118,9 @@ impl SeaOrmOutboxStore {
     /// Storage failures.
     pub async fn backlog(&self) -> Result<(u64, Option<OffsetDateTime>), RepositoryError> {
         let pending = outbox::Entity::find().filter(outbox::Column::PublishedAt.is_null());
-        let count = sea_orm::PaginatorTrait::count(pending.clone(), &self.db)
-            .await
-            .map_err(classify)?;
-        let oldest = pending
-            .order_by_asc(outbox::Column::Id)
-            .one(&self.db)
-            .await
-            .map_err(classify)?
-            .map(|row| row.created_at);
+        let count = sea_orm::PaginatorTrait::count(pending.clone(), &self.db).await.map_err(classify)?;
+        let oldest =
+            pending.order_by_asc(outbox::Column::Id).one(&self.db).await.map_err(classify)?.map(|row| row.created_at);
         Ok((count, oldest))
     }
 }

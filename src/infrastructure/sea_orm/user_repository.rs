@@ -17,19 +17,16 @@ use super::{
     is_postgres, outbox_store,
 };
 use crate::domain::{
-    DomainEvent, Email, PasswordHash, PersonName, PersonNames, TokenHash, User, UserId, UserStatus,
-    ports::{
-        InsertUserError, NewVerificationToken, RepositoryError, UserRepository, VerificationHistory,
-        VerificationTokenRecord,
-    },
+    DomainEvent, Email, PasswordHash, PersonName, PersonNames, TokenHash, User, UserId, UserStatus, UserTimestamps,
+    ports::{InsertUserError, NewSingleUseToken, RepositoryError, SendHistory, SingleUseTokenRecord, UserRepository},
 };
 
 /// Users and verification tokens in SQL, with outbox events written in the same
 /// transaction as the change. `outbox_written` wakes the relay after a commit.
 #[derive(Clone)]
 pub struct SeaOrmUserRepository {
-    db: DatabaseConnection,
-    outbox_written: Arc<Notify>,
+    pub(super) db: DatabaseConnection,
+    pub(super) outbox_written: Arc<Notify>,
 }
 
 impl SeaOrmUserRepository {
@@ -47,13 +44,11 @@ impl UserRepository for SeaOrmUserRepository {
         &self,
         user: &User,
         password_hash: &PasswordHash,
-        token: &NewVerificationToken,
+        token: &NewSingleUseToken,
         event: &DomainEvent,
     ) -> Result<(), InsertUserError> {
         let txn = self.db.begin().await.map_err(classify)?;
-        let inserted = users::Entity::insert(user_row(user, password_hash))
-            .exec_without_returning(&txn)
-            .await;
+        let inserted = users::Entity::insert(user_row(user, password_hash)).exec_without_returning(&txn).await;
         if let Err(error) = inserted {
             return Err(if is_unique_violation(&error) {
                 InsertUserError::DuplicateEmail
@@ -72,10 +67,7 @@ impl UserRepository for SeaOrmUserRepository {
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError> {
-        let row = users::Entity::find_by_id(id.as_uuid())
-            .one(&self.db)
-            .await
-            .map_err(classify)?;
+        let row = users::Entity::find_by_id(id.as_uuid()).one(&self.db).await.map_err(classify)?;
         row.map(|row| to_user(&row)).transpose()
     }
 
@@ -94,20 +86,16 @@ impl UserRepository for SeaOrmUserRepository {
             .one(&self.db)
             .await
             .map_err(classify)?;
-        row.map(|row| Ok((to_user(&row)?, PasswordHash::from_phc(row.password_hash))))
-            .transpose()
+        row.map(|row| Ok((to_user(&row)?, PasswordHash::from_phc(row.password_hash)))).transpose()
     }
 
-    async fn find_verification_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<VerificationTokenRecord>, RepositoryError> {
+    async fn find_verification_token(&self, hash: &TokenHash) -> Result<Option<SingleUseTokenRecord>, RepositoryError> {
         let row = verification_tokens::Entity::find()
             .filter(verification_tokens::Column::TokenHash.eq(hash.to_hex()))
             .one(&self.db)
             .await
             .map_err(classify)?;
-        Ok(row.map(|row| VerificationTokenRecord {
+        Ok(row.map(|row| SingleUseTokenRecord {
             user_id: UserId::from_uuid(row.user_id),
             expires_at: row.expires_at,
             is_spent: row.spent_at.is_some(),
@@ -150,7 +138,7 @@ impl UserRepository for SeaOrmUserRepository {
         &self,
         user_id: UserId,
         since: OffsetDateTime,
-    ) -> Result<VerificationHistory, RepositoryError> {
+    ) -> Result<SendHistory, RepositoryError> {
         let rows = recent_tokens(&self.db, user_id).await?;
         Ok(history_of(&rows, since))
     }
@@ -159,18 +147,14 @@ impl UserRepository for SeaOrmUserRepository {
         &self,
         user_id: UserId,
         expected_last_sent_at: Option<OffsetDateTime>,
-        token: &NewVerificationToken,
+        token: &NewSingleUseToken,
         event: &DomainEvent,
     ) -> Result<bool, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         if is_postgres(&txn) {
             // Serialises concurrent resends for one user on PostgreSQL; SQLite
             // runs write transactions one at a time already.
-            users::Entity::find_by_id(user_id.as_uuid())
-                .lock_exclusive()
-                .one(&txn)
-                .await
-                .map_err(classify)?;
+            users::Entity::find_by_id(user_id.as_uuid()).lock_exclusive().one(&txn).await.map_err(classify)?;
         }
         let newest = recent_tokens(&txn, user_id).await?.first().map(|row| row.created_at);
         if newest != expected_last_sent_at {
@@ -208,15 +192,15 @@ async fn recent_tokens(
         .map_err(classify)
 }
 
-fn history_of(rows: &[verification_tokens::Model], since: OffsetDateTime) -> VerificationHistory {
+pub(super) fn history_of(rows: &[verification_tokens::Model], since: OffsetDateTime) -> SendHistory {
     let sent_since = rows.iter().filter(|row| row.created_at >= since).count();
-    VerificationHistory {
+    SendHistory {
         sent_since: u32::try_from(sent_since).unwrap_or(u32::MAX),
         last_sent_at: rows.first().map(|row| row.created_at),
     }
 }
 
-fn user_row(user: &User, password_hash: &PasswordHash) -> users::ActiveModel {
+pub(super) fn user_row(user: &User, password_hash: &PasswordHash) -> users::ActiveModel {
     let name = |n: Option<&PersonName>| n.map(|n| n.as_str().to_owned());
     users::ActiveModel {
         id: Set(user.id().as_uuid()),
@@ -229,10 +213,11 @@ fn user_row(user: &User, password_hash: &PasswordHash) -> users::ActiveModel {
         created_at: Set(user.created_at()),
         updated_at: Set(user.updated_at()),
         verified_at: Set(user.verified_at()),
+        tokens_valid_after: Set(user.tokens_valid_after()),
     }
 }
 
-fn token_row(user_id: UserId, token: &NewVerificationToken) -> verification_tokens::ActiveModel {
+fn token_row(user_id: UserId, token: &NewSingleUseToken) -> verification_tokens::ActiveModel {
     verification_tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user_id.as_uuid()),
@@ -245,7 +230,7 @@ fn token_row(user_id: UserId, token: &NewVerificationToken) -> verification_toke
 
 /// Rebuilds the domain user from a row; a row that breaks an invariant is a
 /// corrupted database, reported as unexpected rather than silently patched.
-fn to_user(row: &users::Model) -> Result<User, RepositoryError> {
+pub(super) fn to_user(row: &users::Model) -> Result<User, RepositoryError> {
     let name = |raw: &Option<String>| -> anyhow::Result<Option<PersonName>> {
         match raw {
             Some(raw) => Ok(PersonName::parse_optional(raw)?),
@@ -262,12 +247,13 @@ fn to_user(row: &users::Model) -> Result<User, RepositoryError> {
                 last_name: name(&row.last_name)?,
             },
             UserStatus::parse(&row.status).map_err(anyhow::Error::msg)?,
-            row.created_at,
-            row.updated_at,
-            row.verified_at,
+            UserTimestamps {
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                verified_at: row.verified_at,
+                tokens_valid_after: row.tokens_valid_after,
+            },
         ))
     };
-    build()
-        .with_context(|| format!("user row {} is invalid", row.id))
-        .map_err(RepositoryError::Unexpected)
+    build().with_context(|| format!("user row {} is invalid", row.id)).map_err(RepositoryError::Unexpected)
 }

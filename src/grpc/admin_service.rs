@@ -1,0 +1,137 @@
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::{Request, Response, Status, metadata::MetadataMap};
+
+use super::{
+    convert,
+    proto::{self, admin_service_server::AdminService},
+};
+use crate::{
+    application::{AdminUsers, ApplicationError, ListUsersInput},
+    domain::{UserId, UserStatus},
+};
+
+/// `identity.v1.AdminService`: authenticated by a service API key in `x-api-key`.
+pub struct AdminGrpcService {
+    pub admin: AdminUsers,
+    /// SHA-256 digests of the accepted keys.
+    pub key_hashes: Vec<[u8; 32]>,
+}
+
+impl AdminGrpcService {
+    /// Parses the configured lower-case hex digests.
+    pub fn new(admin: AdminUsers, hex_hashes: &[String]) -> Self {
+        let key_hashes = hex_hashes
+            .iter()
+            .filter_map(|hex| {
+                let bytes: Vec<u8> = (0..hex.len())
+                    .step_by(2)
+                    .filter_map(|i| hex.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+                    .collect();
+                <[u8; 32]>::try_from(bytes).ok()
+            })
+            .collect();
+        Self { admin, key_hashes }
+    }
+
+    /// The acting key's id for the audit log: the first 8 hex digits of its
+    /// SHA-256, which identify it without revealing it.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED when no key is configured; UNAUTHENTICATED for a
+    /// missing or unknown key.
+    fn authorize(&self, metadata: &MetadataMap) -> Result<String, Status> {
+        if self.key_hashes.is_empty() {
+            return Err(Status::permission_denied("the admin API is disabled: no API key is configured"));
+        }
+        let key = metadata
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| Status::unauthenticated("missing x-api-key metadata"))?;
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        // Compare against every key in constant time, without stopping early.
+        let matched = self.key_hashes.iter().fold(subtle::Choice::from(0), |found, known| found | known.ct_eq(&digest));
+        if bool::from(matched) {
+            Ok(digest[..4].iter().map(|b| format!("{b:02x}")).collect())
+        } else {
+            Err(Status::unauthenticated("unknown API key"))
+        }
+    }
+}
+
+fn parse_user_id(raw: &str) -> Result<UserId, ApplicationError> {
+    UserId::parse(raw.trim()).map_err(|_| ApplicationError::invalid_field("user_id", "is not a UUID"))
+}
+
+fn status_filter(raw: i32) -> Result<Option<UserStatus>, ApplicationError> {
+    match proto::UserStatus::try_from(raw) {
+        Ok(proto::UserStatus::Unspecified) => Ok(None),
+        Ok(proto::UserStatus::PendingVerification) => Ok(Some(UserStatus::PendingVerification)),
+        Ok(proto::UserStatus::Active) => Ok(Some(UserStatus::Active)),
+        Ok(proto::UserStatus::Disabled) => Ok(Some(UserStatus::Disabled)),
+        Err(_) => Err(ApplicationError::invalid_field("status", "is not a known UserStatus")),
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminGrpcService {
+    async fn get_user(
+        &self,
+        request: Request<proto::GetUserRequest>,
+    ) -> Result<Response<proto::GetUserResponse>, Status> {
+        let actor = self.authorize(request.metadata())?;
+        let id = parse_user_id(&request.get_ref().user_id)?;
+        let user = self.admin.get(&actor, id).await?;
+        Ok(Response::new(proto::GetUserResponse { user: Some(convert::user(&user)) }))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<proto::ListUsersRequest>,
+    ) -> Result<Response<proto::ListUsersResponse>, Status> {
+        let actor = self.authorize(request.metadata())?;
+        let body = request.into_inner();
+        let input = ListUsersInput {
+            page_size: body.page_size,
+            page_token: body.page_token,
+            status: status_filter(body.status)?,
+            email_prefix: body.email_prefix,
+        };
+        let (users, next_page_token) = self.admin.list(&actor, input).await?;
+        Ok(Response::new(proto::ListUsersResponse {
+            users: users.iter().map(convert::user).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn disable_user(
+        &self,
+        request: Request<proto::DisableUserRequest>,
+    ) -> Result<Response<proto::DisableUserResponse>, Status> {
+        let actor = self.authorize(request.metadata())?;
+        let id = parse_user_id(&request.get_ref().user_id)?;
+        let user = self.admin.disable(&actor, id).await?;
+        Ok(Response::new(proto::DisableUserResponse { user: Some(convert::user(&user)) }))
+    }
+
+    async fn enable_user(
+        &self,
+        request: Request<proto::EnableUserRequest>,
+    ) -> Result<Response<proto::EnableUserResponse>, Status> {
+        let actor = self.authorize(request.metadata())?;
+        let id = parse_user_id(&request.get_ref().user_id)?;
+        let user = self.admin.enable(&actor, id).await?;
+        Ok(Response::new(proto::EnableUserResponse { user: Some(convert::user(&user)) }))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<proto::DeleteUserRequest>,
+    ) -> Result<Response<proto::DeleteUserResponse>, Status> {
+        let actor = self.authorize(request.metadata())?;
+        let id = parse_user_id(&request.get_ref().user_id)?;
+        self.admin.delete(&actor, id).await?;
+        Ok(Response::new(proto::DeleteUserResponse {}))
+    }
+}
