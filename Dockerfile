@@ -32,6 +32,11 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 # ---- builder: dependencies first (cached layer), then the workspace itself.
 FROM chef AS builder
+# The image gets whole-program (fat) LTO and one codegen unit: smaller and faster
+# binaries, worth the longer build here (Cargo.toml's release profile uses thin LTO
+# so that `cargo run --release` stays quick on a laptop).
+ENV CARGO_PROFILE_RELEASE_LTO=fat \
+    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 COPY --from=planner /build/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json \
         --bin identity-server --bin identity-mailer
