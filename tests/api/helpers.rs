@@ -287,3 +287,52 @@ pub async fn verified_user(app: &mut TestApp, email: &str) -> String {
     app.client.verify_email(identity::grpc::proto::VerifyEmailRequest { token }).await.unwrap();
     user.id
 }
+
+/// A verified user's fresh login: (user id, access token, refresh token).
+pub async fn logged_in(app: &mut TestApp, email: &str) -> (String, String, String) {
+    let user_id = verified_user(app, email).await;
+    let (access, refresh) = login_tokens(app, email, STRONG_PASSWORD).await;
+    (user_id, access, refresh)
+}
+
+pub async fn login_tokens(app: &mut TestApp, email: &str, password: &str) -> (String, String) {
+    let request = identity::grpc::proto::LoginRequest { email: email.into(), password: password.into() };
+    let response = app.client.login(request).await.unwrap().into_inner();
+    (response.access_token, response.refresh_token)
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn with_bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Whether ValidateToken accepts the token.
+pub async fn is_valid(app: &mut TestApp, token: &str) -> bool {
+    let request = identity::grpc::proto::ValidateTokenRequest { access_token: token.into() };
+    match app.client.validate_token(request).await {
+        Ok(_) => true,
+        Err(status) => {
+            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+            false
+        }
+    }
+}
+
+/// Emails captured so far that went to `to` with `subject`.
+pub fn emails_to(app: &TestApp, to: &str, subject: &str) -> Vec<OutgoingEmail> {
+    app.emails.sent().into_iter().filter(|e| e.to.as_str() == to && e.subject == subject).collect()
+}
+
+/// Waits for an email to `to` with `subject`.
+pub async fn wait_for_email(app: &TestApp, to: &str, subject: &str) -> OutgoingEmail {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(email) = emails_to(app, to, subject).pop() {
+            return email;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no {subject:?} email to {to}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -5,10 +5,14 @@ mod helpers;
 mod pipeline_helpers;
 mod tcp_proxy;
 
+mod abuse;
+mod admin;
 mod email_pipeline;
 mod health_and_reflection;
 mod login;
+mod passwords;
 mod resend_verification;
+mod sessions;
 mod sign_up;
 mod smtp_sender;
 mod tokens;
