@@ -70,12 +70,40 @@ pub struct Application {
     background: Vec<JoinHandle<()>>,
 }
 
-/// Applies pending migrations.
+/// Applies pending migrations, all in one transaction. The server and the mailer
+/// may start together against one database: on PostgreSQL an advisory lock lets
+/// one of them migrate while the other waits; on SQLite the loser of the race gets
+/// "database is locked", retries, and finds the work done.
 ///
 /// # Errors
-/// A migration failed.
+/// A migration failed, repeatedly.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    migration::Migrator::up(db, None).await.context("applying database migrations")
+    const ATTEMPTS: u32 = 10;
+    let mut attempt = 1;
+    loop {
+        match migrate_once(db).await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < ATTEMPTS => {
+                tracing::warn!(attempt, error = %error, "migrations failed; retrying (another process may be migrating)");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error).context("applying database migrations"),
+        }
+    }
+}
+
+/// An arbitrary constant naming our migration lock among PostgreSQL advisory locks.
+const MIGRATION_LOCK_ID: i64 = 0x1D_E7_17_7;
+
+async fn migrate_once(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let txn = db.begin().await?;
+    if crate::infrastructure::sea_orm::is_postgres(&txn) {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")).await?;
+    }
+    migration::Migrator::up(&txn, None).await?;
+    txn.commit().await
 }
 
 /// Opens the database described by the settings.
