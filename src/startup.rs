@@ -94,7 +94,7 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
 }
 
 /// An arbitrary constant naming our migration lock among PostgreSQL advisory locks.
-const MIGRATION_LOCK_ID: i64 = 0x1D_E7_17_7;
+const MIGRATION_LOCK_ID: i64 = 0x01DE_7177;
 
 async fn migrate_once(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
     use sea_orm::{ConnectionTrait, TransactionTrait};
