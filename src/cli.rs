@@ -7,7 +7,7 @@ use crate::{
     infrastructure::PasetoTokens,
     mailer::{Mailer, MailerOverrides, MailerSettings},
     startup::{self, Application, Overrides},
-    telemetry,
+    telemetry::{self, OtlpSettings},
 };
 
 const USAGE: &str = "usage: identity-server [serve|migrate|generate-key]";
@@ -19,7 +19,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         None | Some("serve") => serve().await,
         Some("migrate") => {
             let settings = Settings::from_env()?;
-            telemetry::init(settings.log_format);
+            let _telemetry = telemetry::init(settings.log_format, None)?;
             let db = startup::connect_database(&settings).await?;
             startup::migrate(&db).await?;
             tracing::info!("migrations applied");
@@ -45,7 +45,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
 /// Bad configuration or a failure to start.
 pub async fn run_mailer() -> anyhow::Result<()> {
     let settings = MailerSettings::from_env()?;
-    telemetry::init(settings.log_format);
+    let _telemetry = telemetry::init(settings.log_format, OtlpSettings::from_env("identity-mailer"))?;
     let mailer = Mailer::build(settings, MailerOverrides::default()).await?;
     let stop = mailer.shutdown_token();
     tokio::spawn(async move {
@@ -58,7 +58,7 @@ pub async fn run_mailer() -> anyhow::Result<()> {
 
 async fn serve() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    telemetry::init(settings.log_format);
+    let _telemetry = telemetry::init(settings.log_format, OtlpSettings::from_env("identity-server"))?;
     let app = Application::build(settings, Overrides::default()).await?;
     let stop = app.shutdown_token();
     tokio::spawn(async move {

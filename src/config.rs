@@ -53,6 +53,23 @@ pub struct Settings {
     pub admin_api_key_hashes: Vec<String>,
     /// How long a replica trusts its cached view of a user's token revocations.
     pub revocation_cache_ttl: Duration,
+    /// Where Prometheus scrapes `/metrics`; `None` turns the endpoint off.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// `IDENTITY_METRICS_ADDR`: an address, or `off`.
+///
+/// # Errors
+/// Neither.
+pub fn metrics_addr<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<Option<SocketAddr>, ConfigError> {
+    match env.get("IDENTITY_METRICS_ADDR").map(|v| v.trim().to_owned()) {
+        None => Ok(Some(SocketAddr::from(([127, 0, 0, 1], 9464)))),
+        Some(v) if v.eq_ignore_ascii_case("off") => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| error("IDENTITY_METRICS_ADDR", format!("{v:?} is neither host:port nor off"))),
+    }
 }
 
 /// Which provider sends emails, and how to reach it.
@@ -347,6 +364,7 @@ impl Settings {
             signup_enumeration_safe: env.boolean("IDENTITY_SIGNUP_ENUMERATION_SAFE", false)?,
             admin_api_key_hashes: parse_key_hashes(env.get("IDENTITY_ADMIN_API_KEY_HASHES"))?,
             revocation_cache_ttl: env.duration("IDENTITY_REVOCATION_CACHE_TTL", Duration::from_secs(5))?,
+            metrics_addr: metrics_addr(&env)?,
         })
     }
 }

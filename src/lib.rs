@@ -11,5 +11,6 @@ pub mod domain;
 pub mod grpc;
 pub mod infrastructure;
 pub mod mailer;
+pub mod observability;
 pub mod startup;
 pub mod telemetry;

@@ -18,6 +18,7 @@ use crate::{
         rabbitmq::{MailerConsumer, MailerTopology},
         sea_orm::{DatabaseSettings, SeaOrmDeliveryLog, connect},
     },
+    observability::{Metrics, metrics_server},
 };
 
 #[derive(Debug, Clone)]
@@ -31,6 +32,7 @@ pub struct MailerSettings {
     pub auto_migrate: bool,
     pub email: EmailSettings,
     pub health_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub log_format: LogFormat,
 }
 
@@ -81,6 +83,7 @@ impl MailerSettings {
             auto_migrate: env.boolean("IDENTITY_AUTO_MIGRATE", true)?,
             email: EmailSettings::from_source(&env)?,
             health_addr: env.parsed("IDENTITY_MAILER_HEALTH_ADDR", SocketAddr::from(([127, 0, 0, 1], 50052)))?,
+            metrics_addr: crate::config::metrics_addr(&env)?,
             log_format,
         })
     }
@@ -95,6 +98,8 @@ pub struct MailerOverrides {
 
 pub struct Mailer {
     consumer: MailerConsumer,
+    metrics: Arc<Metrics>,
+    metrics_listener: Option<TcpListener>,
     health_listener: TcpListener,
     health_addr: SocketAddr,
     connected: watch::Receiver<bool>,
@@ -111,9 +116,10 @@ impl Mailer {
         if settings.auto_migrate {
             crate::startup::migrate(&db).await?;
         }
+        let metrics = Arc::new(Metrics::new());
         let sender = match overrides.email_sender {
             Some(sender) => sender,
-            None => build_sender(&settings.email)?,
+            None => build_sender(&settings.email, &metrics)?,
         };
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let handler = HandleEmailEvent {
@@ -128,12 +134,30 @@ impl Mailer {
             topology: MailerTopology::new(&settings.exchange, &settings.queue),
             prefetch: settings.prefetch,
             handler: Arc::new(handler),
+            metrics: Arc::clone(&metrics),
             connected: connected_tx,
+        };
+        let metrics_listener = match settings.metrics_addr {
+            Some(addr) => Some(metrics_server::bind(addr).await?),
+            None => None,
         };
         let health_listener = mailer_health::bind(settings.health_addr).await?;
         let health_addr = health_listener.local_addr()?;
         tracing::info!(health = %health_addr, queue = settings.queue.as_str(), "identity mailer starting");
-        Ok(Self { consumer, health_listener, health_addr, connected, stop: CancellationToken::new() })
+        Ok(Self {
+            consumer,
+            health_listener,
+            health_addr,
+            connected,
+            metrics,
+            metrics_listener,
+            stop: CancellationToken::new(),
+        })
+    }
+
+    /// The port `/metrics` is served on, if it is.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
     }
 
     pub fn health_port(&self) -> u16 {
@@ -154,6 +178,9 @@ impl Mailer {
     /// The health server failed.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let health = tokio::spawn(mailer_health::serve(self.health_listener, self.connected, self.stop.clone()));
+        if let Some(listener) = self.metrics_listener {
+            tokio::spawn(metrics_server::serve(listener, Arc::clone(&self.metrics), self.stop.clone()));
+        }
         self.consumer.run(self.stop.clone()).await;
         self.stop.cancel();
         let result = health.await.map_err(anyhow::Error::new).and_then(|r| r);

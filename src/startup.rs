@@ -41,6 +41,7 @@ use crate::{
             connect,
         },
     },
+    observability::{Metrics, metrics_server},
 };
 
 /// Most verification emails per address per hour.
@@ -65,6 +66,7 @@ type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Erro
 /// A built server, bound to its port but not yet serving.
 pub struct Application {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     serve: ServeFuture,
     stop: CancellationToken,
     background: Vec<JoinHandle<()>>,
@@ -128,6 +130,7 @@ impl Application {
             migrate(&db).await?;
         }
         let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let metrics = Arc::new(Metrics::new());
         let outbox_written = Arc::new(Notify::new());
         let user_repository = SeaOrmUserRepository::new(db.clone(), Arc::clone(&outbox_written));
         let users: Arc<dyn UserRepository> = Arc::new(user_repository.clone());
@@ -154,7 +157,7 @@ impl Application {
             None => {
                 let sender = match overrides.email_sender {
                     Some(sender) => sender,
-                    None => build_sender(&settings.email)?,
+                    None => build_sender(&settings.email, &metrics)?,
                 };
                 Arc::new(InProcessEmailPublisher { deliver: DeliverEmail { sender } })
             }
@@ -163,6 +166,7 @@ impl Application {
         let stop = CancellationToken::new();
         let mut background = Vec::new();
         let relay = OutboxRelay {
+            metrics: Arc::clone(&metrics),
             store: SeaOrmOutboxStore::new(db.clone()),
             publisher,
             wake: outbox_written,
@@ -285,6 +289,7 @@ impl Application {
                 trusted_header: settings.trusted_client_ip_header.clone(),
             },
             enumeration_floor: ENUMERATION_FLOOR,
+            metrics: Arc::clone(&metrics),
         };
         let admin = AdminGrpcService::new(AdminUsers { users, accounts, guard, clock }, &settings.admin_api_key_hashes);
 
@@ -302,7 +307,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (IDENTITY_GRPC_ADDR)", settings.grpc_addr))?;
         let local_addr = listener.local_addr()?;
         let serve = Server::builder()
-            .layer(RequestContextLayer)
+            .layer(RequestContextLayer { metrics: Arc::clone(&metrics) })
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -312,12 +317,26 @@ impl Application {
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 stop.clone().cancelled_owned(),
             );
-        tracing::info!(address = %local_addr, "identity server listening");
-        Ok(Self { local_addr, serve: Box::pin(serve), stop, background })
+        let metrics_addr = match settings.metrics_addr {
+            Some(addr) => {
+                let listener = metrics_server::bind(addr).await?;
+                let bound = listener.local_addr()?;
+                background.push(tokio::spawn(metrics_server::serve(listener, metrics, stop.clone())));
+                Some(bound)
+            }
+            None => None,
+        };
+        tracing::info!(address = %local_addr, metrics = ?metrics_addr, "identity server listening");
+        Ok(Self { local_addr, metrics_addr, serve: Box::pin(serve), stop, background })
     }
 
     pub fn port(&self) -> u16 {
         self.local_addr.port()
+    }
+
+    /// The port `/metrics` is served on, if it is.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_addr.map(|a| a.port())
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -17,7 +17,8 @@ impl DeliverEmail {
     /// that fails to render is permanent: retrying renders it the same way.
     #[tracing::instrument(name = "deliver_email", skip_all, fields(event_id = %event.id(), event_type = event.event_type(), provider = self.sender.provider()))]
     pub async fn execute(&self, event: &DomainEvent) -> Result<(), SendEmailError> {
-        let email = email_rendering::render(event)
+        let email = tracing::info_span!("render_email", event_type = event.event_type())
+            .in_scope(|| email_rendering::render(event))
             .map_err(|error| SendEmailError::Permanent { reason: format!("rendering failed: {error:#}") })?;
         self.sender.send(&email).await?;
         tracing::info!(event_id = %event.id(), provider = self.sender.provider(), "email delivered");

@@ -6,6 +6,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
@@ -15,24 +16,30 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{Instrument, field::Empty};
 
+use crate::observability::{Metrics, trace_context};
+
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Caller-supplied ids longer than this are replaced, so logs stay bounded.
 const MAX_REQUEST_ID_LENGTH: usize = 128;
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestContextLayer;
+/// Wraps every RPC: span, request id, caller's trace context, metrics.
+#[derive(Clone)]
+pub struct RequestContextLayer {
+    pub metrics: Arc<Metrics>,
+}
 
 impl<S> Layer<S> for RequestContextLayer {
     type Service = RequestContext<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestContext { inner }
+        RequestContext { inner, metrics: Arc::clone(&self.metrics) }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RequestContext<S> {
     inner: S,
+    metrics: Arc<Metrics>,
 }
 
 fn request_id<B>(request: &Request<B>) -> String {
@@ -74,9 +81,11 @@ where
         let request_id = request_id(&request);
         // Probes and reflection are frequent and uninteresting: debug level.
         let is_infrastructure = service.starts_with("grpc.");
+        let method = method.to_owned();
         let span = tracing::info_span!(
             "rpc",
             otel.name = %path.trim_start_matches('/'),
+            otel.kind = "server",
             rpc.system = "grpc",
             rpc.service = %service,
             rpc.method = %method,
@@ -84,17 +93,25 @@ where
             user_id = Empty,
             rpc.grpc.status_code = Empty,
             latency_ms = Empty,
+            trace_id = Empty,
+            span_id = Empty,
         );
+        // A caller's `traceparent` makes this call part of its trace.
+        trace_context::continue_from_headers(&span, request.headers());
+        trace_context::record_ids(&span);
+        let metrics = Arc::clone(&self.metrics);
         Box::pin(
             async move {
                 let started = Instant::now();
                 let mut result = inner.call(request).await;
-                let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let elapsed = started.elapsed().as_secs_f64();
+                let latency_ms = elapsed * 1000.0;
                 let span = tracing::Span::current();
                 span.record("latency_ms", latency_ms);
                 if let Ok(response) = &mut result {
                     let code = grpc_code(response);
                     span.record("rpc.grpc.status_code", code);
+                    metrics.record_rpc(&method, code, elapsed);
                     if let Ok(value) = HeaderValue::from_str(&request_id) {
                         response.headers_mut().insert(REQUEST_ID_HEADER, value);
                     }

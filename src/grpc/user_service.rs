@@ -3,6 +3,8 @@ use std::{sync::Arc, time::Duration};
 use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 
+use crate::observability::Metrics;
+
 use super::{
     call_limits::CallLimits,
     convert,
@@ -37,6 +39,7 @@ pub struct UserGrpcService {
     pub reset_password: ResetPassword,
     pub tokens: Arc<dyn AccessTokenIssuer>,
     pub limits: CallLimits,
+    pub metrics: Arc<Metrics>,
     /// RPCs whose work differs for registered and unknown addresses answer no
     /// sooner than this, so that timing does not tell them apart.
     pub enumeration_floor: Duration,
@@ -139,7 +142,16 @@ impl UserService for UserGrpcService {
             .per_email
             .check(command.email.as_str())
             .map_err(|retry_after| ApplicationError::RateLimited { retry_after })?;
-        let outcome = self.login.execute(command).await?;
+        let result = self.login.execute(command).await;
+        self.metrics.record_login(match &result {
+            Ok(_) => "success",
+            Err(ApplicationError::InvalidCredentials) => "bad_credentials",
+            Err(ApplicationError::EmailNotVerified) => "unverified",
+            Err(ApplicationError::AccountDisabled) => "disabled",
+            Err(ApplicationError::RateLimited { .. }) => "throttled",
+            Err(_) => "error",
+        });
+        let outcome = result?;
         record_user(&outcome.user);
         Ok(Response::new(proto::LoginResponse {
             access_token: outcome.access_token.token.expose_secret().to_owned(),

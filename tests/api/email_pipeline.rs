@@ -259,7 +259,11 @@ async fn crashing_handler(settings: &identity::mailer::MailerSettings) -> identi
     identity::application::HandleEmailEvent {
         log: Arc::new(identity::infrastructure::sea_orm::SeaOrmDeliveryLog::new(db)),
         deliver: identity::application::DeliverEmail {
-            sender: identity::infrastructure::email::build_sender(&settings.email).unwrap(),
+            sender: identity::infrastructure::email::build_sender(
+                &settings.email,
+                &std::sync::Arc::new(identity::observability::Metrics::new()),
+            )
+            .unwrap(),
         },
         clock: Arc::new(identity::infrastructure::SystemClock),
         retry: settings.retry,

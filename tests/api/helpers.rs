@@ -100,6 +100,7 @@ pub fn token_in(email: &OutgoingEmail) -> String {
 
 pub struct TestApp {
     pub port: u16,
+    pub metrics_port: Option<u16>,
     pub client: UserServiceClient<Channel>,
     pub emails: Arc<CapturingSender>,
     pub clock: Arc<TestClock>,
@@ -208,6 +209,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.database_url = database_url.to_owned();
     settings.argon2 = Argon2Settings { m_cost: 256, t_cost: 1, p_cost: 1, ..settings.argon2 };
     // Tests hammer one address on purpose; the rate-limit tests turn these back on.
+    settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
     settings.rate_limit_per_address = 0;
     settings.rate_limit_per_email = 0;
     settings.verification_url =
@@ -231,10 +233,11 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     };
     let app = Application::build(settings, overrides).await.expect("the server starts");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     let stop = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
     let client = UserServiceClient::connect(format!("http://127.0.0.1:{port}")).await.expect("the client connects");
-    Some(TestApp { port, client, emails, clock, database, stop })
+    Some(TestApp { port, metrics_port, client, emails, clock, database, stop })
 }
 
 /// Runs a test body against a backend, unless that backend is unavailable

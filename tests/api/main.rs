@@ -10,6 +10,7 @@ mod admin;
 mod email_pipeline;
 mod health_and_reflection;
 mod login;
+mod observability;
 mod passwords;
 mod resend_verification;
 mod sessions;

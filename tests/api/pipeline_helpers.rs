@@ -148,6 +148,7 @@ pub fn mailer_settings(app: &TestApp, names: &Names, sendgrid: &MockServer) -> M
             timeout: Duration::from_secs(5),
         },
         health_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: None,
         log_format: LogFormat::Json,
     }
 }

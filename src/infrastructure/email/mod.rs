@@ -14,16 +14,17 @@ pub use smtp::SmtpEmailSender;
 use crate::{
     config::{EmailProvider, EmailSettings},
     domain::ports::EmailSender,
+    observability::Metrics,
 };
 
 /// The provider the settings name.
 ///
 /// # Errors
 /// The provider's client cannot be built (a malformed SMTP URL, say).
-pub fn build_sender(settings: &EmailSettings) -> anyhow::Result<Arc<dyn EmailSender>> {
+pub fn build_sender(settings: &EmailSettings, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<dyn EmailSender>> {
     Ok(match settings.provider {
         EmailProvider::Console => Arc::new(ConsoleEmailSender),
-        EmailProvider::SendGrid => Arc::new(SendGridEmailSender::new(settings)?),
+        EmailProvider::SendGrid => Arc::new(SendGridEmailSender::new(settings, Arc::clone(metrics))?),
         EmailProvider::Smtp => Arc::new(SmtpEmailSender::new(settings)?),
     })
 }

@@ -5,6 +5,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::observability::{
+    Metrics,
+    metrics::PublisherLabels,
+    trace_context::{self, Carrier},
+};
+
 use crate::{
     domain::ports::Clock,
     infrastructure::sea_orm::{OutboxRow, SeaOrmOutboxStore},
@@ -56,6 +62,7 @@ impl Default for RelaySettings {
 }
 
 pub struct OutboxRelay {
+    pub metrics: Arc<Metrics>,
     pub store: SeaOrmOutboxStore,
     pub publisher: Arc<dyn OutboxPublisher>,
     /// Signalled by the repositories after each commit that wrote an event.
@@ -65,6 +72,8 @@ pub struct OutboxRelay {
 }
 
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How often the backlog gauges are refreshed (a count over unpublished rows).
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
 impl OutboxRelay {
     /// Runs until `stop` is cancelled. Failures back off exponentially (from 100 ms
@@ -73,6 +82,7 @@ impl OutboxRelay {
         tracing::info!(publisher = self.publisher.name(), "outbox relay started");
         let mut backoff = Duration::ZERO;
         let mut last_prune: Option<tokio::time::Instant> = None;
+        let mut last_backlog: Option<tokio::time::Instant> = None;
         loop {
             match self.publish_pending().await {
                 Ok(count) => {
@@ -85,6 +95,8 @@ impl OutboxRelay {
                     }
                 }
                 Err(error) => {
+                    let labels = PublisherLabels { publisher: self.publisher.name().to_owned() };
+                    self.metrics.outbox_publish_errors.get_or_create(&labels).inc();
                     backoff = (backoff * 2).clamp(Duration::from_millis(100), self.settings.max_backoff);
                     tracing::warn!(
                         publisher = self.publisher.name(),
@@ -93,6 +105,10 @@ impl OutboxRelay {
                         "outbox relay could not publish; will retry"
                     );
                 }
+            }
+            if last_backlog.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
+                self.measure_backlog().await;
+                last_backlog = Some(tokio::time::Instant::now());
             }
             if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 self.prune().await;
@@ -116,7 +132,24 @@ impl OutboxRelay {
         let mut settled = 0;
         let mut failure = None;
         for row in &batch.rows {
-            let span = tracing::info_span!("outbox.publish", event_id = %row.id, event_type = %row.event_type);
+            // Semantic conventions for messaging: "<destination> publish", a producer span,
+            // child of the request that wrote the event.
+            let span = tracing::info_span!(
+                "outbox.publish",
+                otel.name = format!("{} publish", row.event_type),
+                otel.kind = "producer",
+                messaging.system = self.publisher.name(),
+                messaging.operation.type = "send",
+                messaging.message.id = %row.id,
+                messaging.destination.name = tracing::field::Empty,
+                event_type = %row.event_type,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            );
+            if let Some(carrier) = row.trace_context.as_deref().and_then(|c| serde_json::from_str::<Carrier>(c).ok()) {
+                trace_context::continue_from(&span, &carrier);
+            }
+            trace_context::record_ids(&span);
             match self.publisher.publish(row).instrument(span).await {
                 Ok(()) => {
                     batch.mark_published(row.id, self.clock.now(), None).await?;
@@ -140,6 +173,17 @@ impl OutboxRelay {
         match failure {
             Some(error) => Err(error),
             None => Ok(settled),
+        }
+    }
+
+    async fn measure_backlog(&self) {
+        match self.store.backlog().await {
+            Ok((count, oldest)) => {
+                self.metrics.outbox_backlog.set(i64::try_from(count).unwrap_or(i64::MAX));
+                let age = oldest.map_or(0.0, |at| (self.clock.now() - at).as_seconds_f64().max(0.0));
+                self.metrics.outbox_oldest_age.set(age);
+            }
+            Err(error) => tracing::debug!(error = format!("{error:#}"), "could not measure the outbox backlog"),
         }
     }
 

@@ -18,12 +18,17 @@ use tracing::Instrument;
 use super::{
     MailerTopology, connect,
     headers::{
-        ATTEMPT_HEADER, DEAD_LETTER_REASON_HEADER, LAST_ERROR_HEADER, integer_header, long_string, with_headers,
+        ATTEMPT_HEADER, DEAD_LETTER_REASON_HEADER, LAST_ERROR_HEADER, integer_header, long_string, string_header,
+        with_headers,
     },
 };
 use crate::{
     application::{Disposition, HandleEmailEvent},
     infrastructure::outbox::payload,
+    observability::{
+        Metrics,
+        trace_context::{self, Carrier},
+    },
 };
 
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(30);
@@ -36,6 +41,7 @@ pub struct MailerConsumer {
     pub topology: MailerTopology,
     pub prefetch: u16,
     pub handler: Arc<HandleEmailEvent>,
+    pub metrics: Arc<Metrics>,
     /// `true` while connected to the broker; health follows it.
     pub connected: watch::Sender<bool>,
 }
@@ -100,6 +106,7 @@ impl MailerConsumer {
                             channel: channel.clone(),
                             topology: self.topology.clone(),
                             handler: Arc::clone(&self.handler),
+                            metrics: Arc::clone(&self.metrics),
                         };
                         in_flight.spawn(worker.process(delivery));
                     }
@@ -123,6 +130,15 @@ struct Worker {
     channel: Channel,
     topology: MailerTopology,
     handler: Arc<HandleEmailEvent>,
+    metrics: Arc<Metrics>,
+}
+
+/// The W3C trace context headers of a message, as a carrier.
+fn carrier_of(properties: &BasicProperties) -> Carrier {
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| string_header(properties, name).map(|value| (name.to_owned(), value)))
+        .collect()
 }
 
 impl Worker {
@@ -137,16 +153,26 @@ impl Worker {
         let message_id = delivery.properties.message_id().as_ref().map(|id| id.as_str().to_owned()).unwrap_or_default();
         let attempt =
             integer_header(&delivery.properties, ATTEMPT_HEADER).and_then(|a| u32::try_from(a).ok()).unwrap_or(1);
+        // Semantic conventions for messaging: "<destination> process", a consumer
+        // span, child of the relay's publish span (its context is in the headers).
         let span = tracing::info_span!(
             "mailer.process",
+            otel.name = format!("{} process", self.topology.queue),
+            otel.kind = "consumer",
             messaging.system = "rabbitmq",
-            messaging.operation = "process",
+            messaging.operation.type = "process",
             messaging.destination.name = self.topology.queue.as_str(),
             messaging.message.id = message_id.as_str(),
+            messaging.rabbitmq.destination.routing_key = delivery.routing_key.as_str(),
             event_type = event_type.as_str(),
             attempt,
             redelivered = delivery.redelivered,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
+        trace_context::continue_from(&span, &carrier_of(&delivery.properties));
+        trace_context::record_ids(&span);
+        let provider = self.handler.deliver.sender.provider();
         async move {
             let disposition = match payload::decode(&event_type, &delivery.data) {
                 Ok(event) => self.handler.execute(&event, attempt).await,
@@ -154,6 +180,18 @@ impl Worker {
                     tracing::error!(error = format!("{error:#}"), "undecodable message; dead-lettering");
                     Disposition::DeadLetter { reason: format!("undecodable message: {error:#}") }
                 }
+            };
+            let outcome = match &disposition {
+                Disposition::Delivered { was_duplicate: false } => "sent",
+                Disposition::Delivered { was_duplicate: true } => "duplicate",
+                Disposition::RetryLater { .. } => "retry",
+                Disposition::DeadLetter { .. } => "dead_letter",
+            };
+            self.metrics.record_delivery(outcome, provider);
+            match &disposition {
+                Disposition::RetryLater { .. } => self.metrics.mailer_retries.inc(),
+                Disposition::DeadLetter { .. } => self.metrics.mailer_dead_letters.inc(),
+                Disposition::Delivered { .. } => 0,
             };
             if let Err(error) = self.settle(&delivery, attempt, disposition).await {
                 tracing::warn!(error = format!("{error:#}"), "could not settle the message; it will be redelivered");

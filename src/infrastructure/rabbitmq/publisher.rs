@@ -10,6 +10,7 @@ use crate::infrastructure::{
     outbox::{OutboxPublisher, PublishError},
     sea_orm::OutboxRow,
 };
+use crate::observability::trace_context;
 
 /// How long the broker may take to confirm a message before we treat the
 /// connection as broken.
@@ -31,15 +32,9 @@ impl RabbitMqPublisher {
 
     fn properties(row: &OutboxRow) -> BasicProperties {
         let mut headers = FieldTable::default();
-        // The W3C trace context of the request that wrote the event.
-        if let Some(map) = row
-            .trace_context
-            .as_deref()
-            .and_then(|context| serde_json::from_str::<std::collections::BTreeMap<String, String>>(context).ok())
-        {
-            for (name, value) in map {
-                headers.insert(name.as_str().into(), long_string(&value));
-            }
+        // The publish span's context: the mailer's spans become its children.
+        for (name, value) in trace_context::inject(&tracing::Span::current()).unwrap_or_default() {
+            headers.insert(name.as_str().into(), long_string(&value));
         }
         BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
@@ -59,6 +54,7 @@ impl OutboxPublisher for RabbitMqPublisher {
     }
 
     async fn publish(&self, row: &OutboxRow) -> Result<(), PublishError> {
+        tracing::Span::current().record("messaging.destination.name", self.exchange.as_str());
         let mut link = self.link.lock().await;
         let is_connected = link
             .as_ref()

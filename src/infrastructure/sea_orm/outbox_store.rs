@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{classify, entities::outbox, is_postgres};
-use crate::{domain::DomainEvent, domain::ports::RepositoryError, infrastructure::outbox::payload};
+use crate::{
+    domain::DomainEvent, domain::ports::RepositoryError, infrastructure::outbox::payload, observability::trace_context,
+};
 
 /// Writes an event inside the caller's transaction: it commits or rolls back
 /// together with the change that caused it.
@@ -17,7 +19,10 @@ pub(super) async fn insert_event(txn: &DatabaseTransaction, event: &DomainEvent)
         id: Set(event.id()),
         event_type: Set(event.event_type().to_owned()),
         payload: Set(payload::encode(event)?),
-        trace_context: Set(None),
+        // The request's trace continues through the relay and the mailer.
+        trace_context: Set(
+            trace_context::inject(&tracing::Span::current()).and_then(|carrier| serde_json::to_string(&carrier).ok())
+        ),
         created_at: Set(event.occurred_at()),
         published_at: Set(None),
         attempts: Set(0),

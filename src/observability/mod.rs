@@ -1,0 +1,8 @@
+//! Cross-cutting observability: W3C trace context across process boundaries,
+//! Prometheus metrics and the endpoint that serves them.
+
+pub mod metrics;
+pub mod metrics_server;
+pub mod trace_context;
+
+pub use metrics::Metrics;
