@@ -55,6 +55,31 @@ pub struct Settings {
     pub revocation_cache_ttl: Duration,
     /// Where Prometheus scrapes `/metrics`; `None` turns the endpoint off.
     pub metrics_addr: Option<SocketAddr>,
+    /// TLS on the gRPC listener; `None` serves plaintext (behind a mesh, say).
+    pub tls: Option<crate::grpc::tls::TlsSettings>,
+}
+
+fn tls_settings<F: Fn(&str) -> Option<String>>(
+    env: &Source<F>,
+) -> Result<Option<crate::grpc::tls::TlsSettings>, ConfigError> {
+    let cert = env.get("IDENTITY_TLS_CERT_FILE");
+    let key = env.get("IDENTITY_TLS_KEY_FILE");
+    let client_ca = env.get("IDENTITY_TLS_CLIENT_CA_FILE");
+    match (cert, key) {
+        (None, None) if client_ca.is_some() => Err(error(
+            "IDENTITY_TLS_CLIENT_CA_FILE",
+            "needs IDENTITY_TLS_CERT_FILE and IDENTITY_TLS_KEY_FILE (mutual TLS is TLS)",
+        )),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(error("IDENTITY_TLS_KEY_FILE", "is required with IDENTITY_TLS_CERT_FILE")),
+        (None, Some(_)) => Err(error("IDENTITY_TLS_CERT_FILE", "is required with IDENTITY_TLS_KEY_FILE")),
+        (Some(cert), Some(key)) => Ok(Some(crate::grpc::tls::TlsSettings {
+            cert_file: cert.trim().into(),
+            key_file: key.trim().into(),
+            client_ca_file: client_ca.map(|ca| ca.trim().into()),
+            reload_interval: env.positive_duration("IDENTITY_TLS_RELOAD_INTERVAL", Duration::from_secs(30))?,
+        })),
+    }
 }
 
 /// `IDENTITY_METRICS_ADDR`: an address, or `off`.
@@ -365,6 +390,7 @@ impl Settings {
             admin_api_key_hashes: parse_key_hashes(env.get("IDENTITY_ADMIN_API_KEY_HASHES"))?,
             revocation_cache_ttl: env.duration("IDENTITY_REVOCATION_CACHE_TTL", Duration::from_secs(5))?,
             metrics_addr: metrics_addr(&env)?,
+            tls: tls_settings(&env)?,
         })
     }
 }

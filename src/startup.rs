@@ -30,6 +30,7 @@ use crate::{
         health::{self, ReadinessCheck},
         proto::{self, admin_service_server::AdminServiceServer, user_service_server::UserServiceServer},
         request_context::RequestContextLayer,
+        tls,
     },
     infrastructure::{
         Argon2Hasher, PasetoSettings, PasetoTokens, SystemClock,
@@ -306,17 +307,25 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {} (IDENTITY_GRPC_ADDR)", settings.grpc_addr))?;
         let local_addr = listener.local_addr()?;
-        let serve = Server::builder()
+        let router = Server::builder()
             .layer(RequestContextLayer { metrics: Arc::clone(&metrics) })
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(user_service)
-            .add_service(admin_service)
-            .serve_with_incoming_shutdown(
+            .add_service(admin_service);
+        let serve: ServeFuture = match &settings.tls {
+            Some(tls_settings) => {
+                let acceptor = tls::acceptor(tls_settings, stop.clone())?;
+                tracing::info!(mutual = tls_settings.client_ca_file.is_some(), "gRPC over TLS");
+                let incoming = tls::incoming(listener, acceptor, stop.clone());
+                Box::pin(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()))
+            }
+            None => Box::pin(router.serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 stop.clone().cancelled_owned(),
-            );
+            )),
+        };
         let metrics_addr = match settings.metrics_addr {
             Some(addr) => {
                 let listener = metrics_server::bind(addr).await?;
@@ -327,7 +336,7 @@ impl Application {
             None => None,
         };
         tracing::info!(address = %local_addr, metrics = ?metrics_addr, "identity server listening");
-        Ok(Self { local_addr, metrics_addr, serve: Box::pin(serve), stop, background })
+        Ok(Self { local_addr, metrics_addr, serve, stop, background })
     }
 
     pub fn port(&self) -> u16 {

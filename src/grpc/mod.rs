@@ -10,6 +10,7 @@ pub mod mailer_health;
 mod redacted_debug;
 pub mod request_context;
 pub mod status;
+pub mod tls;
 pub mod user_service;
 
 /// The generated protobuf types, client and server.

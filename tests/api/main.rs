@@ -4,6 +4,7 @@
 mod helpers;
 mod pipeline_helpers;
 mod tcp_proxy;
+mod tls;
 
 mod abuse;
 mod admin;
