@@ -307,7 +307,11 @@ async fn one_signup_is_one_trace_from_the_caller_through_rabbitmq_to_sendgrid() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
 
-    let (server_service, rpc) = find(&spans, "identity.v1.UserService/SignUp").unwrap();
+    let (server_service, rpc) = spans
+        .iter()
+        .find(|(_, s)| s.name == "identity.v1.UserService/SignUp" && hex(&s.trace_id) == trace_id)
+        .cloned()
+        .expect("the server's SignUp span, in the caller's trace");
     let (mailer_service, process) = spans.iter().find(|(_, s)| s.name.ends_with(" process")).cloned().unwrap();
     // The relay may have tried more than once (the mailer's queue may not have
     // existed yet); the message that arrived came from the attempt that succeeded.

@@ -1,0 +1,516 @@
+//! Runs the chosen scenarios: a fresh server per scenario (so that its peak
+//! memory is that scenario's), the load, and one report per scenario plus a
+//! summary table.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use identity::infrastructure::Argon2Settings;
+use secrecy::ExposeSecret;
+
+use crate::{
+    callers::{
+        Client, EmailSeries, GetCurrentUserCaller, LoginCaller, MixedCaller, RefreshCaller, SignUpCaller,
+        ValidateTokenCaller, bearer_values, log_in,
+    },
+    database::BenchDatabase,
+    load::{self, Caller, Outcome, Plan},
+    measure::{CpuSnapshot, Memory, mib, ms, percent, percentile},
+    options::{Backend, Options, Scenario},
+    pool_rss,
+    processes::{Process, free_port, sibling},
+};
+
+#[path = "runner/ceiling_runs.rs"]
+mod ceiling_runs;
+#[path = "runner/email_run.rs"]
+mod email_run;
+#[path = "runner/enumeration.rs"]
+mod enumeration;
+
+/// Users the login scenarios spread their calls over.
+const LOGIN_USERS: usize = 64;
+/// Distinct access tokens the token scenarios present.
+const TOKENS: usize = 16;
+/// Concurrency of the sign-ups that create users for other scenarios.
+const SEED_CONCURRENCY: usize = 16;
+/// How long each ceiling is measured in the ceilings section.
+const CEILING_SAMPLE: Duration = Duration::from_secs(4);
+/// How long a scenario's ceiling is measured right before the scenario: on a
+/// shared machine the load from other jobs drifts, and a ratio is only
+/// meaningful between figures taken under the same conditions.
+const QUICK_SAMPLE: Duration = Duration::from_secs(2);
+/// Settling time between a server reporting SERVING and its idle RSS being read.
+const SETTLE: Duration = Duration::from_millis(300);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ceiling {
+    Argon2,
+    Echo,
+    Verify,
+}
+
+impl Ceiling {
+    fn for_scenario(scenario: Scenario) -> Option<Self> {
+        match scenario {
+            Scenario::Login | Scenario::LoginBurst => Some(Self::Argon2),
+            Scenario::ValidateToken | Scenario::GetCurrentUser => Some(Self::Verify),
+            Scenario::SignUp | Scenario::Refresh | Scenario::Mixed => Some(Self::Echo),
+            Scenario::SignUpToEmail | Scenario::LoginEnumeration => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Argon2 => "raw argon2",
+            Self::Echo => "bare echo server",
+            Self::Verify => "bare verifying server",
+        }
+    }
+}
+
+/// A ceiling's throughput, and the line describing the measurement.
+struct Measured {
+    value: f64,
+    line: String,
+}
+
+/// "; cpu: …" since `before`, or nothing where /proc is missing.
+fn cpu_line(before: Option<CpuSnapshot>, processes: &[(&'static str, u32)]) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    match (before, CpuSnapshot::take(processes)) {
+        (Some(before), Some(after)) => format!("; cpu: {}", before.usage_since(&after, cores)),
+        _ => String::new(),
+    }
+}
+
+/// A server under test: started by the bench, or the one `--target` names.
+struct Server {
+    process: Option<Process>,
+    url: String,
+    cold_start: Option<Duration>,
+    idle: Option<Memory>,
+}
+
+/// Start-up time and memory of a server the bench started.
+#[derive(Debug, Clone, Copy)]
+struct ServerFigures {
+    cold_start: Duration,
+    idle: Memory,
+    end: Memory,
+}
+
+impl ServerFigures {
+    fn line(&self, name: &str) -> String {
+        format!(
+            "{name}: SERVING {} after start; RSS idle {}, after the run {}, peak (VmHWM) {}",
+            ms(self.cold_start),
+            mib(self.idle.rss_kib),
+            mib(self.end.rss_kib),
+            mib(self.end.peak_kib)
+        )
+    }
+}
+
+impl Server {
+    fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
+    }
+
+    async fn client(&self, concurrency: usize) -> anyhow::Result<(Vec<tonic::transport::Channel>, Client)> {
+        let channels = load::connect(&self.url, concurrency).await?;
+        let client = Client::new(channels[0].clone());
+        Ok((channels, client))
+    }
+
+    /// Reads the memory at the end of the run and stops the process.
+    async fn finish(self) -> Option<ServerFigures> {
+        let process = self.process?;
+        let end = process.memory().ok();
+        process.stop().await;
+        Some(ServerFigures { cold_start: self.cold_start?, idle: self.idle?, end: end? })
+    }
+}
+
+/// The users a backend's scenarios log in as.
+#[derive(Default)]
+struct Users {
+    verified: Vec<String>,
+    /// Signed up, not yet marked verified.
+    pending: Vec<String>,
+}
+
+/// What one scenario measured, for its report.
+struct Report<'a> {
+    scenario: Scenario,
+    backend: Backend,
+    concurrency: usize,
+    outcome: &'a Outcome,
+    ceilings: &'a [(Ceiling, Measured)],
+    cpu: String,
+    server: Option<ServerFigures>,
+}
+
+/// One line of the summary table.
+struct Row {
+    scenario: &'static str,
+    backend: &'static str,
+    throughput: String,
+    versus: String,
+    p50: String,
+    p99: String,
+    errors: String,
+    server: Option<ServerFigures>,
+}
+
+pub struct Bench {
+    options: Options,
+    run_id: String,
+    dir: PathBuf,
+    argon2: Argon2Settings,
+    /// The servers' signing key, so that tokens survive between scenarios' servers.
+    token_secret: String,
+    /// `identity-server` and `identity-mailer`, found once next to the bench.
+    binaries: Option<(PathBuf, PathBuf)>,
+    batches: usize,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl Bench {
+    /// # Errors
+    /// The log directory cannot be created.
+    pub fn new(options: Options) -> anyhow::Result<Self> {
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let dir = std::env::temp_dir().join(format!("identity-bench-{run_id}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (secret, _) = identity::infrastructure::PasetoTokens::generate_secret_key()?;
+        Ok(Self {
+            options,
+            run_id,
+            dir,
+            argon2: Argon2Settings::recommended(),
+            token_secret: secret.expose_secret().to_owned(),
+            binaries: None,
+            batches: 0,
+            rows: Vec::new(),
+            notes: Vec::new(),
+        })
+    }
+
+    /// # Errors
+    /// Only failures that make the whole run meaningless; a failing scenario
+    /// is reported and the run goes on.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        println!(
+            "identity-bench: {} cores, argon2 m={} t={} p={} with {} workers; logs in {}\n",
+            std::thread::available_parallelism().map_or(0, usize::from),
+            self.argon2.m_cost,
+            self.argon2.t_cost,
+            self.argon2.p_cost,
+            self.argon2.max_concurrent,
+            self.dir.display()
+        );
+        if !self.options.scenarios.is_empty() && self.options.target.is_none() {
+            self.binaries = Some((sibling("identity-server")?, sibling("identity-mailer")?));
+        }
+        if self.options.with_pool_rss {
+            pool_rss::report(&self.dir).await?;
+        }
+        self.measure_ceilings().await?;
+        for backend in self.options.backends.clone() {
+            if self.options.scenarios.is_empty() {
+                break;
+            }
+            let database = match (&self.options.target, &self.options.target_database_url) {
+                (Some(_), Some(url)) => Some(BenchDatabase::external(url.clone())),
+                (Some(_), None) => None,
+                (None, _) => Some(BenchDatabase::create(backend, &self.run_id, &self.options.postgres_url).await?),
+            };
+            let mut users = Users::default();
+            for scenario in self.options.scenarios.clone() {
+                if let Err(error) = self.run_scenario(scenario, backend, database.as_ref(), &mut users).await {
+                    println!("== {} · {} ==\n  FAILED: {error:#}\n", scenario.name(), self.backend_name(backend));
+                }
+            }
+            if let Some(database) = database {
+                database.remove().await;
+            }
+        }
+        self.print_summary();
+        Ok(())
+    }
+
+    fn backend_name(&self, backend: Backend) -> &'static str {
+        if self.options.target.is_some() { "target" } else { backend.name() }
+    }
+
+    fn next_series(&mut self) -> EmailSeries {
+        self.batches += 1;
+        EmailSeries::new(&self.run_id, self.batches)
+    }
+
+    /// Starts identity-server on `database` (or takes `--target`), waits for SERVING.
+    async fn start_server(
+        &self,
+        database: Option<&BenchDatabase>,
+        label: &str,
+        amqp: Option<&identity::infrastructure::rabbitmq::MailerTopology>,
+    ) -> anyhow::Result<Server> {
+        if let Some(target) = &self.options.target {
+            return Ok(Server { process: None, url: target.clone(), cold_start: None, idle: None });
+        }
+        let database = database.context("no database for the server")?;
+        let port = free_port()?;
+        let argon2 = self.argon2;
+        let mut env: Vec<(String, String)> = [
+            ("IDENTITY_GRPC_ADDR", format!("127.0.0.1:{port}")),
+            ("IDENTITY_DATABASE_URL", database.url.clone()),
+            ("IDENTITY_TOKEN_SECRET_KEY", self.token_secret.clone()),
+            ("IDENTITY_ARGON2_M_COST", argon2.m_cost.to_string()),
+            ("IDENTITY_ARGON2_T_COST", argon2.t_cost.to_string()),
+            ("IDENTITY_ARGON2_P_COST", argon2.p_cost.to_string()),
+            ("IDENTITY_ARGON2_MAX_CONCURRENT", argon2.max_concurrent.to_string()),
+            // Load tests call from one address and reuse emails on purpose.
+            ("IDENTITY_RATE_LIMIT_PER_ADDRESS", "0".to_owned()),
+            ("IDENTITY_RATE_LIMIT_PER_EMAIL", "0".to_owned()),
+            ("IDENTITY_LOGIN_THROTTLE_AFTER", "1000000".to_owned()),
+            ("IDENTITY_LOG_FORMAT", "json".to_owned()),
+            // Metrics stay on, as in production, on a port of their own.
+            ("IDENTITY_METRICS_ADDR", format!("127.0.0.1:{}", free_port()?)),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+        if let Some(topology) = amqp {
+            env.push(("IDENTITY_AMQP_URL".to_owned(), self.options.amqp_url.clone()));
+            env.push(("IDENTITY_AMQP_EXCHANGE".to_owned(), topology.exchange.clone()));
+        }
+        let log = self.dir.join(format!("server-{label}.log"));
+        let (server, _) = self.binaries.as_ref().context("identity-server was not found")?;
+        let mut process = Process::spawn("identity-server", server, &["serve"], &env, log)?;
+        let cold_start = process.wait_serving(port, "").await?;
+        tokio::time::sleep(SETTLE).await;
+        let idle = process.memory()?;
+        Ok(Server {
+            process: Some(process),
+            url: format!("http://127.0.0.1:{port}"),
+            cold_start: Some(cold_start),
+            idle: Some(idle),
+        })
+    }
+
+    /// At least `count` verified users, signing up and verifying more if needed.
+    async fn verified_users(
+        &mut self,
+        client: &Client,
+        database: Option<&BenchDatabase>,
+        users: &mut Users,
+        count: usize,
+    ) -> anyhow::Result<Arc<Vec<String>>> {
+        let missing = count.saturating_sub(users.verified.len() + users.pending.len());
+        if missing > 0 {
+            let created = Arc::new(Mutex::new(Vec::new()));
+            let series = self.next_series();
+            let plan = Plan { concurrency: SEED_CONCURRENCY, requests: missing, time_limit: Duration::from_secs(300) };
+            let outcome = load::closed_loop(plan, |_| {
+                Box::new(SignUpCaller { client: client.clone(), series: series.clone(), created: Arc::clone(&created) })
+            })
+            .await;
+            if !outcome.errors.is_empty() {
+                bail!("signing up the bench's users failed: {}", outcome.errors_line());
+            }
+            users.pending.extend(std::mem::take(&mut *created.lock().unwrap_or_else(PoisonError::into_inner)));
+        }
+        if !users.pending.is_empty() {
+            let Some(database) = database else {
+                bail!("logging in needs verified users: with --target, pass the server's --database-url")
+            };
+            database.verify_all_users().await?;
+            users.verified.append(&mut users.pending);
+        }
+        Ok(Arc::new(users.verified.clone()))
+    }
+
+    async fn run_scenario(
+        &mut self,
+        scenario: Scenario,
+        backend: Backend,
+        database: Option<&BenchDatabase>,
+        users: &mut Users,
+    ) -> anyhow::Result<()> {
+        match scenario {
+            Scenario::SignUpToEmail => return self.signup_to_email(backend, database).await,
+            Scenario::LoginEnumeration => return self.login_enumeration(backend, database, users).await,
+            _ => {}
+        }
+        let concurrency = self.options.concurrency(scenario);
+        let mut ceilings = Vec::new();
+        let mut wanted: Vec<Ceiling> = Ceiling::for_scenario(scenario).into_iter().collect();
+        if scenario == Scenario::SignUp {
+            // Sign-up is bound by its one hash far more than by the transport.
+            wanted.push(Ceiling::Argon2);
+        }
+        for ceiling in wanted {
+            ceilings.push((ceiling, self.measure_ceiling(ceiling, concurrency, QUICK_SAMPLE).await?));
+        }
+        let label = format!("{}-{}", backend.name(), scenario.name());
+        let server = self.start_server(database, &label, None).await?;
+        let (channels, client) = server.client(concurrency).await?;
+        let channels = Arc::new(channels);
+        let client_for = move |slot: usize| Client::new(channels[slot % channels.len()].clone());
+        let created = Arc::new(Mutex::new(Vec::new()));
+        let make_caller: Box<dyn FnMut(usize) -> Box<dyn Caller>> = match scenario {
+            Scenario::SignUp => {
+                let (created, series) = (Arc::clone(&created), self.next_series());
+                Box::new(move |slot| {
+                    let created = Arc::clone(&created);
+                    Box::new(SignUpCaller { client: client_for(slot), series: series.clone(), created })
+                })
+            }
+            Scenario::Login | Scenario::LoginBurst => {
+                let verified = self.verified_users(&client, database, users, LOGIN_USERS).await?;
+                Box::new(move |slot| Box::new(LoginCaller { client: client_for(slot), users: Arc::clone(&verified) }))
+            }
+            Scenario::ValidateToken => {
+                let tokens = Arc::new(self.access_tokens(&client, database, users).await?);
+                Box::new(move |slot| {
+                    Box::new(ValidateTokenCaller { client: client_for(slot), tokens: Arc::clone(&tokens) })
+                })
+            }
+            Scenario::GetCurrentUser => {
+                let bearers = bearer_values(&self.access_tokens(&client, database, users).await?)?;
+                Box::new(move |slot| {
+                    Box::new(GetCurrentUserCaller { client: client_for(slot), bearers: Arc::clone(&bearers) })
+                })
+            }
+            Scenario::Refresh => {
+                let verified = self.verified_users(&client, database, users, concurrency.min(LOGIN_USERS)).await?;
+                let mut sessions = log_in(&client, &verified, concurrency).await?.into_iter();
+                Box::new(move |slot| {
+                    let refresh_token = sessions.next().map(|s| s.refresh_token).unwrap_or_default();
+                    Box::new(RefreshCaller { client: client_for(slot), refresh_token })
+                })
+            }
+            Scenario::Mixed => {
+                let verified = self.verified_users(&client, database, users, LOGIN_USERS).await?;
+                let tokens = Arc::new(self.access_tokens(&client, database, users).await?);
+                let (created, series) = (Arc::clone(&created), self.next_series());
+                Box::new(move |slot| {
+                    Box::new(MixedCaller {
+                        sign_up: SignUpCaller {
+                            client: client_for(slot),
+                            series: series.clone(),
+                            created: Arc::clone(&created),
+                        },
+                        login: LoginCaller { client: client_for(slot), users: Arc::clone(&verified) },
+                        validate: ValidateTokenCaller { client: client_for(slot), tokens: Arc::clone(&tokens) },
+                    })
+                })
+            }
+            Scenario::SignUpToEmail | Scenario::LoginEnumeration => unreachable!("handled above"),
+        };
+        let plan =
+            Plan { concurrency, requests: self.options.requests(scenario), time_limit: self.options.duration_limit };
+        let processes: Vec<_> =
+            server.pid().map(|pid| ("server", pid)).into_iter().chain([("bench", std::process::id())]).collect();
+        let before = CpuSnapshot::take(&processes);
+        let outcome = load::closed_loop(plan, make_caller).await;
+        let cpu = cpu_line(before, &processes);
+        users.pending.extend(std::mem::take(&mut *created.lock().unwrap_or_else(PoisonError::into_inner)));
+        let figures = server.finish().await;
+        self.report(Report {
+            scenario,
+            backend,
+            concurrency,
+            outcome: &outcome,
+            ceilings: &ceilings,
+            cpu,
+            server: figures,
+        });
+        Ok(())
+    }
+
+    /// Access tokens of verified users, one per login.
+    async fn access_tokens(
+        &mut self,
+        client: &Client,
+        database: Option<&BenchDatabase>,
+        users: &mut Users,
+    ) -> anyhow::Result<Vec<String>> {
+        let verified = self.verified_users(client, database, users, TOKENS).await?;
+        Ok(log_in(client, &verified, TOKENS).await?.into_iter().map(|session| session.access_token).collect())
+    }
+
+    fn report(&mut self, report: Report<'_>) {
+        let Report { scenario, backend, concurrency, outcome, ceilings, cpu, server } = report;
+        let backend = self.backend_name(backend);
+        println!("== {} · {backend} · {concurrency} callers ==", scenario.name());
+        for (_, measured) in ceilings {
+            println!("  ceiling, measured just before: {}", measured.line);
+        }
+        let versus: Vec<String> = ceilings
+            .iter()
+            .map(|(ceiling, measured)| {
+                format!("{} of {}", percent(outcome.throughput(), measured.value), ceiling.name())
+            })
+            .collect();
+        println!(
+            "  {} calls in {:.2} s: {:.1} ok/s{}",
+            outcome.calls(),
+            outcome.elapsed.as_secs_f64(),
+            outcome.throughput(),
+            if versus.is_empty() { String::new() } else { format!(" = {}", versus.join(", ")) }
+        );
+        let latencies = &outcome.latencies;
+        println!(
+            "  latency p50 {}, p90 {}, p99 {}, max {}",
+            ms(percentile(latencies, 0.5)),
+            ms(percentile(latencies, 0.9)),
+            ms(percentile(latencies, 0.99)),
+            ms(percentile(latencies, 1.0))
+        );
+        println!("  errors: {}{cpu}", outcome.errors_line());
+        if let Some(figures) = &server {
+            println!("  {}", figures.line("server"));
+        }
+        println!();
+        self.rows.push(Row {
+            scenario: scenario.name(),
+            backend,
+            throughput: format!("{:.1}", outcome.throughput()),
+            versus: if versus.is_empty() { "–".to_owned() } else { versus.join(", ") },
+            p50: ms(percentile(latencies, 0.5)),
+            p99: ms(percentile(latencies, 0.99)),
+            errors: outcome.errors_line(),
+            server,
+        });
+    }
+
+    fn print_summary(&self) {
+        if self.rows.is_empty() {
+            return;
+        }
+        println!("== summary ==");
+        println!("| scenario | db | ok/s | vs ceiling | p50 | p99 | errors | start→SERVING | RSS idle | RSS peak |");
+        println!("|---|---|---:|---|---:|---:|---|---:|---:|---:|");
+        for row in &self.rows {
+            let (start, idle, peak) = row.server.map_or_else(
+                || ("–".to_owned(), "–".to_owned(), "–".to_owned()),
+                |f| (ms(f.cold_start), mib(f.idle.rss_kib), mib(f.end.peak_kib)),
+            );
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {start} | {idle} | {peak} |",
+                row.scenario, row.backend, row.throughput, row.versus, row.p50, row.p99, row.errors
+            );
+        }
+        for note in &self.notes {
+            println!("{note}");
+        }
+        println!("\nlogs: {}", self.dir.display());
+    }
+}
