@@ -82,6 +82,18 @@ fn tls_settings<F: Fn(&str) -> Option<String>>(
     }
 }
 
+/// `IDENTITY_LOG_FORMAT`: `json` (the default) or `pretty`; both binaries read it.
+///
+/// # Errors
+/// Anything else.
+pub fn log_format<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<LogFormat, ConfigError> {
+    match env.string("IDENTITY_LOG_FORMAT", "json").as_str() {
+        "json" => Ok(LogFormat::Json),
+        "pretty" => Ok(LogFormat::Pretty),
+        other => Err(error("IDENTITY_LOG_FORMAT", format!("{other:?} is neither json nor pretty"))),
+    }
+}
+
 /// `IDENTITY_METRICS_ADDR`: an address, or `off`.
 ///
 /// # Errors
@@ -317,13 +329,7 @@ impl Settings {
         if argon2.max_concurrent == 0 {
             return Err(error("IDENTITY_ARGON2_MAX_CONCURRENT", "must be at least 1"));
         }
-        let log_format = match env.string("IDENTITY_LOG_FORMAT", "json").as_str() {
-            "json" => LogFormat::Json,
-            "pretty" => LogFormat::Pretty,
-            other => {
-                return Err(error("IDENTITY_LOG_FORMAT", format!("{other:?} is neither json nor pretty")));
-            }
-        };
+        let log_format = log_format(&env)?;
         let max_message_size: usize = env.parsed("IDENTITY_MAX_MESSAGE_SIZE", 64 * 1024)?;
         if max_message_size < 1024 {
             return Err(error("IDENTITY_MAX_MESSAGE_SIZE", "must be at least 1024 bytes"));

@@ -58,13 +58,7 @@ impl MailerSettings {
         if prefetch == 0 {
             return Err(error("IDENTITY_MAILER_PREFETCH", "must be at least 1"));
         }
-        let log_format = match env.string("IDENTITY_LOG_FORMAT", "json").as_str() {
-            "json" => LogFormat::Json,
-            "pretty" => LogFormat::Pretty,
-            other => {
-                return Err(error("IDENTITY_LOG_FORMAT", format!("{other:?} is neither json nor pretty")));
-            }
-        };
+        let log_format = crate::config::log_format(&env)?;
         Ok(Self {
             amqp_url: amqp.url,
             exchange: amqp.exchange,

@@ -13,12 +13,17 @@ use crate::domain::{
     resend_policy::RESEND_WINDOW,
 };
 
-/// The words a user is likely to build a password from, for zxcvbn.
-pub fn password_context(email: &Email, names: &[Option<&str>]) -> Vec<String> {
-    let mut words = vec![email.as_str().to_owned(), email.local_part().to_owned()];
-    words.extend(
-        email.local_part().split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| p.len() >= 3).map(str::to_owned),
-    );
+/// The words a user is likely to build a password from, for zxcvbn. Without a
+/// valid email (a sign-up with an invalid one) only the names count.
+pub fn password_context(email: Option<&Email>, names: &[Option<&str>]) -> Vec<String> {
+    let mut words = Vec::new();
+    if let Some(email) = email {
+        words.extend([email.as_str().to_owned(), email.local_part().to_owned()]);
+        // "ada.lovelace" also yields "ada" and "lovelace", so "adalovelace" scores as guessable.
+        words.extend(
+            email.local_part().split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| p.len() >= 3).map(str::to_owned),
+        );
+    }
     for name in names.iter().flatten() {
         words.extend(name.split_whitespace().map(str::to_owned));
     }
@@ -27,7 +32,7 @@ pub fn password_context(email: &Email, names: &[Option<&str>]) -> Vec<String> {
 
 fn context_of(user: &User) -> Vec<String> {
     password_context(
-        user.email(),
+        Some(user.email()),
         &[
             user.display_name().map(|n| n.as_str()),
             user.first_name().map(|n| n.as_str()),

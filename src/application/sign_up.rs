@@ -4,7 +4,7 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ApplicationError, FieldViolation};
+use super::{ApplicationError, FieldViolation, passwords::password_context};
 use crate::domain::{
     AccountNotice, DomainEvent, Email, NewPassword, OpaqueToken, PasswordPolicy, PersonName, PersonNames, User, UserId,
     VerificationEmailRequested,
@@ -47,15 +47,12 @@ impl SignUpCommand {
             last_name: name("last_name", &input.last_name),
         };
         // Words the user is likely to build a password from make it guessable.
+        let name_of = |n: &Option<PersonName>| n.as_ref().map(|n| n.as_str().to_owned());
+        let names_given = [name_of(&names.display_name), name_of(&names.first_name), name_of(&names.last_name)];
+        let context = password_context(email.as_ref(), &names_given.iter().map(Option::as_deref).collect::<Vec<_>>());
+        // The address as typed counts too, in case it did not parse.
         let mut user_inputs: Vec<&str> = vec![input.email.trim()];
-        if let Some(email) = &email {
-            user_inputs.push(email.local_part());
-            // "ada.lovelace" also yields "ada" and "lovelace", so "adalovelace" scores as guessable.
-            user_inputs.extend(email.local_part().split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| p.len() >= 3));
-        }
-        for n in [&names.display_name, &names.first_name, &names.last_name].into_iter().flatten() {
-            user_inputs.extend(n.as_str().split_whitespace());
-        }
+        user_inputs.extend(context.iter().map(String::as_str));
         let password = NewPassword::parse(input.password, policy, &user_inputs)
             .map_err(|e| violations.push(FieldViolation::new("password", e)))
             .ok();

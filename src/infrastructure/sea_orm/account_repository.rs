@@ -12,7 +12,7 @@ use super::{
     SeaOrmUserRepository, classify,
     entities::{password_reset_tokens, sessions, users},
     is_postgres, outbox_store,
-    user_repository::to_user,
+    user_repository::{history_of, to_user},
 };
 use crate::domain::{
     DomainEvent, PasswordHash, TokenHash, User, UserId,
@@ -200,11 +200,7 @@ impl AccountRepository for SeaOrmUserRepository {
         since: OffsetDateTime,
     ) -> Result<SendHistory, RepositoryError> {
         let rows = recent_reset_tokens(&self.db, user_id).await?;
-        let sent_since = rows.iter().filter(|row| row.created_at >= since).count();
-        Ok(SendHistory {
-            sent_since: u32::try_from(sent_since).unwrap_or(u32::MAX),
-            last_sent_at: rows.first().map(|row| row.created_at),
-        })
+        Ok(history_of(rows.iter().map(|row| row.created_at), since))
     }
 
     async fn replace_password_reset_token(

@@ -140,7 +140,7 @@ impl UserRepository for SeaOrmUserRepository {
         since: OffsetDateTime,
     ) -> Result<SendHistory, RepositoryError> {
         let rows = recent_tokens(&self.db, user_id).await?;
-        Ok(history_of(&rows, since))
+        Ok(history_of(rows.iter().map(|row| row.created_at), since))
     }
 
     async fn replace_verification_token(
@@ -192,12 +192,13 @@ async fn recent_tokens(
         .map_err(classify)
 }
 
-pub(super) fn history_of(rows: &[verification_tokens::Model], since: OffsetDateTime) -> SendHistory {
-    let sent_since = rows.iter().filter(|row| row.created_at >= since).count();
-    SendHistory {
-        sent_since: u32::try_from(sent_since).unwrap_or(u32::MAX),
-        last_sent_at: rows.first().map(|row| row.created_at),
-    }
+/// What was sent since `since`, from the creation times of a user's newest tokens
+/// (newest first), whichever table they come from.
+pub(super) fn history_of(newest_first: impl IntoIterator<Item = OffsetDateTime>, since: OffsetDateTime) -> SendHistory {
+    let mut created = newest_first.into_iter().peekable();
+    let last_sent_at = created.peek().copied();
+    let sent_since = created.filter(|at| *at >= since).count();
+    SendHistory { sent_since: u32::try_from(sent_since).unwrap_or(u32::MAX), last_sent_at }
 }
 
 pub(super) fn user_row(user: &User, password_hash: &PasswordHash) -> users::ActiveModel {
