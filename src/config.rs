@@ -30,6 +30,8 @@ pub struct Settings {
     pub token_audience: String,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// However often it is refreshed, a session ends this long after its login.
+    pub session_max_lifetime: Duration,
     pub verification_token_ttl: Duration,
     pub password_min_length: usize,
     pub resend_cooldown: Duration,
@@ -46,6 +48,8 @@ pub struct Settings {
     pub login_throttle_after: u32,
     pub rate_limit_per_address: u32,
     pub rate_limit_per_email: u32,
+    /// RefreshSession and Logout, per address: backends refresh for many users.
+    pub rate_limit_refresh_per_address: u32,
     /// Metadata header a trusted proxy sets to the caller's address.
     pub trusted_client_ip_header: Option<String>,
     pub signup_enumeration_safe: bool,
@@ -369,6 +373,8 @@ impl Settings {
             token_audience: env.string("IDENTITY_TOKEN_AUDIENCE", "identity"),
             access_token_ttl: ttl_access,
             refresh_token_ttl: env.positive_duration("IDENTITY_REFRESH_TOKEN_TTL", Duration::from_secs(30 * 86_400))?,
+            session_max_lifetime: env
+                .positive_duration("IDENTITY_SESSION_MAX_LIFETIME", Duration::from_secs(90 * 86_400))?,
             verification_token_ttl: env
                 .positive_duration("IDENTITY_VERIFICATION_TOKEN_TTL", Duration::from_secs(86_400))?,
             password_min_length,
@@ -389,6 +395,7 @@ impl Settings {
             login_throttle_after: env.parsed("IDENTITY_LOGIN_THROTTLE_AFTER", 5)?,
             rate_limit_per_address: env.parsed("IDENTITY_RATE_LIMIT_PER_ADDRESS", 60)?,
             rate_limit_per_email: env.parsed("IDENTITY_RATE_LIMIT_PER_EMAIL", 20)?,
+            rate_limit_refresh_per_address: env.parsed("IDENTITY_RATE_LIMIT_REFRESH_PER_ADDRESS", 600)?,
             trusted_client_ip_header: env
                 .get("IDENTITY_TRUSTED_CLIENT_IP_HEADER")
                 .map(|h| h.trim().to_ascii_lowercase()),

@@ -12,9 +12,9 @@ use tonic::transport::{Server, server::TcpIncoming};
 
 use crate::{
     application::{
-        AccessGuard, AdminUsers, ChangePassword, DeliverEmail, GetCurrentUser, Login, Logout, LogoutAll, RateLimiter,
-        RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, SessionIssuer, SignUp,
-        ValidateToken, VerifyEmail,
+        AccessGuard, AdminUsers, ChangePassword, DeliverEmail, GetCurrentUser, Login, Logout, LogoutAll, PasswordRules,
+        RateLimiter, RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, SessionIssuer,
+        SignUp, ValidateToken, VerifyEmail,
     },
     config::Settings,
     domain::{
@@ -33,7 +33,7 @@ use crate::{
         tls,
     },
     infrastructure::{
-        Argon2Hasher, PasetoSettings, PasetoTokens, SystemClock,
+        Argon2Hasher, PasetoSettings, PasetoTokens, SystemClock, ZxcvbnMeter,
         email::build_sender,
         outbox::{InProcessEmailPublisher, OutboxPublisher, OutboxRelay},
         rabbitmq::RabbitMqPublisher,
@@ -203,18 +203,25 @@ impl Application {
             stop.clone(),
         )));
 
-        let password_policy = PasswordPolicy { min_length: settings.password_min_length };
+        let password_rules = PasswordRules {
+            policy: PasswordPolicy { min_length: settings.password_min_length },
+            // As many strength checks at once as hashes: both are CPU-bound.
+            meter: Arc::new(ZxcvbnMeter::new(settings.argon2.max_concurrent, settings.argon2.queue_timeout)),
+        };
         let accounts: Arc<dyn AccountRepository> = Arc::new(user_repository.clone());
         let throttles: Arc<dyn LoginThrottles> = Arc::new(SeaOrmLoginThrottles::new(db.clone()));
         let throttle_policy = ThrottlePolicy {
             free_attempts: settings.login_throttle_after,
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(15 * 60),
+            hard_cap: ThrottlePolicy::NIST_HARD_CAP,
+            hard_cap_window: Duration::from_secs(24 * 3600),
         };
         let resend_policy = ResendPolicy { cooldown: settings.resend_cooldown, max_per_hour: RESEND_MAX_PER_HOUR };
         let guard = Arc::new(AccessGuard::new(
             Arc::clone(&tokens),
             Arc::clone(&users),
+            Arc::clone(&sessions),
             Arc::clone(&clock),
             settings.revocation_cache_ttl,
         ));
@@ -222,9 +229,10 @@ impl Application {
             tokens: Arc::clone(&tokens),
             clock: Arc::clone(&clock),
             refresh_ttl: settings.refresh_token_ttl,
+            max_lifetime: settings.session_max_lifetime,
         });
         let service = UserGrpcService {
-            password_policy,
+            password_rules: password_rules.clone(),
             sign_up: SignUp {
                 users: Arc::clone(&users),
                 accounts: Arc::clone(&accounts),
@@ -244,26 +252,25 @@ impl Application {
             },
             login: Login {
                 users: Arc::clone(&users),
-                accounts: Arc::clone(&accounts),
                 sessions: Arc::clone(&sessions),
                 hasher: Arc::clone(&hasher),
                 throttles: Arc::clone(&throttles),
                 throttle_policy,
                 issuer: Arc::clone(&issuer),
                 clock: Arc::clone(&clock),
+                is_enumeration_safe: settings.signup_enumeration_safe,
             },
             validate_token: ValidateToken { guard: Arc::clone(&guard) },
             get_current_user: GetCurrentUser { guard: Arc::clone(&guard), users: Arc::clone(&users) },
             refresh_session: RefreshSession {
                 sessions: Arc::clone(&sessions),
-                users: Arc::clone(&users),
                 issuer,
+                guard: Arc::clone(&guard),
                 clock: Arc::clone(&clock),
             },
-            logout: Logout { sessions: Arc::clone(&sessions), clock: Arc::clone(&clock) },
+            logout: Logout { sessions: Arc::clone(&sessions), guard: Arc::clone(&guard), clock: Arc::clone(&clock) },
             logout_all: LogoutAll {
                 guard: Arc::clone(&guard),
-                users: Arc::clone(&users),
                 accounts: Arc::clone(&accounts),
                 clock: Arc::clone(&clock),
             },
@@ -273,7 +280,7 @@ impl Application {
                 hasher: Arc::clone(&hasher),
                 throttles: Arc::clone(&throttles),
                 throttle_policy,
-                policy: password_policy,
+                rules: password_rules.clone(),
                 clock: Arc::clone(&clock),
             },
             request_password_reset: RequestPasswordReset {
@@ -289,12 +296,13 @@ impl Application {
                 hasher,
                 throttles,
                 guard: Arc::clone(&guard),
-                policy: password_policy,
+                rules: password_rules,
                 clock: Arc::clone(&clock),
             },
             tokens,
             limits: CallLimits {
                 per_address: RateLimiter::new(settings.rate_limit_per_address),
+                per_address_refresh: RateLimiter::new(settings.rate_limit_refresh_per_address),
                 per_email: RateLimiter::new(settings.rate_limit_per_email),
                 trusted_header: settings.trusted_client_ip_header.clone(),
             },

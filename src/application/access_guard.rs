@@ -1,103 +1,183 @@
 use std::{
     collections::HashMap,
+    hash::Hash,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::ApplicationError;
 use crate::domain::{
     AccessTokenClaims, User, UserId, UserStatus,
-    ports::{AccessTokenIssuer, Clock, InvalidAccessToken, UserRepository},
+    ports::{AccessTokenIssuer, Clock, InvalidAccessToken, Revocation, SessionRepository, UserRepository},
 };
 
 /// What decides whether a user's tokens are still honoured.
 #[derive(Debug, Clone, Copy)]
-struct AccessState {
+struct UserState {
     exists: bool,
     is_disabled: bool,
     tokens_valid_after: Option<OffsetDateTime>,
-    fetched: Instant,
+}
+
+/// Whether the session an access token was issued for still stands.
+#[derive(Debug, Clone, Copy)]
+struct SessionState {
+    is_live: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry<S> {
+    state: S,
+    /// When this state was known to be current: a read's start, or the moment
+    /// a change made here committed.
+    as_of: Instant,
+}
+
+/// A bounded per-replica cache in which what this replica changed always wins
+/// over a read that started before the change.
+struct Cache<K, S> {
+    entries: Mutex<HashMap<K, Entry<S>>>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl<K: Eq + Hash + Copy, S: Copy> Cache<K, S> {
+    fn new(ttl: Duration, capacity: usize) -> Self {
+        Self { entries: Mutex::new(HashMap::new()), ttl, capacity }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Entry<S>>> {
+        // A poisoned cache is still a valid cache: every entry is a plain copy.
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, key: K) -> Option<S> {
+        self.lock().get(&key).filter(|entry| entry.as_of.elapsed() < self.ttl).map(|entry| entry.state)
+    }
+
+    /// Stores `state` as of `as_of`, unless the cache already knows something newer.
+    fn put(&self, key: K, state: S, as_of: Instant) -> S {
+        let mut entries = self.lock();
+        if let Some(existing) = entries.get(&key)
+            && existing.as_of >= as_of
+        {
+            return existing.state;
+        }
+        if entries.len() >= self.capacity {
+            // Bounded memory: drop what expired; if that is not enough, start over.
+            let ttl = self.ttl;
+            entries.retain(|_, entry| entry.as_of.elapsed() < ttl);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(key, Entry { state, as_of });
+        state
+    }
 }
 
 /// Checks access tokens: the signature and claims (stateless), then whether the
 /// user still honours tokens of that age (disabled, logged out everywhere, reset
-/// password). The second part reads a per-replica cache, so the common case costs
-/// no database round trip; a change made on another replica is seen within the
-/// cache's time to live, one made here at once.
+/// password) and whether the token's session still stands (logged out, replayed
+/// refresh token, ended by a password change). Both read a per-replica cache, so
+/// the common case costs no database round trip; a change made on another
+/// replica is seen within the cache's time to live, one made here at once.
 pub struct AccessGuard {
     pub tokens: Arc<dyn AccessTokenIssuer>,
     pub users: Arc<dyn UserRepository>,
+    pub sessions: Arc<dyn SessionRepository>,
     pub clock: Arc<dyn Clock>,
-    ttl: Duration,
-    capacity: usize,
-    cache: Mutex<HashMap<UserId, AccessState>>,
+    user_cache: Cache<UserId, UserState>,
+    session_cache: Cache<Uuid, SessionState>,
 }
+
+const CAPACITY: usize = 100_000;
 
 impl AccessGuard {
     pub fn new(
         tokens: Arc<dyn AccessTokenIssuer>,
         users: Arc<dyn UserRepository>,
+        sessions: Arc<dyn SessionRepository>,
         clock: Arc<dyn Clock>,
         ttl: Duration,
     ) -> Self {
-        Self { tokens, users, clock, ttl, capacity: 100_000, cache: Mutex::new(HashMap::new()) }
+        Self {
+            tokens,
+            users,
+            sessions,
+            clock,
+            user_cache: Cache::new(ttl, CAPACITY),
+            session_cache: Cache::new(ttl, CAPACITY),
+        }
     }
 
     /// # Errors
     /// [`ApplicationError::InvalidAccessToken`], or storage failures on a cache miss.
     pub async fn authenticate(&self, token: &str) -> Result<AccessTokenClaims, ApplicationError> {
         let claims = self.tokens.verify(token, self.clock.now())?;
-        let state = match self.cached(claims.user_id) {
+        let user = match self.user_cache.get(claims.user_id) {
             Some(state) => state,
             None => {
+                let started = Instant::now();
                 let user = self.users.find_by_id(claims.user_id).await?;
-                self.remember_state(claims.user_id, user.as_ref())
+                self.user_cache.put(claims.user_id, user_state(user.as_ref()), started)
             }
         };
-        let is_honoured = state.exists
-            && !state.is_disabled
-            && state.tokens_valid_after.is_none_or(|after| claims.issued_at >= after);
-        if is_honoured { Ok(claims) } else { Err(InvalidAccessToken::Revoked.into()) }
-    }
-
-    /// Updates the cache after this replica changed the user.
-    pub fn remember(&self, user: &User) {
-        self.remember_state(user.id(), Some(user));
-    }
-
-    /// Drops a user from the cache (deleted here).
-    pub fn forget(&self, user_id: UserId) {
-        self.lock().remove(&user_id);
-    }
-
-    fn cached(&self, user_id: UserId) -> Option<AccessState> {
-        self.lock().get(&user_id).copied().filter(|state| state.fetched.elapsed() < self.ttl)
-    }
-
-    fn remember_state(&self, user_id: UserId, user: Option<&User>) -> AccessState {
-        let state = AccessState {
-            exists: user.is_some(),
-            is_disabled: user.is_some_and(|u| u.status() == UserStatus::Disabled),
-            tokens_valid_after: user.and_then(User::tokens_valid_after),
-            fetched: Instant::now(),
-        };
-        let mut cache = self.lock();
-        if cache.len() >= self.capacity {
-            // Bounded memory: drop what expired; if that is not enough, start over.
-            let ttl = self.ttl;
-            cache.retain(|_, s| s.fetched.elapsed() < ttl);
-            if cache.len() >= self.capacity {
-                cache.clear();
+        let is_honoured =
+            user.exists && !user.is_disabled && user.tokens_valid_after.is_none_or(|after| claims.issued_at >= after);
+        if !is_honoured {
+            return Err(InvalidAccessToken::Revoked.into());
+        }
+        if let Some(session_id) = claims.session_id {
+            let session = match self.session_cache.get(session_id) {
+                Some(state) => state,
+                None => {
+                    let started = Instant::now();
+                    let session = self.sessions.find_by_id(session_id).await?;
+                    let is_live = session.is_some_and(|s| !s.is_revoked && s.user_id == claims.user_id);
+                    self.session_cache.put(session_id, SessionState { is_live }, started)
+                }
+            };
+            if !session.is_live {
+                return Err(InvalidAccessToken::Revoked.into());
             }
         }
-        cache.insert(user_id, state);
-        state
+        Ok(claims)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, AccessState>> {
-        // A poisoned cache is still a valid cache: every entry is a plain copy.
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Updates the cache after this replica changed the user (call it after the
+    /// change committed).
+    pub fn remember(&self, user: &User) {
+        self.user_cache.put(user.id(), user_state(Some(user)), Instant::now());
+    }
+
+    /// Updates the cache after this replica ended sessions.
+    pub fn sessions_ended(&self, session_ids: &[Uuid]) {
+        let now = Instant::now();
+        for id in session_ids {
+            self.session_cache.put(*id, SessionState { is_live: false }, now);
+        }
+    }
+
+    /// Both of the above, for a committed [`Revocation`].
+    pub fn apply(&self, revocation: &Revocation) {
+        self.remember(&revocation.user);
+        self.sessions_ended(&revocation.revoked_sessions);
+    }
+
+    /// Records a user deleted here.
+    pub fn forget(&self, user_id: UserId) {
+        self.user_cache.put(user_id, user_state(None), Instant::now());
+    }
+}
+
+fn user_state(user: Option<&User>) -> UserState {
+    UserState {
+        exists: user.is_some(),
+        is_disabled: user.is_some_and(|u| u.status() == UserStatus::Disabled),
+        tokens_valid_after: user.and_then(User::tokens_valid_after),
     }
 }

@@ -96,18 +96,18 @@ impl AdminUsers {
         Ok((users, next))
     }
 
-    /// Idempotent.
+    /// Idempotent. Every session ends with its access tokens, whatever else
+    /// runs on the account at the same time.
     ///
     /// # Errors
     /// `NotFound`; storage failures.
     pub async fn disable(&self, actor: &str, id: UserId) -> Result<User, ApplicationError> {
-        let mut user = self.users.find_by_id(id).await?.ok_or(ApplicationError::NotFound)?;
-        if user.disable(self.clock.now()).is_ok() {
-            let revoked = self.accounts.save_account_state(&user, true).await?;
-            self.guard.remember(&user);
-            tracing::info!(target: "identity::audit", actor, action = "disable_user", user_id = %id, revoked_sessions = revoked, "admin action");
+        let revocation = self.accounts.disable(id, self.clock.now()).await?.ok_or(ApplicationError::NotFound)?;
+        if revocation.changed {
+            self.guard.apply(&revocation);
+            tracing::info!(target: "identity::audit", actor, action = "disable_user", user_id = %id, revoked_sessions = revocation.revoked_sessions.len(), "admin action");
         }
-        Ok(user)
+        Ok(revocation.user)
     }
 
     /// Idempotent.
@@ -115,13 +115,12 @@ impl AdminUsers {
     /// # Errors
     /// `NotFound`; storage failures.
     pub async fn enable(&self, actor: &str, id: UserId) -> Result<User, ApplicationError> {
-        let mut user = self.users.find_by_id(id).await?.ok_or(ApplicationError::NotFound)?;
-        if user.enable(self.clock.now()).is_ok() {
-            self.accounts.save_account_state(&user, false).await?;
-            self.guard.remember(&user);
+        let change = self.accounts.enable(id, self.clock.now()).await?.ok_or(ApplicationError::NotFound)?;
+        if change.changed {
+            self.guard.remember(&change.user);
             audit(actor, "enable_user", id);
         }
-        Ok(user)
+        Ok(change.user)
     }
 
     /// Deletes the user and their personal data, and announces it.

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use crate::domain::{
     LoginRefusal,
-    ports::{HashingError, InsertUserError, InvalidAccessToken, RepositoryError},
+    ports::{HashingError, InsertUserError, InvalidAccessToken, InvalidRefreshToken, RepositoryError},
 };
 
 /// One invalid field of a request, with the reason in words a caller can act on.
@@ -39,6 +39,8 @@ pub enum ApplicationError {
     InvalidResetToken,
     #[error("the access token is not acceptable: {0}")]
     InvalidAccessToken(#[from] InvalidAccessToken),
+    #[error("{0}")]
+    InvalidRefreshToken(#[from] InvalidRefreshToken),
     #[error("the server is saturated")]
     Saturated { retry_after: Duration },
     /// Too many calls from one address or for one account, or too many failed logins.

@@ -2,13 +2,12 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::{AccessGuard, ApplicationError, VerificationLinkTemplate};
+use super::{AccessGuard, ApplicationError, PasswordRules, VerificationLinkTemplate};
 use crate::domain::{
-    AccountNotice, DomainEvent, Email, NewPassword, OpaqueToken, PasswordPolicy, PasswordResetRequested,
-    PlaintextPassword, ResendPolicy, ThrottleKey, ThrottlePolicy, User, UserStatus,
+    AccountNotice, ClientAddress, DomainEvent, Email, LoginAttemptKeys, NewPassword, OpaqueToken,
+    PasswordResetRequested, PlaintextPassword, ResendPolicy, ThrottleKey, ThrottlePolicy, User, UserStatus,
     ports::{
-        AccountRepository, Clock, InvalidAccessToken, LoginThrottles, NewSingleUseToken, PasswordHasher,
-        SessionRevocation, UserRepository,
+        AccountRepository, Clock, InvalidAccessToken, LoginThrottles, NewSingleUseToken, PasswordHasher, UserRepository,
     },
     resend_policy::RESEND_WINDOW,
 };
@@ -41,10 +40,8 @@ fn context_of(user: &User) -> Vec<String> {
     )
 }
 
-fn parse_new_password(raw: String, policy: PasswordPolicy, user: &User) -> Result<NewPassword, ApplicationError> {
-    let context = context_of(user);
-    let words: Vec<&str> = context.iter().map(String::as_str).collect();
-    NewPassword::parse(raw, policy, &words).map_err(|e| ApplicationError::invalid_field("new_password", e))
+async fn parse_new_password(rules: &PasswordRules, raw: String, user: &User) -> Result<NewPassword, ApplicationError> {
+    rules.check(raw, &context_of(user)).await?.map_err(|e| ApplicationError::invalid_field("new_password", e))
 }
 
 fn password_changed(user: &User, now: time::OffsetDateTime) -> DomainEvent {
@@ -66,13 +63,14 @@ pub struct ChangePassword {
     pub hasher: Arc<dyn PasswordHasher>,
     pub throttles: Arc<dyn LoginThrottles>,
     pub throttle_policy: ThrottlePolicy,
-    pub policy: PasswordPolicy,
+    pub rules: PasswordRules,
     pub clock: Arc<dyn Clock>,
 }
 
 impl ChangePassword {
     /// A wrong current password counts as a failed login (a stolen access token
-    /// must not become a password oracle).
+    /// must not become a password oracle). Every other session ends, with its
+    /// access tokens, and outstanding reset links are spent.
     ///
     /// # Errors
     /// Invalid token; wrong current password or unacceptable new one
@@ -83,31 +81,36 @@ impl ChangePassword {
         access_token: &str,
         current: PlaintextPassword,
         new: String,
+        client: Option<ClientAddress>,
     ) -> Result<(), ApplicationError> {
         let claims = self.guard.authenticate(access_token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(claims.user_id));
-        let (mut user, stored) =
+        let (user, stored) =
             self.accounts.find_credentials_by_id(claims.user_id).await?.ok_or(InvalidAccessToken::Revoked)?;
-        let key = ThrottleKey::for_email(user.email());
-        if let Some(wait) = ThrottlePolicy::wait(self.throttles.state(&key).await?, self.clock.now()) {
-            return Err(ApplicationError::RateLimited { retry_after: wait });
+        let keys = LoginAttemptKeys::new(user.email(), client.as_ref());
+        if let Err(retry_after) = self.throttles.admit(&keys, self.clock.now(), self.throttle_policy).await? {
+            return Err(ApplicationError::RateLimited { retry_after });
         }
-        if !self.hasher.verify(&current, Some(&stored)).await? {
-            self.throttles.record_failure(&key, self.clock.now(), self.throttle_policy).await?;
+        if !self.hasher.verify(&current, Some(&stored.hash)).await? {
+            tracing::info!(throttle_key = keys.account.as_str(), "password change refused: wrong current password");
             return Err(ApplicationError::invalid_field("current_password", "is not the current password"));
         }
-        self.throttles.reset(&key).await?;
-        let new = parse_new_password(new, self.policy, &user)?;
+        self.throttles.succeeded(&keys, self.clock.now()).await?;
+        let new = parse_new_password(&self.rules, new, &user).await?;
         if new.as_plaintext().expose() == current.expose() {
             return Err(ApplicationError::invalid_field("new_password", SAME_PASSWORD));
         }
         let hash = self.hasher.hash(&new).await?;
+        // Taken after hashing: the change happens at commit, not when it began.
         let now = self.clock.now();
-        let revoke = claims.session_id.map_or(SessionRevocation::All, SessionRevocation::AllExcept);
         let event = password_changed(&user, now);
-        user.touch(now);
-        self.accounts.change_password(&user, &hash, revoke, &event).await?;
-        tracing::info!(user_id = %user.id(), "password changed; other sessions revoked");
+        let revocation = self
+            .accounts
+            .change_password(user.id(), &hash, claims.session_id, now, &event)
+            .await?
+            .ok_or(InvalidAccessToken::Revoked)?;
+        self.guard.apply(&revocation);
+        tracing::info!(user_id = %user.id(), revoked = revocation.revoked_sessions.len(), "password changed; other sessions revoked");
         Ok(())
     }
 }
@@ -159,49 +162,61 @@ impl RequestPasswordReset {
     }
 }
 
+/// Presentations of one reset link before it is spent: enough for a few
+/// refused new passwords, too few to make the link a strength oracle.
+pub const MAX_RESET_ATTEMPTS: u32 = 5;
+
 /// Sets a new password from a reset link and ends every session.
 pub struct ResetPassword {
     pub accounts: Arc<dyn AccountRepository>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub throttles: Arc<dyn LoginThrottles>,
     pub guard: Arc<AccessGuard>,
-    pub policy: PasswordPolicy,
+    pub rules: PasswordRules,
     pub clock: Arc<dyn Clock>,
 }
 
 impl ResetPassword {
     /// # Errors
-    /// `InvalidResetToken` for unknown, used or expired tokens; `InvalidInput`
-    /// for an unacceptable password; storage failures.
+    /// `InvalidResetToken` for unknown, used, expired or over-tried tokens;
+    /// `InvalidInput` for an unacceptable password; storage failures.
     #[tracing::instrument(name = "reset_password", skip_all, fields(user_id))]
     pub async fn execute(&self, token: OpaqueToken, new: String) -> Result<(), ApplicationError> {
         let hash = token.hash();
-        let now = self.clock.now();
-        let record =
-            self.accounts.find_password_reset_token(&hash).await?.ok_or(ApplicationError::InvalidResetToken)?;
-        if record.is_spent || now >= record.expires_at {
+        // Counted before anything is checked, so that concurrent attempts
+        // cannot exceed the budget.
+        let record = self
+            .accounts
+            .count_password_reset_attempt(&hash, MAX_RESET_ATTEMPTS)
+            .await?
+            .ok_or(ApplicationError::InvalidResetToken)?;
+        if record.is_spent || self.clock.now() >= record.expires_at {
             return Err(ApplicationError::InvalidResetToken);
         }
-        let (mut user, stored) =
+        let (user, stored) =
             self.accounts.find_credentials_by_id(record.user_id).await?.ok_or(ApplicationError::InvalidResetToken)?;
         tracing::Span::current().record("user_id", tracing::field::display(user.id()));
         if user.status() != UserStatus::Active {
             return Err(ApplicationError::InvalidResetToken);
         }
-        let new = parse_new_password(new, self.policy, &user)?;
-        if self.hasher.verify(new.as_plaintext(), Some(&stored)).await? {
+        let new = parse_new_password(&self.rules, new, &user).await?;
+        if self.hasher.verify(new.as_plaintext(), Some(&stored.hash)).await? {
             return Err(ApplicationError::invalid_field("new_password", SAME_PASSWORD));
         }
         let new_hash = self.hasher.hash(&new).await?;
-        user.revoke_tokens(now);
+        // Taken after hashing, so that an access token minted while the hash
+        // was computed is refused too.
+        let now = self.clock.now();
         let event = password_changed(&user, now);
-        if !self.accounts.complete_password_reset(&hash, &user, &new_hash, &event).await? {
-            return Err(ApplicationError::InvalidResetToken);
-        }
-        self.guard.remember(&user);
+        let revocation = self
+            .accounts
+            .complete_password_reset(&hash, user.id(), &new_hash, now, &event)
+            .await?
+            .ok_or(ApplicationError::InvalidResetToken)?;
+        self.guard.apply(&revocation);
         // Whoever was guessing the old password has nothing left to guess.
         self.throttles.reset(&ThrottleKey::for_email(user.email())).await?;
-        tracing::info!(user_id = %user.id(), "password reset; every session revoked");
+        tracing::info!(user_id = %user.id(), revoked = revocation.revoked_sessions.len(), "password reset; every session revoked");
         Ok(())
     }
 }

@@ -4,9 +4,11 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::ApplicationError;
+use time::OffsetDateTime;
+
 use crate::domain::{
-    IssuedToken, OpaqueToken, User,
-    ports::{AccessTokenIssuer, Clock, NewSession},
+    IssuedToken, OpaqueToken, User, UserId,
+    ports::{AccessTokenIssuer, Clock, NewSession, SessionRecord},
 };
 
 /// A new session's tokens, as handed to the caller.
@@ -22,22 +24,43 @@ pub struct SessionIssuer {
     pub tokens: Arc<dyn AccessTokenIssuer>,
     pub clock: Arc<dyn Clock>,
     pub refresh_ttl: Duration,
+    /// However often it is refreshed, a login's session family ends this long
+    /// after the login (`IDENTITY_SESSION_MAX_LIFETIME`).
+    pub max_lifetime: Duration,
 }
 
 impl SessionIssuer {
-    /// A session to store, in `family` (a login starts a new family) and the
-    /// secret refresh token for it.
-    pub fn new_session(&self, user: &User, family: Option<Uuid>) -> (NewSession, OpaqueToken) {
+    /// A login's first session (a new family), and the secret refresh token for it.
+    pub fn new_session(&self, user: &User) -> (NewSession, OpaqueToken) {
         let now = self.clock.now();
-        let refresh = OpaqueToken::generate();
         let id = Uuid::now_v7();
+        self.session(user.id(), id, now, now)
+    }
+
+    /// The session a refresh rotates `old` into: same family, same login time,
+    /// never past the family's absolute lifetime. `None` once that is over.
+    pub fn rotated(&self, old: &SessionRecord) -> Option<(NewSession, OpaqueToken)> {
+        let now = self.clock.now();
+        let (session, refresh) = self.session(old.user_id, old.family_id, old.authenticated_at, now);
+        (session.expires_at > now).then_some((session, refresh))
+    }
+
+    fn session(
+        &self,
+        user_id: UserId,
+        family_id: Uuid,
+        authenticated_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> (NewSession, OpaqueToken) {
+        let refresh = OpaqueToken::generate();
         let session = NewSession {
-            id,
-            family_id: family.unwrap_or(id),
-            user_id: user.id(),
+            id: Uuid::now_v7(),
+            family_id,
+            user_id,
             token_hash: refresh.hash(),
             created_at: now,
-            expires_at: now + self.refresh_ttl,
+            expires_at: (now + self.refresh_ttl).min(authenticated_at + self.max_lifetime),
+            authenticated_at,
         };
         (session, refresh)
     }

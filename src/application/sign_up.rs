@@ -4,9 +4,9 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ApplicationError, FieldViolation, passwords::password_context};
+use super::{ApplicationError, FieldViolation, PasswordRules, passwords::password_context};
 use crate::domain::{
-    AccountNotice, DomainEvent, Email, NewPassword, OpaqueToken, PasswordPolicy, PersonName, PersonNames, User, UserId,
+    AccountNotice, DomainEvent, Email, NewPassword, OpaqueToken, PersonName, PersonNames, User, UserId,
     VerificationEmailRequested,
     ports::{AccountRepository, Clock, InsertUserError, NewSingleUseToken, PasswordHasher, UserRepository},
 };
@@ -31,11 +31,12 @@ pub struct SignUpCommand {
 
 impl SignUpCommand {
     /// Parses every field and reports every problem at once, so that a form can
-    /// show them all.
+    /// show them all. The password's strength is judged off the async runtime.
     ///
     /// # Errors
-    /// [`ApplicationError::InvalidInput`] listing each invalid field.
-    pub fn parse(input: SignUpInput, policy: PasswordPolicy) -> Result<Self, ApplicationError> {
+    /// [`ApplicationError::InvalidInput`] listing each invalid field;
+    /// `Saturated` when the strength meter is.
+    pub async fn parse(input: SignUpInput, rules: &PasswordRules) -> Result<Self, ApplicationError> {
         let mut violations = Vec::new();
         let email = Email::parse(&input.email).map_err(|e| violations.push(FieldViolation::new("email", e))).ok();
         let mut name = |field: &'static str, raw: &str| {
@@ -51,9 +52,11 @@ impl SignUpCommand {
         let names_given = [name_of(&names.display_name), name_of(&names.first_name), name_of(&names.last_name)];
         let context = password_context(email.as_ref(), &names_given.iter().map(Option::as_deref).collect::<Vec<_>>());
         // The address as typed counts too, in case it did not parse.
-        let mut user_inputs: Vec<&str> = vec![input.email.trim()];
-        user_inputs.extend(context.iter().map(String::as_str));
-        let password = NewPassword::parse(input.password, policy, &user_inputs)
+        let mut user_inputs: Vec<String> = vec![input.email.trim().to_owned()];
+        user_inputs.extend(context);
+        let password = rules
+            .check(input.password, &user_inputs)
+            .await?
             .map_err(|e| violations.push(FieldViolation::new("password", e)))
             .ok();
         match (email, password) {
@@ -172,32 +175,35 @@ impl SignUp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{application::password_rules::fake::LengthMeter, domain::PasswordPolicy};
 
-    const POLICY: PasswordPolicy = PasswordPolicy { min_length: 12 };
+    fn rules() -> PasswordRules {
+        PasswordRules { policy: PasswordPolicy { min_length: 12 }, meter: Arc::new(LengthMeter) }
+    }
 
     fn input(email: &str, password: &str) -> SignUpInput {
         SignUpInput { email: email.into(), password: password.into(), ..SignUpInput::default() }
     }
 
-    #[test]
-    fn every_invalid_field_is_reported_at_once() {
+    #[tokio::test]
+    async fn every_invalid_field_is_reported_at_once() {
         let raw = SignUpInput { first_name: "a\u{0007}".into(), ..input("not-an-email", "short") };
-        let Err(ApplicationError::InvalidInput(violations)) = SignUpCommand::parse(raw, POLICY) else {
+        let Err(ApplicationError::InvalidInput(violations)) = SignUpCommand::parse(raw, &rules()).await else {
             panic!("expected invalid input");
         };
         let fields: Vec<_> = violations.iter().map(|v| v.field).collect();
         assert_eq!(fields, ["email", "first_name", "password"]);
     }
 
-    #[test]
-    fn a_password_made_of_the_email_is_refused() {
-        let result = SignUpCommand::parse(input("zanzibar.quokka@example.com", "zanzibarquokka"), POLICY);
+    #[tokio::test]
+    async fn a_password_made_of_the_email_is_refused() {
+        let result = SignUpCommand::parse(input("zanzibar.quokka@example.com", "zanzibarquokka"), &rules()).await;
         assert!(matches!(result, Err(ApplicationError::InvalidInput(v)) if v[0].field == "password"));
     }
 
-    #[test]
-    fn valid_input_parses() {
-        let command = SignUpCommand::parse(input(" Ada@Example.com", "plum-orbit-canyon-47"), POLICY).unwrap();
+    #[tokio::test]
+    async fn valid_input_parses() {
+        let command = SignUpCommand::parse(input(" Ada@Example.com", "plum-orbit-canyon-47"), &rules()).await.unwrap();
         assert_eq!(command.email.as_str(), "ada@example.com");
     }
 

@@ -2,6 +2,7 @@
 //! with its status transitions, domain events and the ports (traits) the use cases
 //! need. Nothing here knows about gRPC, SQL, brokers or crypto libraries.
 
+pub mod client_address;
 pub mod email;
 pub mod events;
 pub mod login_throttle;
@@ -13,13 +14,14 @@ pub mod resend_policy;
 pub mod token_claims;
 pub mod user;
 
+pub use client_address::ClientAddress;
 pub use email::{Email, EmailError};
 pub use events::{
     AccountNotice, DomainEvent, EMAIL_EVENT_TYPES, PasswordResetRequested, UserDeleted, VerificationEmailRequested,
 };
-pub use login_throttle::{ThrottleKey, ThrottlePolicy, ThrottleState};
+pub use login_throttle::{AdmittedAttempt, LoginAttemptKeys, ThrottleKey, ThrottlePolicy, ThrottleState};
 pub use opaque_token::{OpaqueToken, TokenHash};
-pub use password::{NewPassword, PasswordError, PasswordHash, PasswordPolicy, PlaintextPassword};
+pub use password::{NewPassword, PasswordError, PasswordHash, PasswordPolicy, PasswordStrength, PlaintextPassword};
 pub use person_name::{PersonName, PersonNameError};
 pub use resend_policy::ResendPolicy;
 pub use token_claims::{AccessTokenClaims, IssuedToken};

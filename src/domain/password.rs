@@ -9,9 +9,19 @@ use secrecy::{ExposeSecret, SecretString};
 /// make the server hash megabytes. 128 code points fit every passphrase manager.
 pub const MAX_PASSWORD_LENGTH: usize = 128;
 
-/// zxcvbn scores 0 (too guessable) to 4 (very unguessable); 3 is "safely
-/// unguessable: moderate protection from offline slow-hash scenario".
-const MIN_ZXCVBN_SCORE: u8 = 3;
+/// Strength meters score 0 (too guessable) to 4 (very unguessable); 3 is zxcvbn's
+/// "safely unguessable: moderate protection from offline slow-hash scenario".
+pub const MIN_STRENGTH_SCORE: u8 = 3;
+
+/// A strength meter's verdict on a password (see
+/// [`super::ports::PasswordStrengthMeter`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordStrength {
+    /// 0 to 4.
+    pub score: u8,
+    /// Why it is guessable and how to do better, in words for the user.
+    pub feedback: String,
+}
 
 /// A password exactly as the caller sent it: never trimmed, never truncated.
 /// Used for login, where the policy of the day must not lock anybody out.
@@ -63,22 +73,33 @@ impl PlaintextPassword {
 }
 
 impl NewPassword {
-    /// Checks a chosen password against the policy. `user_inputs` (the email,
-    /// the names) make passwords built from them score as guessable.
+    /// The cheap rules of a chosen password (present, not too long, long
+    /// enough), checked before the strength meter spends any CPU on it.
     ///
     /// # Errors
-    /// The first rule broken; a guessable password says why and how to do better.
-    pub fn parse(raw: String, policy: PasswordPolicy, user_inputs: &[&str]) -> Result<Self, PasswordError> {
+    /// The first rule broken.
+    pub fn check_length(raw: String, policy: PasswordPolicy) -> Result<PlaintextPassword, PasswordError> {
         let plaintext = PlaintextPassword::parse(raw)?;
-        let length = plaintext.expose().chars().count();
-        if length < policy.min_length {
+        if plaintext.expose().chars().count() < policy.min_length {
             return Err(PasswordError::TooShort(policy.min_length));
         }
-        let entropy = zxcvbn::zxcvbn(plaintext.expose(), user_inputs);
-        if u8::from(entropy.score()) < MIN_ZXCVBN_SCORE {
-            return Err(PasswordError::TooGuessable(explain_weakness(entropy.feedback())));
+        Ok(plaintext)
+    }
+
+    /// A password that passed [`Self::check_length`], judged by a strength meter.
+    ///
+    /// # Errors
+    /// Too guessable; the error says why and how to do better.
+    pub fn accept(candidate: PlaintextPassword, strength: &PasswordStrength) -> Result<Self, PasswordError> {
+        if strength.score < MIN_STRENGTH_SCORE {
+            let feedback = if strength.feedback.is_empty() {
+                "add more words or characters that are hard to guess".to_owned()
+            } else {
+                strength.feedback.clone()
+            };
+            return Err(PasswordError::TooGuessable(feedback));
         }
-        Ok(Self(plaintext))
+        Ok(Self(candidate))
     }
 
     /// A password that already passed the policy once (re-hashing an existing
@@ -89,21 +110,6 @@ impl NewPassword {
 
     pub fn as_plaintext(&self) -> &PlaintextPassword {
         &self.0
-    }
-}
-
-fn explain_weakness(feedback: Option<&zxcvbn::feedback::Feedback>) -> String {
-    let mut reasons: Vec<String> = Vec::new();
-    if let Some(feedback) = feedback {
-        if let Some(warning) = feedback.warning() {
-            reasons.push(warning.to_string());
-        }
-        reasons.extend(feedback.suggestions().iter().map(ToString::to_string));
-    }
-    if reasons.is_empty() {
-        "add more words or characters that are hard to guess".to_owned()
-    } else {
-        reasons.join(" ")
     }
 }
 
@@ -143,41 +149,34 @@ mod tests {
 
     const POLICY: PasswordPolicy = PasswordPolicy { min_length: 12 };
 
-    #[test]
-    fn a_long_unusual_passphrase_is_accepted() {
-        assert!(NewPassword::parse("correct horse battery staple 93!".into(), POLICY, &[]).is_ok());
+    fn strength(score: u8) -> PasswordStrength {
+        PasswordStrength { score, feedback: String::new() }
     }
 
     #[test]
     fn length_is_counted_in_code_points_without_trimming() {
         // 12 code points, 24 bytes: long enough.
-        let raw = "ŝŵŷĉĝĥĵķļņŗţ".to_owned();
-        assert!(NewPassword::parse(raw, POLICY, &[]).is_ok());
+        assert!(NewPassword::check_length("ŝŵŷĉĝĥĵķļņŗţ".to_owned(), POLICY).is_ok());
         // Leading and trailing spaces count: 11 characters plus one space is 12.
-        assert_eq!(NewPassword::parse("Zq8#vL2!mXw".into(), POLICY, &[]).unwrap_err(), PasswordError::TooShort(12));
+        assert_eq!(NewPassword::check_length("Zq8#vL2!mXw".into(), POLICY).unwrap_err(), PasswordError::TooShort(12));
         assert!(PlaintextPassword::parse(" Zq8#vL2!mXw ".into()).unwrap().expose().starts_with(' '));
     }
 
     #[test]
     fn too_long_is_refused_before_any_strength_check() {
-        assert_eq!(NewPassword::parse("x".repeat(129), POLICY, &[]).unwrap_err(), PasswordError::TooLong);
+        assert_eq!(NewPassword::check_length("x".repeat(129), POLICY).unwrap_err(), PasswordError::TooLong);
         assert_eq!(PlaintextPassword::parse("é".repeat(129)).unwrap_err(), PasswordError::TooLong);
         assert!(PlaintextPassword::parse("é".repeat(128)).is_ok());
     }
 
     #[test]
-    fn common_passwords_are_refused_with_a_reason() {
-        match NewPassword::parse("password1234".into(), POLICY, &[]) {
+    fn a_guessable_verdict_is_refused_with_a_reason() {
+        let candidate = NewPassword::check_length("password1234".into(), POLICY).unwrap();
+        match NewPassword::accept(candidate.clone(), &strength(MIN_STRENGTH_SCORE - 1)) {
             Err(PasswordError::TooGuessable(reason)) => assert!(!reason.is_empty()),
             other => panic!("expected TooGuessable, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn passwords_built_from_the_users_own_data_are_refused() {
-        let email = "margaret.hamilton@example.com";
-        let result = NewPassword::parse("margarethamilton".into(), POLICY, &[email, "margaret", "hamilton"]);
-        assert!(matches!(result, Err(PasswordError::TooGuessable(_))), "{result:?}");
+        assert!(NewPassword::accept(candidate, &strength(MIN_STRENGTH_SCORE)).is_ok());
     }
 
     #[test]

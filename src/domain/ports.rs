@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    AccessTokenClaims, DomainEvent, Email, IssuedToken, NewPassword, PasswordHash, PlaintextPassword, ThrottleKey,
-    ThrottlePolicy, ThrottleState, TokenHash, User, UserId,
+    AccessTokenClaims, DomainEvent, Email, IssuedToken, LoginAttemptKeys, LoginRefusal, NewPassword, PasswordHash,
+    PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
 };
 
 /// Storage failures, classified where they happen.
@@ -39,6 +39,25 @@ pub struct NewSingleUseToken {
     pub expires_at: OffsetDateTime,
 }
 
+/// A user's stored password hash and its version, which every password change
+/// or reset bumps: a login that verified an older version creates no session.
+#[derive(Debug, Clone)]
+pub struct StoredCredentials {
+    pub hash: PasswordHash,
+    pub version: i32,
+}
+
+/// What a state change that ends sessions left behind: the user as now stored,
+/// and the sessions it revoked (so that this replica refuses their access
+/// tokens at once).
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    pub user: User,
+    pub revoked_sessions: Vec<Uuid>,
+    /// `false` when there was nothing to change (disabling a disabled user).
+    pub changed: bool,
+}
+
 /// A stored verification token as read back.
 #[derive(Debug, Clone)]
 pub struct SingleUseTokenRecord {
@@ -66,6 +85,8 @@ pub struct NewSession {
     pub token_hash: TokenHash,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    /// When the login that started the family happened; rotations keep it.
+    pub authenticated_at: OffsetDateTime,
 }
 
 /// Users, their credentials and their verification tokens. Operations that must
@@ -98,7 +119,10 @@ pub trait UserRepository: Send + Sync {
     ///
     /// # Errors
     /// Storage failures only.
-    async fn find_credentials_by_email(&self, email: &Email) -> Result<Option<(User, PasswordHash)>, RepositoryError>;
+    async fn find_credentials_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<(User, StoredCredentials)>, RepositoryError>;
 
     /// # Errors
     /// Storage failures only.
@@ -135,14 +159,6 @@ pub trait UserRepository: Send + Sync {
     ) -> Result<bool, RepositoryError>;
 }
 
-/// Which sessions a password change ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionRevocation {
-    All,
-    /// Every session but the caller's own.
-    AllExcept(Uuid),
-}
-
 /// A stored refresh-token session.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
@@ -150,8 +166,32 @@ pub struct SessionRecord {
     pub family_id: Uuid,
     pub user_id: UserId,
     pub expires_at: OffsetDateTime,
+    pub authenticated_at: OffsetDateTime,
     pub is_rotated: bool,
     pub is_revoked: bool,
+}
+
+/// How storing a login's session went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginCommit {
+    Created,
+    /// The password changed (or the user was deleted) after it was verified:
+    /// what was verified is no longer the password.
+    CredentialsChanged,
+    /// The account's state changed meanwhile and no longer allows a session.
+    Refused(LoginRefusal),
+}
+
+/// How a refresh-token rotation went.
+#[derive(Debug, Clone)]
+pub enum Rotation {
+    /// The new session is stored; the user as it stands now.
+    Rotated(User),
+    /// The old session was rotated or revoked meanwhile (a concurrent refresh won).
+    Lost,
+    /// The user is gone, may no longer log in, or revoked every session that
+    /// started before a time this family started before.
+    Refused,
 }
 
 /// Filters and position of one page of users.
@@ -171,33 +211,53 @@ pub struct UserListQuery {
 pub trait AccountRepository: Send + Sync {
     /// # Errors
     /// Storage failures only.
-    async fn find_credentials_by_id(&self, id: UserId) -> Result<Option<(User, PasswordHash)>, RepositoryError>;
+    async fn find_credentials_by_id(&self, id: UserId) -> Result<Option<(User, StoredCredentials)>, RepositoryError>;
 
-    /// Stores a new password hash, ends sessions as asked, saves the user's token
-    /// cutoff, and writes the notice event, atomically.
+    /// Every account change below locks the user's row, re-reads it, applies
+    /// only its own transition and writes only the columns that transition
+    /// changes, so that concurrent changes compose instead of overwriting each
+    /// other; session creation takes the same lock, so that no session slips in
+    /// beside a revocation.
+    ///
+    /// Stores a new password hash (bumping the password version), ends every
+    /// session but `keep`, spends outstanding reset links and writes the notice,
+    /// atomically. `None` when the user is no longer active or the `keep`
+    /// session ended meanwhile (the caller's token is then no longer honoured).
     ///
     /// # Errors
     /// Storage failures only.
     async fn change_password(
         &self,
-        user: &User,
+        user_id: UserId,
         hash: &PasswordHash,
-        revoke: SessionRevocation,
+        keep: Option<Uuid>,
+        now: OffsetDateTime,
         event: &DomainEvent,
-    ) -> Result<(), RepositoryError>;
+    ) -> Result<Option<Revocation>, RepositoryError>;
 
-    /// Replaces a hash with a stronger one of the same password (no other change).
+    /// Refuses every access token issued before `now` and ends every session
+    /// (log out everywhere). `None` for an unknown user.
     ///
     /// # Errors
     /// Storage failures only.
-    async fn upgrade_password_hash(&self, user_id: UserId, hash: &PasswordHash) -> Result<(), RepositoryError>;
+    async fn revoke_all_sessions(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Revocation>, RepositoryError>;
 
-    /// Saves status and token cutoff; with `revoke_sessions`, ends every session
-    /// in the same transaction. Returns how many sessions were ended.
+    /// Disables the user and ends every session; unchanged when already
+    /// disabled. `None` for an unknown user.
     ///
     /// # Errors
     /// Storage failures only.
-    async fn save_account_state(&self, user: &User, revoke_sessions: bool) -> Result<u64, RepositoryError>;
+    async fn disable(&self, user_id: UserId, now: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError>;
+
+    /// Re-enables a disabled user; unchanged otherwise. `None` for an unknown user.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn enable(&self, user_id: UserId, now: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError>;
 
     /// Deletes the user with everything that hangs off them, and writes the
     /// event, atomically. Returns whether there was such a user.
@@ -216,11 +276,17 @@ pub trait AccountRepository: Send + Sync {
     /// Storage failures only.
     async fn record_event(&self, event: &DomainEvent) -> Result<(), RepositoryError>;
 
+    /// Counts one more attempt with a reset token, before anything is checked,
+    /// and returns the token unless it is unknown, spent, or has been presented
+    /// `max_attempts` times already (a refused new password spends an attempt,
+    /// so that one link is not an unlimited oracle).
+    ///
     /// # Errors
     /// Storage failures only.
-    async fn find_password_reset_token(
+    async fn count_password_reset_attempt(
         &self,
         hash: &TokenHash,
+        max_attempts: u32,
     ) -> Result<Option<SingleUseTokenRecord>, RepositoryError>;
 
     /// # Errors
@@ -243,44 +309,66 @@ pub trait AccountRepository: Send + Sync {
         event: &DomainEvent,
     ) -> Result<bool, RepositoryError>;
 
-    /// Spends the reset token, stores the new hash, ends every session, saves
-    /// the token cutoff and writes the notice, atomically. `false` when the
-    /// token was spent in the meantime.
+    /// Spends the reset token (and every other outstanding one of the user),
+    /// stores the new hash, refuses every access token issued before `now`, ends
+    /// every session and writes the notice, atomically. `None` when the token
+    /// was spent meanwhile or the user is no longer active.
     ///
     /// # Errors
     /// Storage failures only.
     async fn complete_password_reset(
         &self,
         token: &TokenHash,
-        user: &User,
+        user_id: UserId,
         hash: &PasswordHash,
+        now: OffsetDateTime,
         event: &DomainEvent,
-    ) -> Result<bool, RepositoryError>;
+    ) -> Result<Option<Revocation>, RepositoryError>;
 }
 
 /// Refresh-token sessions.
 #[async_trait]
 pub trait SessionRepository: Send + Sync {
+    /// Stores a login's session under the user's row lock, provided the user
+    /// may still log in and the password version is still the one verified; with
+    /// `upgraded_hash`, replaces the stored hash (same password, today's cost)
+    /// in the same transaction.
+    ///
     /// # Errors
     /// Storage failures only.
-    async fn insert(&self, session: &NewSession) -> Result<(), RepositoryError>;
+    async fn insert_for_login(
+        &self,
+        session: &NewSession,
+        verified_version: i32,
+        upgraded_hash: Option<&PasswordHash>,
+    ) -> Result<LoginCommit, RepositoryError>;
 
     /// # Errors
     /// Storage failures only.
     async fn find_by_token_hash(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, RepositoryError>;
 
-    /// Marks `old` rotated, if it is neither rotated nor revoked, and stores
-    /// `new`, atomically. `false` when `old` was rotated or revoked meanwhile.
-    ///
     /// # Errors
     /// Storage failures only.
-    async fn rotate(&self, old: Uuid, new: &NewSession, now: OffsetDateTime) -> Result<bool, RepositoryError>;
+    async fn find_by_id(&self, id: Uuid) -> Result<Option<SessionRecord>, RepositoryError>;
 
-    /// Revokes every live session of a family; returns how many.
+    /// Under the user's row lock: checks that the user may still log in and did
+    /// not revoke everything since `old` was authenticated, marks `old` rotated
+    /// if it is neither rotated nor revoked, and stores `new`, atomically.
     ///
     /// # Errors
     /// Storage failures only.
-    async fn revoke_family(&self, family_id: Uuid, now: OffsetDateTime) -> Result<u64, RepositoryError>;
+    async fn rotate(
+        &self,
+        old: &SessionRecord,
+        new: &NewSession,
+        now: OffsetDateTime,
+    ) -> Result<Rotation, RepositoryError>;
+
+    /// Revokes every live session of a family; returns their ids.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn revoke_family(&self, family_id: Uuid, now: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError>;
 
     /// Revokes one session; `false` if it was already revoked.
     ///
@@ -289,25 +377,30 @@ pub trait SessionRepository: Send + Sync {
     async fn revoke(&self, session_id: Uuid, now: OffsetDateTime) -> Result<bool, RepositoryError>;
 }
 
-/// Consecutive failed logins per account, shared by every replica.
+/// Consecutive failed logins (see [`crate::domain::login_throttle`]), shared by
+/// every replica.
 #[async_trait]
 pub trait LoginThrottles: Send + Sync {
+    /// Atomically decides an attempt with [`ThrottlePolicy::admit`] and, when
+    /// admitted, stores it as a failure before the password is checked.
+    ///
     /// # Errors
-    /// Storage failures only.
-    async fn state(&self, key: &ThrottleKey) -> Result<Option<ThrottleState>, RepositoryError>;
+    /// `Ok(Err(wait))` when the attempt is refused; storage failures.
+    async fn admit(
+        &self,
+        keys: &LoginAttemptKeys,
+        now: OffsetDateTime,
+        policy: ThrottlePolicy,
+    ) -> Result<Result<(), std::time::Duration>, RepositoryError>;
 
-    /// Counts one more failure and returns the new state.
+    /// The password was right: forgets both runs of failures and remembers the
+    /// address as one the account logs in from.
     ///
     /// # Errors
     /// Storage failures only.
-    async fn record_failure(
-        &self,
-        key: &ThrottleKey,
-        now: OffsetDateTime,
-        policy: ThrottlePolicy,
-    ) -> Result<ThrottleState, RepositoryError>;
+    async fn succeeded(&self, keys: &LoginAttemptKeys, now: OffsetDateTime) -> Result<(), RepositoryError>;
 
-    /// Forgets the failures after a successful login.
+    /// Forgets one counter's failures (after a password reset).
     ///
     /// # Errors
     /// Storage failures only.
@@ -321,6 +414,23 @@ pub enum HashingError {
     Saturated { retry_after: std::time::Duration },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+/// Judges how guessable a new password is. The judgement costs CPU that grows
+/// with crafted input, so implementations bound it and run it off the async
+/// runtime, behind the same kind of bounded pool as hashing.
+#[async_trait]
+pub trait PasswordStrengthMeter: Send + Sync {
+    /// `user_inputs` (the email, the names) make passwords built from them
+    /// score as guessable.
+    ///
+    /// # Errors
+    /// Saturation or an unexpected failure.
+    async fn assess(
+        &self,
+        password: &PlaintextPassword,
+        user_inputs: &[String],
+    ) -> Result<super::PasswordStrength, HashingError>;
 }
 
 /// Password hashing, bounded so that it cannot exhaust CPU or memory.
@@ -360,6 +470,12 @@ pub enum InvalidAccessToken {
     #[error("the token was revoked (log out everywhere, password reset, or the account is disabled or deleted)")]
     Revoked,
 }
+
+/// A refresh token that is unknown, expired, revoked or spent. One reason for
+/// all: the caller must log in again either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the refresh token is unknown, expired, revoked or already used")]
+pub struct InvalidRefreshToken;
 
 /// A public key that verifies access tokens, in PASERK form.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -166,8 +166,7 @@ impl User {
             return Err(AccountStateError::AlreadyDisabled);
         }
         self.status = UserStatus::Disabled;
-        self.updated_at = now;
-        self.tokens_valid_after = Some(now);
+        self.revoke_tokens(now);
         Ok(())
     }
 
@@ -181,20 +180,21 @@ impl User {
             return Err(AccountStateError::NotDisabled);
         }
         self.status = if self.verified_at.is_some() { UserStatus::Active } else { UserStatus::PendingVerification };
-        self.updated_at = now;
+        self.touch(now);
         Ok(())
     }
 
     /// Refuses every access token issued before `now` (log out everywhere,
-    /// password reset).
+    /// password reset). The cutoff only ever moves forward: a change computed
+    /// from an older clock reading never revives tokens a later one refused.
     pub fn revoke_tokens(&mut self, now: OffsetDateTime) {
-        self.tokens_valid_after = Some(now);
-        self.updated_at = now;
+        self.tokens_valid_after = Some(self.tokens_valid_after.map_or(now, |after| after.max(now)));
+        self.touch(now);
     }
 
-    /// Records a change to the account made now.
+    /// Records a change to the account made now (never moving the time back).
     pub fn touch(&mut self, now: OffsetDateTime) {
-        self.updated_at = now;
+        self.updated_at = self.updated_at.max(now);
     }
 
     /// Whether an access token issued at `issued_at` is still honoured.
@@ -212,7 +212,7 @@ impl User {
             UserStatus::PendingVerification => {
                 self.status = UserStatus::Active;
                 self.verified_at = Some(now);
-                self.updated_at = now;
+                self.touch(now);
                 Ok(())
             }
             UserStatus::Active => Err(VerifyEmailError::AlreadyVerified),
@@ -352,6 +352,18 @@ mod tests {
         user.enable(datetime!(2026-01-04 0:00 UTC)).unwrap();
         assert_eq!(user.status(), UserStatus::PendingVerification);
         assert_eq!(user.enable(datetime!(2026-01-04 0:00 UTC)), Err(AccountStateError::NotDisabled));
+    }
+
+    #[test]
+    fn the_token_cutoff_and_the_update_time_never_move_back() {
+        let mut user = pending_user();
+        let later = datetime!(2026-01-05 0:00 UTC);
+        user.revoke_tokens(later);
+        user.revoke_tokens(datetime!(2026-01-04 0:00 UTC));
+        assert_eq!(user.tokens_valid_after(), Some(later));
+        assert_eq!(user.updated_at(), later);
+        user.disable(datetime!(2026-01-03 0:00 UTC)).unwrap();
+        assert_eq!(user.tokens_valid_after(), Some(later));
     }
 
     #[test]

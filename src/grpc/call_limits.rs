@@ -1,5 +1,7 @@
-//! Per-caller and per-email rate limits on the RPCs that cost a hash or send an
-//! email (SignUp, Login, ResendVerificationEmail, RequestPasswordReset).
+//! Per-caller and per-email rate limits on every RPC that takes a password or a
+//! secret token, or that sends an email. Each operation has budgets of its own,
+//! so that spending one (twenty reset requests naming a victim, say) never
+//! blocks another (the victim's login).
 
 use std::net::IpAddr;
 
@@ -7,20 +9,58 @@ use tonic::{Request, Status};
 
 use crate::{
     application::{ApplicationError, RateLimiter},
-    domain::Email,
+    domain::{ClientAddress, Email},
 };
+
+/// The rate-limited operations, each with budgets of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    SignUp,
+    Login,
+    ResendVerificationEmail,
+    VerifyEmail,
+    RequestPasswordReset,
+    ResetPassword,
+    ChangePassword,
+    RefreshSession,
+    Logout,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Self::SignUp => "sign_up",
+            Self::Login => "login",
+            Self::ResendVerificationEmail => "resend_verification_email",
+            Self::VerifyEmail => "verify_email",
+            Self::RequestPasswordReset => "request_password_reset",
+            Self::ResetPassword => "reset_password",
+            Self::ChangePassword => "change_password",
+            Self::RefreshSession => "refresh_session",
+            Self::Logout => "logout",
+        }
+    }
+
+    /// Backends refresh on behalf of many users at once: these get the larger
+    /// `IDENTITY_RATE_LIMIT_REFRESH_PER_ADDRESS` budget.
+    fn is_session_upkeep(self) -> bool {
+        matches!(self, Self::RefreshSession | Self::Logout)
+    }
+}
 
 pub struct CallLimits {
     pub per_address: RateLimiter,
+    pub per_address_refresh: RateLimiter,
     pub per_email: RateLimiter,
     /// Set behind a proxy: the metadata header it writes the caller's address to.
+    /// Only safe when that proxy overwrites whatever the client sent.
     pub trusted_header: Option<String>,
 }
 
 impl CallLimits {
     /// The caller's address: from the trusted proxy header when configured (its
     /// right-most entry, the one the nearest proxy added), else the TCP peer.
-    pub fn client_address<T>(&self, request: &Request<T>) -> Option<IpAddr> {
+    pub fn client_address<T>(&self, request: &Request<T>) -> Option<ClientAddress> {
         if let Some(header) = &self.trusted_header {
             let from_header = request
                 .metadata()
@@ -28,23 +68,54 @@ impl CallLimits {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.rsplit(',').next())
                 .and_then(|v| v.trim().parse::<IpAddr>().ok());
-            if from_header.is_some() {
-                return from_header;
+            if let Some(address) = from_header {
+                return Some(ClientAddress::new(address));
             }
         }
-        request.remote_addr().map(|addr| addr.ip())
+        request.remote_addr().map(|addr| ClientAddress::new(addr.ip()))
     }
 
+    /// Spends one call of `operation` from the caller's address (its /64 for
+    /// IPv6) and returns that address.
+    ///
     /// # Errors
-    /// RESOURCE_EXHAUSTED with RetryInfo when either limit is reached.
-    pub fn check<T>(&self, request: &Request<T>, email: Option<&Email>) -> Result<(), Status> {
-        if let Some(address) = self.client_address(request) {
-            self.per_address.check(&address.to_string()).map_err(limited)?;
+    /// RESOURCE_EXHAUSTED with RetryInfo when the budget is spent.
+    pub fn check_address<T>(
+        &self,
+        request: &Request<T>,
+        operation: Operation,
+    ) -> Result<Option<ClientAddress>, Status> {
+        let client = self.client_address(request);
+        if let Some(address) = &client {
+            let limiter = if operation.is_session_upkeep() { &self.per_address_refresh } else { &self.per_address };
+            limiter.check(&format!("{}:{}", operation.name(), address.bucket())).map_err(limited)?;
         }
-        if let Some(email) = email {
-            self.per_email.check(email.as_str()).map_err(limited)?;
-        }
-        Ok(())
+        Ok(client)
+    }
+
+    /// Spends one call of `operation` naming `email`. Logins count per email
+    /// *and* address, so that a stranger's attempts never spend the owner's.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED with RetryInfo when the budget is spent.
+    pub fn check_email(
+        &self,
+        operation: Operation,
+        email: &Email,
+        client: Option<&ClientAddress>,
+    ) -> Result<(), Status> {
+        let key = match operation {
+            Operation::Login => {
+                format!(
+                    "{}:{}:{}",
+                    operation.name(),
+                    email.as_str(),
+                    client.map_or_else(String::new, ClientAddress::bucket)
+                )
+            }
+            _ => format!("{}:{}", operation.name(), email.as_str()),
+        };
+        self.per_email.check(&key).map_err(limited)
     }
 }
 

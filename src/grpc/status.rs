@@ -66,6 +66,10 @@ impl From<ApplicationError> for Status {
                 tracing::info!(reason = %reason, "access token refused");
                 Status::unauthenticated("invalid or expired access token")
             }
+            ApplicationError::InvalidRefreshToken(reason) => {
+                tracing::info!(reason = %reason, "refresh token refused");
+                Status::unauthenticated("invalid, expired or revoked refresh token")
+            }
             ApplicationError::Saturated { retry_after } => {
                 tracing::warn!(
                     retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),

@@ -6,25 +6,25 @@ use tonic::{Request, Response, Status, metadata::MetadataMap};
 use crate::observability::Metrics;
 
 use super::{
-    call_limits::CallLimits,
+    call_limits::{CallLimits, Operation},
     convert,
     proto::{self, user_service_server::UserService},
 };
 use crate::{
     application::{
-        ApplicationError, ChangePassword, GetCurrentUser, Login, LoginCommand, Logout, LogoutAll, RefreshSession,
-        RequestPasswordReset, ResendVerificationEmail, ResetPassword, SessionTokens, SignUp, SignUpCommand,
-        ValidateToken, VerifyEmail,
+        ApplicationError, ChangePassword, GetCurrentUser, Login, LoginCommand, Logout, LogoutAll, PasswordRules,
+        RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, SessionTokens, SignUp,
+        SignUpCommand, ValidateToken, VerifyEmail,
     },
     domain::{
-        Email, OpaqueToken, PasswordPolicy, PlaintextPassword,
-        ports::{AccessTokenIssuer, InvalidAccessToken},
+        Email, OpaqueToken, PlaintextPassword,
+        ports::{AccessTokenIssuer, InvalidRefreshToken},
     },
 };
 
 /// `identity.v1.UserService`, wired to the use cases.
 pub struct UserGrpcService {
-    pub password_policy: PasswordPolicy,
+    pub password_rules: PasswordRules,
     pub sign_up: SignUp,
     pub verify_email: VerifyEmail,
     pub resend_verification_email: ResendVerificationEmail,
@@ -56,7 +56,7 @@ fn session_response(tokens: SessionTokens) -> proto::RefreshSessionResponse {
 }
 
 fn parse_refresh_token(raw: &str) -> Result<OpaqueToken, ApplicationError> {
-    OpaqueToken::parse(raw).map_err(|_| ApplicationError::InvalidAccessToken(InvalidAccessToken::Malformed))
+    OpaqueToken::parse(raw).map_err(|_| ApplicationError::InvalidRefreshToken(InvalidRefreshToken))
 }
 
 /// Pads a call to `floor`, whatever its outcome.
@@ -92,12 +92,9 @@ fn bearer_token(metadata: &MetadataMap) -> Result<&str, Status> {
 #[tonic::async_trait]
 impl UserService for UserGrpcService {
     async fn sign_up(&self, request: Request<proto::SignUpRequest>) -> Result<Response<proto::SignUpResponse>, Status> {
-        self.limits.check(&request, None)?;
-        let command = SignUpCommand::parse(convert::sign_up_input(request.into_inner()), self.password_policy)?;
-        self.limits
-            .per_email
-            .check(command.email.as_str())
-            .map_err(|retry_after| ApplicationError::RateLimited { retry_after })?;
+        let client = self.limits.check_address(&request, Operation::SignUp)?;
+        let command = SignUpCommand::parse(convert::sign_up_input(request.into_inner()), &self.password_rules).await?;
+        self.limits.check_email(Operation::SignUp, &command.email, client.as_ref())?;
         let user = self.sign_up.execute(command).await?;
         record_user(&user);
         Ok(Response::new(proto::SignUpResponse { user: Some(convert::user(&user)) }))
@@ -107,6 +104,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::VerifyEmailRequest>,
     ) -> Result<Response<proto::VerifyEmailResponse>, Status> {
+        self.limits.check_address(&request, Operation::VerifyEmail)?;
         let token =
             OpaqueToken::parse(&request.into_inner().token).map_err(|_| ApplicationError::InvalidVerificationToken)?;
         let user = self.verify_email.execute(token).await?;
@@ -119,29 +117,27 @@ impl UserService for UserGrpcService {
         request: Request<proto::ResendVerificationEmailRequest>,
     ) -> Result<Response<proto::ResendVerificationEmailResponse>, Status> {
         let email = parse_email(&request.get_ref().email)?;
-        self.limits.check(&request, Some(&email))?;
+        let client = self.limits.check_address(&request, Operation::ResendVerificationEmail)?;
+        self.limits.check_email(Operation::ResendVerificationEmail, &email, client.as_ref())?;
         no_sooner_than(self.enumeration_floor, self.resend_verification_email.execute(email)).await?;
         Ok(Response::new(proto::ResendVerificationEmailResponse {}))
     }
 
     async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
-        self.limits.check(&request, None)?;
+        let client = self.limits.check_address(&request, Operation::Login)?;
         let request = request.into_inner();
         let email = parse_email(&request.email);
         let password =
             PlaintextPassword::parse(request.password).map_err(|e| ApplicationError::invalid_field("password", e));
         let command = match (email, password) {
-            (Ok(email), Ok(password)) => LoginCommand { email, password },
+            (Ok(email), Ok(password)) => LoginCommand { email, password, client },
             (Err(ApplicationError::InvalidInput(mut a)), Err(ApplicationError::InvalidInput(b))) => {
                 a.extend(b);
                 return Err(ApplicationError::InvalidInput(a).into());
             }
             (Err(e), _) | (_, Err(e)) => return Err(e.into()),
         };
-        self.limits
-            .per_email
-            .check(command.email.as_str())
-            .map_err(|retry_after| ApplicationError::RateLimited { retry_after })?;
+        self.limits.check_email(Operation::Login, &command.email, client.as_ref())?;
         let result = self.login.execute(command).await;
         self.metrics.record_login(match &result {
             Ok(_) => "success",
@@ -202,6 +198,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::RefreshSessionRequest>,
     ) -> Result<Response<proto::RefreshSessionResponse>, Status> {
+        self.limits.check_address(&request, Operation::RefreshSession)?;
         let token = parse_refresh_token(&request.into_inner().refresh_token)?;
         let tokens = self.refresh_session.execute(token).await?;
         record_user(&tokens.user);
@@ -209,6 +206,7 @@ impl UserService for UserGrpcService {
     }
 
     async fn logout(&self, request: Request<proto::LogoutRequest>) -> Result<Response<proto::LogoutResponse>, Status> {
+        self.limits.check_address(&request, Operation::Logout)?;
         let token = parse_refresh_token(&request.into_inner().refresh_token)?;
         self.logout.execute(token).await?;
         Ok(Response::new(proto::LogoutResponse {}))
@@ -227,11 +225,12 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::ChangePasswordRequest>,
     ) -> Result<Response<proto::ChangePasswordResponse>, Status> {
+        let client = self.limits.check_address(&request, Operation::ChangePassword)?;
         let token = bearer_token(request.metadata())?.to_owned();
         let body = request.into_inner();
         let current = PlaintextPassword::parse(body.current_password)
             .map_err(|e| ApplicationError::invalid_field("current_password", e))?;
-        self.change_password.execute(&token, current, body.new_password).await?;
+        self.change_password.execute(&token, current, body.new_password, client).await?;
         Ok(Response::new(proto::ChangePasswordResponse {}))
     }
 
@@ -240,7 +239,8 @@ impl UserService for UserGrpcService {
         request: Request<proto::RequestPasswordResetRequest>,
     ) -> Result<Response<proto::RequestPasswordResetResponse>, Status> {
         let email = parse_email(&request.get_ref().email)?;
-        self.limits.check(&request, Some(&email))?;
+        let client = self.limits.check_address(&request, Operation::RequestPasswordReset)?;
+        self.limits.check_email(Operation::RequestPasswordReset, &email, client.as_ref())?;
         no_sooner_than(self.enumeration_floor, self.request_password_reset.execute(email)).await?;
         Ok(Response::new(proto::RequestPasswordResetResponse {}))
     }
@@ -249,6 +249,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::ResetPasswordRequest>,
     ) -> Result<Response<proto::ResetPasswordResponse>, Status> {
+        self.limits.check_address(&request, Operation::ResetPassword)?;
         let body = request.into_inner();
         let token = OpaqueToken::parse(&body.token).map_err(|_| ApplicationError::InvalidResetToken)?;
         self.reset_password.execute(token, body.new_password).await?;

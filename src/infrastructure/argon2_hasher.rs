@@ -636,14 +636,13 @@ mod tests {
     use argon2::{PasswordHasher as _, PasswordVerifier as _};
 
     use super::*;
-    use crate::domain::PasswordPolicy;
 
     fn fast() -> Argon2Settings {
         Argon2Settings { m_cost: 64, t_cost: 1, p_cost: 1, max_concurrent: 2, queue_timeout: Duration::from_secs(5) }
     }
 
     fn new_password(raw: &str) -> NewPassword {
-        NewPassword::parse(raw.into(), PasswordPolicy { min_length: 12 }, &[]).unwrap()
+        NewPassword::trusted(PlaintextPassword::parse(raw.into()).unwrap())
     }
 
     fn plaintext(raw: &str) -> PlaintextPassword {

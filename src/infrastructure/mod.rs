@@ -7,7 +7,9 @@ pub mod paseto_tokens;
 pub mod rabbitmq;
 pub mod sea_orm;
 pub mod system_clock;
+pub mod zxcvbn_meter;
 
 pub use argon2_hasher::{Argon2Hasher, Argon2Settings};
 pub use paseto_tokens::{PasetoSettings, PasetoTokens};
 pub use system_clock::SystemClock;
+pub use zxcvbn_meter::ZxcvbnMeter;

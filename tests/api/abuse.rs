@@ -63,9 +63,10 @@ async fn calls_from_one_address_are_rate_limited_with_retry_info() {
     let status = app.client.sign_up(sign_up_request("user4@example.com")).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(retry_delay(&status) >= Duration::from_secs(1));
+    // Each operation has a budget of its own: spent sign-ups do not block logins.
     let status = app.client.login(login("user0@example.com", STRONG_PASSWORD)).await.unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted, "the limit spans the RPCs");
-    // Non-hashing RPCs are not limited.
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    // RPCs that take no secret are not limited.
     app.client.get_public_keys(identity::grpc::proto::GetPublicKeysRequest {}).await.unwrap();
 }
 
@@ -94,12 +95,47 @@ async fn behind_a_proxy_the_trusted_header_names_the_caller() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_email_is_rate_limited_across_callers() {
-    let Some(mut app) = spawn_app_with(Backend::Sqlite, |s| s.rate_limit_per_email = 2).await else { return };
-    for _ in 0..2 {
-        app.client.login(login("target@example.com", "whatever-it-is")).await.unwrap_err();
-    }
-    let status = app.client.login(login("TARGET@example.com", "whatever-it-is")).await.unwrap_err();
+    let Some(mut app) = spawn_app_with(Backend::Sqlite, |s| {
+        s.rate_limit_per_email = 2;
+        s.trusted_client_ip_header = Some("x-forwarded-for".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let resend = |email: &str, from: &str| {
+        let mut request = Request::new(identity::grpc::proto::ResendVerificationEmailRequest { email: email.into() });
+        request.metadata_mut().insert("x-forwarded-for", from.parse().unwrap());
+        request
+    };
+    app.client.resend_verification_email(resend("target@example.com", "198.51.100.1")).await.unwrap();
+    app.client.resend_verification_email(resend("target@example.com", "198.51.100.2")).await.unwrap();
+    let status = app.client.resend_verification_email(resend("TARGET@example.com", "198.51.100.3")).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_naming_one_email_are_limited_per_caller_so_a_stranger_cannot_spend_the_owners() {
+    let Some(mut app) = spawn_app_with(Backend::Sqlite, |s| {
+        s.rate_limit_per_email = 2;
+        s.trusted_client_ip_header = Some("x-forwarded-for".into());
+    })
+    .await
+    else {
+        return;
+    };
+    verified_user(&mut app, "target@example.com").await;
+    let login_from = |password: &str, from: &str| {
+        let mut request = Request::new(login("target@example.com", password));
+        request.metadata_mut().insert("x-forwarded-for", from.parse().unwrap());
+        request
+    };
+    for _ in 0..2 {
+        app.client.login(login_from("whatever-it-is", "198.51.100.9")).await.unwrap_err();
+    }
+    let stranger = app.client.login(login_from("whatever-it-is", "198.51.100.9")).await.unwrap_err();
+    assert_eq!(stranger.code(), Code::ResourceExhausted);
+    app.client.login(login_from(STRONG_PASSWORD, "203.0.113.5")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,6 +115,11 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// What the server's clock reads now.
+    pub fn clock_now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://127.0.0.1:{}", self.port)).unwrap().connect().await.unwrap()
     }
@@ -284,11 +289,9 @@ pub fn sign_up_request(email: &str) -> identity::grpc::proto::SignUpRequest {
 
 /// Signs up and verifies a user, returning the user's id.
 pub async fn verified_user(app: &mut TestApp, email: &str) -> String {
-    let before = app.emails.sent().len();
     let user = app.client.sign_up(sign_up_request(email)).await.unwrap().into_inner().user.unwrap();
-    let emails = app.emails.wait_for(before + 1).await;
-    let email = emails.iter().rev().find(|e| e.to.as_str() == user.email).expect("a verification email to the user");
-    let token = token_in(email);
+    // Other emails (notices of earlier steps) may arrive first: wait for this one.
+    let token = token_in(&wait_for_email(app, &user.email, "Confirm your email address").await);
     app.client.verify_email(identity::grpc::proto::VerifyEmailRequest { token }).await.unwrap();
     user.id
 }

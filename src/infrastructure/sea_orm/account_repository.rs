@@ -12,58 +12,48 @@ use super::{
     SeaOrmUserRepository, classify,
     entities::{password_reset_tokens, sessions, users},
     is_postgres, outbox_store,
-    user_repository::{history_of, to_user},
+    user_lock::{Lock, lock_user, revoke_sessions, write_changes},
+    user_repository::{credentials_of, history_of, to_user},
 };
 use crate::domain::{
-    DomainEvent, PasswordHash, TokenHash, User, UserId,
+    DomainEvent, PasswordHash, TokenHash, User, UserId, UserStatus,
     ports::{
-        AccountRepository, NewSingleUseToken, RepositoryError, SendHistory, SessionRevocation, SingleUseTokenRecord,
-        UserListQuery,
+        AccountRepository, NewSingleUseToken, RepositoryError, Revocation, SendHistory, SingleUseTokenRecord,
+        StoredCredentials, UserListQuery,
     },
 };
 
 /// More than the hourly cap, so that counting the newest rows is enough.
 const HISTORY_ROWS: u64 = 16;
 
-/// Revokes the live sessions of a user (all, or all but one); returns how many.
-pub(super) async fn revoke_sessions(
-    txn: &impl ConnectionTrait,
-    user_id: UserId,
-    except: Option<Uuid>,
-    now: OffsetDateTime,
-) -> Result<u64, RepositoryError> {
-    let mut update = sessions::Entity::update_many()
-        .col_expr(sessions::Column::RevokedAt, Expr::value(now))
-        .filter(sessions::Column::UserId.eq(user_id.as_uuid()))
-        .filter(sessions::Column::RevokedAt.is_null());
-    if let Some(kept) = except {
-        update = update.filter(sessions::Column::Id.ne(kept));
-    }
-    Ok(update.exec(txn).await.map_err(classify)?.rows_affected)
-}
-
-async fn save_state(txn: &DatabaseTransaction, user: &User) -> Result<(), RepositoryError> {
+/// A new hash of a new password: its version moves on, so that a login that
+/// verified the old one creates no session.
+async fn save_password(
+    txn: &DatabaseTransaction,
+    row: &users::Model,
+    hash: &PasswordHash,
+) -> Result<(), RepositoryError> {
     users::Entity::update_many()
-        .col_expr(users::Column::Status, Expr::value(user.status().as_str()))
-        .col_expr(users::Column::UpdatedAt, Expr::value(user.updated_at()))
-        .col_expr(users::Column::TokensValidAfter, Expr::value(user.tokens_valid_after()))
-        .filter(users::Column::Id.eq(user.id().as_uuid()))
+        .col_expr(users::Column::PasswordHash, Expr::value(hash.as_str()))
+        .col_expr(users::Column::PasswordVersion, Expr::value(row.password_version.saturating_add(1)))
+        .filter(users::Column::Id.eq(row.id))
         .exec(txn)
         .await
         .map_err(classify)?;
     Ok(())
 }
 
-async fn save_password(
+/// Spends every outstanding reset link of the user: a password chosen since
+/// makes them pointless, and a stolen one must not undo the change.
+async fn spend_reset_tokens(
     txn: &DatabaseTransaction,
     user_id: UserId,
-    hash: &PasswordHash,
     now: OffsetDateTime,
 ) -> Result<(), RepositoryError> {
-    users::Entity::update_many()
-        .col_expr(users::Column::PasswordHash, Expr::value(hash.as_str()))
-        .col_expr(users::Column::UpdatedAt, Expr::value(now))
-        .filter(users::Column::Id.eq(user_id.as_uuid()))
+    password_reset_tokens::Entity::update_many()
+        .col_expr(password_reset_tokens::Column::SpentAt, Expr::value(now))
+        .filter(password_reset_tokens::Column::UserId.eq(user_id.as_uuid()))
+        .filter(password_reset_tokens::Column::SpentAt.is_null())
         .exec(txn)
         .await
         .map_err(classify)?;
@@ -97,49 +87,74 @@ fn like_prefix(prefix: &str) -> LikeExpr {
 
 #[async_trait]
 impl AccountRepository for SeaOrmUserRepository {
-    async fn find_credentials_by_id(&self, id: UserId) -> Result<Option<(User, PasswordHash)>, RepositoryError> {
+    async fn find_credentials_by_id(&self, id: UserId) -> Result<Option<(User, StoredCredentials)>, RepositoryError> {
         let row = users::Entity::find_by_id(id.as_uuid()).one(&self.db).await.map_err(classify)?;
-        row.map(|row| Ok((to_user(&row)?, PasswordHash::from_phc(row.password_hash)))).transpose()
+        row.map(|row| Ok((to_user(&row)?, credentials_of(row)))).transpose()
     }
 
     async fn change_password(
         &self,
-        user: &User,
+        user_id: UserId,
         hash: &PasswordHash,
-        revoke: SessionRevocation,
+        keep: Option<Uuid>,
+        now: OffsetDateTime,
         event: &DomainEvent,
-    ) -> Result<(), RepositoryError> {
+    ) -> Result<Option<Revocation>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
-        save_password(&txn, user.id(), hash, user.updated_at()).await?;
-        let except = match revoke {
-            SessionRevocation::All => None,
-            SessionRevocation::AllExcept(kept) => Some(kept),
-        };
-        revoke_sessions(&txn, user.id(), except, user.updated_at()).await?;
-        save_state(&txn, user).await?;
+        let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
+        let before = to_user(&row)?;
+        if before.status() != UserStatus::Active {
+            return Ok(None);
+        }
+        if let Some(kept) = keep {
+            let live = sessions::Entity::find_by_id(kept)
+                .filter(sessions::Column::RevokedAt.is_null())
+                .one(&txn)
+                .await
+                .map_err(classify)?;
+            if live.is_none() {
+                return Ok(None);
+            }
+        }
+        let mut after = before.clone();
+        after.touch(now);
+        save_password(&txn, &row, hash).await?;
+        write_changes(&txn, &before, &after).await?;
+        let revoked_sessions = revoke_sessions(&txn, user_id, keep, now).await?;
+        spend_reset_tokens(&txn, user_id, now).await?;
         outbox_store::insert_event(&txn, event).await?;
         txn.commit().await.map_err(classify)?;
         self.outbox_written.notify_one();
-        Ok(())
+        Ok(Some(Revocation { user: after, revoked_sessions, changed: true }))
     }
 
-    async fn upgrade_password_hash(&self, user_id: UserId, hash: &PasswordHash) -> Result<(), RepositoryError> {
-        users::Entity::update_many()
-            .col_expr(users::Column::PasswordHash, Expr::value(hash.as_str()))
-            .filter(users::Column::Id.eq(user_id.as_uuid()))
-            .exec(&self.db)
-            .await
-            .map_err(classify)?;
-        Ok(())
+    async fn revoke_all_sessions(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Revocation>, RepositoryError> {
+        self.transition(user_id, now, |user| {
+            user.revoke_tokens(now);
+            true
+        })
+        .await
     }
 
-    async fn save_account_state(&self, user: &User, revoke_sessions_too: bool) -> Result<u64, RepositoryError> {
+    async fn disable(&self, user_id: UserId, now: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError> {
+        self.transition(user_id, now, |user| user.disable(now).is_ok()).await
+    }
+
+    async fn enable(&self, user_id: UserId, now: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
-        save_state(&txn, user).await?;
-        let revoked =
-            if revoke_sessions_too { revoke_sessions(&txn, user.id(), None, user.updated_at()).await? } else { 0 };
-        txn.commit().await.map_err(classify)?;
-        Ok(revoked)
+        let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
+        let before = to_user(&row)?;
+        let mut after = before.clone();
+        let changed = after.enable(now).is_ok();
+        if changed {
+            write_changes(&txn, &before, &after).await?;
+            txn.commit().await.map_err(classify)?;
+        }
+        Ok(Some(Revocation { user: after, revoked_sessions: Vec::new(), changed }))
     }
 
     async fn delete(&self, user_id: UserId, event: &DomainEvent) -> Result<bool, RepositoryError> {
@@ -178,10 +193,28 @@ impl AccountRepository for SeaOrmUserRepository {
         Ok(())
     }
 
-    async fn find_password_reset_token(
+    async fn count_password_reset_attempt(
         &self,
         hash: &TokenHash,
+        max_attempts: u32,
     ) -> Result<Option<SingleUseTokenRecord>, RepositoryError> {
+        let limit = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+        // The conditional increment is the count: of concurrent attempts over
+        // the budget, none gets through, however they interleave.
+        let counted = password_reset_tokens::Entity::update_many()
+            .col_expr(
+                password_reset_tokens::Column::Attempts,
+                Expr::col(password_reset_tokens::Column::Attempts).add(1),
+            )
+            .filter(password_reset_tokens::Column::TokenHash.eq(hash.to_hex()))
+            .filter(password_reset_tokens::Column::SpentAt.is_null())
+            .filter(password_reset_tokens::Column::Attempts.lt(limit))
+            .exec(&self.db)
+            .await
+            .map_err(classify)?;
+        if counted.rows_affected != 1 {
+            return Ok(None);
+        }
         let row = password_reset_tokens::Entity::find()
             .filter(password_reset_tokens::Column::TokenHash.eq(hash.to_hex()))
             .one(&self.db)
@@ -232,6 +265,7 @@ impl AccountRepository for SeaOrmUserRepository {
             created_at: Set(token.created_at),
             expires_at: Set(token.expires_at),
             spent_at: Set(None),
+            attempts: Set(0),
         };
         password_reset_tokens::Entity::insert(row).exec_without_returning(&txn).await.map_err(classify)?;
         outbox_store::insert_event(&txn, event).await?;
@@ -243,29 +277,58 @@ impl AccountRepository for SeaOrmUserRepository {
     async fn complete_password_reset(
         &self,
         token: &TokenHash,
-        user: &User,
+        user_id: UserId,
         hash: &PasswordHash,
+        now: OffsetDateTime,
         event: &DomainEvent,
-    ) -> Result<bool, RepositoryError> {
-        let now = user.updated_at();
+    ) -> Result<Option<Revocation>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
+        let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
         let claimed = password_reset_tokens::Entity::update_many()
             .col_expr(password_reset_tokens::Column::SpentAt, Expr::value(now))
             .filter(password_reset_tokens::Column::TokenHash.eq(token.to_hex()))
+            .filter(password_reset_tokens::Column::UserId.eq(user_id.as_uuid()))
             .filter(password_reset_tokens::Column::SpentAt.is_null())
             .exec(&txn)
             .await
             .map_err(classify)?;
-        if claimed.rows_affected != 1 {
-            return Ok(false);
+        let before = to_user(&row)?;
+        if claimed.rows_affected != 1 || before.status() != UserStatus::Active {
+            return Ok(None);
         }
-        save_password(&txn, user.id(), hash, now).await?;
-        revoke_sessions(&txn, user.id(), None, now).await?;
-        save_state(&txn, user).await?;
+        let mut after = before.clone();
+        after.revoke_tokens(now);
+        save_password(&txn, &row, hash).await?;
+        write_changes(&txn, &before, &after).await?;
+        let revoked_sessions = revoke_sessions(&txn, user_id, None, now).await?;
+        spend_reset_tokens(&txn, user_id, now).await?;
         outbox_store::insert_event(&txn, event).await?;
         txn.commit().await.map_err(classify)?;
         self.outbox_written.notify_one();
-        Ok(true)
+        Ok(Some(Revocation { user: after, revoked_sessions, changed: true }))
+    }
+}
+
+impl SeaOrmUserRepository {
+    /// A state transition that ends every session: under the user's lock,
+    /// applies `change` to the user as stored now and writes what it changed.
+    async fn transition(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+        change: impl FnOnce(&mut User) -> bool + Send,
+    ) -> Result<Option<Revocation>, RepositoryError> {
+        let txn = self.db.begin().await.map_err(classify)?;
+        let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
+        let before = to_user(&row)?;
+        let mut after = before.clone();
+        if !change(&mut after) {
+            return Ok(Some(Revocation { user: before, revoked_sessions: Vec::new(), changed: false }));
+        }
+        write_changes(&txn, &before, &after).await?;
+        let revoked_sessions = revoke_sessions(&txn, user_id, None, now).await?;
+        txn.commit().await.map_err(classify)?;
+        Ok(Some(Revocation { user: after, revoked_sessions, changed: true }))
     }
 }
 

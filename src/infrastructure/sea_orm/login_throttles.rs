@@ -1,16 +1,21 @@
+use std::time::Duration;
+
 use async_trait::async_trait;
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, EntityTrait, QuerySelect, TransactionTrait, sea_query::OnConflict,
+    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, EntityTrait, QuerySelect, TransactionTrait,
+    sea_query::OnConflict,
 };
 use time::OffsetDateTime;
 
 use super::{classify, entities::login_throttles, is_postgres};
 use crate::domain::{
-    ThrottleKey, ThrottlePolicy, ThrottleState,
+    LoginAttemptKeys, ThrottleKey, ThrottlePolicy, ThrottleState,
     ports::{LoginThrottles, RepositoryError},
 };
 
-/// Failed-login counters in SQL, so that every replica throttles alike.
+/// Failed-login counters in SQL, so that every replica throttles alike. Rows
+/// are keyed by digests (see `ThrottleKey`): the account's, and the account's
+/// from one address bucket.
 #[derive(Clone)]
 pub struct SeaOrmLoginThrottles {
     db: DatabaseConnection,
@@ -23,52 +28,114 @@ impl SeaOrmLoginThrottles {
 }
 
 fn to_state(row: &login_throttles::Model) -> ThrottleState {
-    ThrottleState { failures: u32::try_from(row.failures).unwrap_or(0), locked_until: row.locked_until }
+    ThrottleState {
+        failures: u32::try_from(row.failures).unwrap_or(0),
+        last_failure_at: Some(row.last_failure_at),
+        locked_until: row.locked_until,
+        last_success_at: row.last_success_at,
+    }
+}
+
+/// Reads a counter for the rest of the transaction: locked on PostgreSQL (a
+/// missing row is serialised by the insert's conflict instead, see `store`);
+/// SQLite runs one transaction at a time anyway.
+async fn read_locked(txn: &DatabaseTransaction, key: &ThrottleKey) -> Result<Option<ThrottleState>, RepositoryError> {
+    let mut select = login_throttles::Entity::find_by_id(key.as_str().to_owned());
+    if is_postgres(txn) {
+        select = select.lock_exclusive();
+    }
+    Ok(select.one(txn).await.map_err(classify)?.as_ref().map(to_state))
+}
+
+async fn store(
+    txn: &DatabaseTransaction,
+    key: &ThrottleKey,
+    state: ThrottleState,
+    now: OffsetDateTime,
+) -> Result<(), RepositoryError> {
+    let row = login_throttles::ActiveModel {
+        email_hash: Set(key.as_str().to_owned()),
+        failures: Set(i32::try_from(state.failures).unwrap_or(i32::MAX)),
+        last_failure_at: Set(state.last_failure_at.unwrap_or(now)),
+        locked_until: Set(state.locked_until),
+        last_success_at: Set(state.last_success_at),
+    };
+    login_throttles::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(login_throttles::Column::EmailHash)
+                .update_columns([
+                    login_throttles::Column::Failures,
+                    login_throttles::Column::LastFailureAt,
+                    login_throttles::Column::LockedUntil,
+                    login_throttles::Column::LastSuccessAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// Makes sure both rows exist before they are locked, so that two first
+/// attempts at once on PostgreSQL both wait on the same row lock rather than
+/// both reading "no row".
+async fn ensure_rows(
+    txn: &DatabaseTransaction,
+    keys: &LoginAttemptKeys,
+    now: OffsetDateTime,
+) -> Result<(), RepositoryError> {
+    if !is_postgres(txn) {
+        return Ok(());
+    }
+    for key in [&keys.account, &keys.from_address] {
+        let row = login_throttles::ActiveModel {
+            email_hash: Set(key.as_str().to_owned()),
+            failures: Set(0),
+            last_failure_at: Set(now),
+            locked_until: Set(None),
+            last_success_at: Set(None),
+        };
+        login_throttles::Entity::insert(row)
+            .on_conflict_do_nothing_on([login_throttles::Column::EmailHash])
+            .exec_without_returning(txn)
+            .await
+            .map_err(classify)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
 impl LoginThrottles for SeaOrmLoginThrottles {
-    async fn state(&self, key: &ThrottleKey) -> Result<Option<ThrottleState>, RepositoryError> {
-        let row = login_throttles::Entity::find_by_id(key.as_str().to_owned()).one(&self.db).await.map_err(classify)?;
-        Ok(row.as_ref().map(to_state))
-    }
-
-    async fn record_failure(
+    async fn admit(
         &self,
-        key: &ThrottleKey,
+        keys: &LoginAttemptKeys,
         now: OffsetDateTime,
         policy: ThrottlePolicy,
-    ) -> Result<ThrottleState, RepositoryError> {
+    ) -> Result<Result<(), Duration>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
-        let mut select = login_throttles::Entity::find_by_id(key.as_str().to_owned());
-        if is_postgres(&txn) {
-            select = select.lock_exclusive();
-        }
-        let previous = select.one(&txn).await.map_err(classify)?;
-        let failures = previous.as_ref().map_or(0, |row| u32::try_from(row.failures).unwrap_or(0)).saturating_add(1);
-        let state = ThrottleState { failures, locked_until: policy.locked_until(failures, now) };
-        let row = login_throttles::ActiveModel {
-            email_hash: Set(key.as_str().to_owned()),
-            failures: Set(i32::try_from(failures).unwrap_or(i32::MAX)),
-            last_failure_at: Set(now),
-            locked_until: Set(state.locked_until),
+        ensure_rows(&txn, keys, now).await?;
+        // Always account first, then address: one lock order for every caller.
+        let account = read_locked(&txn, &keys.account).await?;
+        let from_address = read_locked(&txn, &keys.from_address).await?;
+        let admitted = match policy.admit(account, from_address, now) {
+            Ok(admitted) => admitted,
+            Err(wait) => return Ok(Err(wait)),
         };
-        // Two first failures at once on PostgreSQL: the upsert keeps the later count.
-        login_throttles::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(login_throttles::Column::EmailHash)
-                    .update_columns([
-                        login_throttles::Column::Failures,
-                        login_throttles::Column::LastFailureAt,
-                        login_throttles::Column::LockedUntil,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await
-            .map_err(classify)?;
+        store(&txn, &keys.account, admitted.account, now).await?;
+        store(&txn, &keys.from_address, admitted.from_address, now).await?;
         txn.commit().await.map_err(classify)?;
-        Ok(state)
+        Ok(Ok(()))
+    }
+
+    async fn succeeded(&self, keys: &LoginAttemptKeys, now: OffsetDateTime) -> Result<(), RepositoryError> {
+        let txn = self.db.begin().await.map_err(classify)?;
+        login_throttles::Entity::delete_by_id(keys.account.as_str().to_owned()).exec(&txn).await.map_err(classify)?;
+        let known =
+            ThrottleState { failures: 0, last_failure_at: None, locked_until: None, last_success_at: Some(now) };
+        store(&txn, &keys.from_address, known, now).await?;
+        txn.commit().await.map_err(classify)?;
+        Ok(())
     }
 
     async fn reset(&self, key: &ThrottleKey) -> Result<(), RepositoryError> {

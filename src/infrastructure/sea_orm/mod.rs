@@ -9,6 +9,7 @@ mod errors;
 mod login_throttles;
 mod outbox_store;
 mod session_repository;
+mod user_lock;
 mod user_repository;
 
 pub use connection::{DatabaseSettings, connect, is_postgres};

@@ -18,7 +18,10 @@ use super::{
 };
 use crate::domain::{
     DomainEvent, Email, PasswordHash, PersonName, PersonNames, TokenHash, User, UserId, UserStatus, UserTimestamps,
-    ports::{InsertUserError, NewSingleUseToken, RepositoryError, SendHistory, SingleUseTokenRecord, UserRepository},
+    ports::{
+        InsertUserError, NewSingleUseToken, RepositoryError, SendHistory, SingleUseTokenRecord, StoredCredentials,
+        UserRepository,
+    },
 };
 
 /// Users and verification tokens in SQL, with outbox events written in the same
@@ -80,13 +83,16 @@ impl UserRepository for SeaOrmUserRepository {
         row.map(|row| to_user(&row)).transpose()
     }
 
-    async fn find_credentials_by_email(&self, email: &Email) -> Result<Option<(User, PasswordHash)>, RepositoryError> {
+    async fn find_credentials_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<(User, StoredCredentials)>, RepositoryError> {
         let row = users::Entity::find()
             .filter(users::Column::Email.eq(email.as_str()))
             .one(&self.db)
             .await
             .map_err(classify)?;
-        row.map(|row| Ok((to_user(&row)?, PasswordHash::from_phc(row.password_hash)))).transpose()
+        row.map(|row| Ok((to_user(&row)?, credentials_of(row)))).transpose()
     }
 
     async fn find_verification_token(&self, hash: &TokenHash) -> Result<Option<SingleUseTokenRecord>, RepositoryError> {
@@ -215,7 +221,12 @@ pub(super) fn user_row(user: &User, password_hash: &PasswordHash) -> users::Acti
         updated_at: Set(user.updated_at()),
         verified_at: Set(user.verified_at()),
         tokens_valid_after: Set(user.tokens_valid_after()),
+        password_version: Set(0),
     }
+}
+
+pub(super) fn credentials_of(row: users::Model) -> StoredCredentials {
+    StoredCredentials { hash: PasswordHash::from_phc(row.password_hash), version: row.password_version }
 }
 
 fn token_row(user_id: UserId, token: &NewSingleUseToken) -> verification_tokens::ActiveModel {

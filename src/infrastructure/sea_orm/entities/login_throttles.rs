@@ -8,6 +8,8 @@ pub struct Model {
     pub failures: i32,
     pub last_failure_at: TimeDateTimeWithTimeZone,
     pub locked_until: Option<TimeDateTimeWithTimeZone>,
+    /// On a per-address row: the account last logged in successfully from there.
+    pub last_success_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,8 @@ pub struct Model {
     pub created_at: TimeDateTimeWithTimeZone,
     pub expires_at: TimeDateTimeWithTimeZone,
     pub spent_at: Option<TimeDateTimeWithTimeZone>,
+    /// ResetPassword calls that presented this token (counted before checking).
+    pub attempts: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,6 +13,8 @@ pub struct Model {
     pub expires_at: TimeDateTimeWithTimeZone,
     pub rotated_at: Option<TimeDateTimeWithTimeZone>,
     pub revoked_at: Option<TimeDateTimeWithTimeZone>,
+    /// When the login that started the family happened (kept through rotations).
+    pub authenticated_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

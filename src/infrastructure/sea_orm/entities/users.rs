@@ -16,6 +16,8 @@ pub struct Model {
     pub updated_at: TimeDateTimeWithTimeZone,
     pub verified_at: Option<TimeDateTimeWithTimeZone>,
     pub tokens_valid_after: Option<TimeDateTimeWithTimeZone>,
+    /// Bumped by every password change or reset.
+    pub password_version: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,238 @@
+//! Account state under concurrency: real parallel calls at the real server, on
+//! both databases, repeated so that a losing interleaving shows up. Hashing is
+//! given a realistic cost here, so that the window a read-hash-write leaves
+//! open is as wide as in production.
+
+use std::{sync::Arc, time::Duration};
+
+use identity::grpc::proto::{
+    ChangePasswordRequest, DisableUserRequest, GetUserRequest, LoginRequest, LogoutAllRequest, LogoutRequest,
+    RefreshSessionRequest, RequestPasswordResetRequest, ResetPasswordRequest, UserStatus,
+    admin_service_client::AdminServiceClient, user_service_client::UserServiceClient,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use tonic::{Code, Request, transport::Channel};
+
+use crate::helpers::{
+    Backend, STRONG_PASSWORD, TestApp, is_valid, logged_in, login_tokens, spawn_app_with, token_in, wait_for_email,
+    with_bearer,
+};
+
+const ADMIN_KEY: &str = "race-admin-key-0123456789";
+const NEW_PASSWORD: &str = "velvet harbor lantern ninety";
+const TRIALS: usize = 6;
+
+macro_rules! race_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    if let Some(app) = super::race_app(crate::helpers::Backend::Sqlite).await { super::$name(app).await; }
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(app) = super::race_app(crate::helpers::Backend::Postgres).await { super::$name(app).await; }
+                }
+            }
+        )+
+    };
+}
+
+race_tests!(
+    a_password_change_racing_a_disable_never_undoes_the_disable,
+    a_thief_refreshing_in_a_loop_does_not_survive_log_out_everywhere,
+    a_thief_refreshing_in_a_loop_does_not_survive_a_password_reset,
+    a_thief_refreshing_in_a_loop_does_not_survive_a_password_change,
+    a_thief_refreshing_in_a_loop_does_not_survive_a_disable,
+    concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts,
+);
+
+async fn race_app(backend: Backend) -> Option<TestApp> {
+    let hash: String = Sha256::digest(ADMIN_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    spawn_app_with(backend, move |s| {
+        s.admin_api_key_hashes = vec![hash];
+        // A few milliseconds per hash: the window the races need.
+        s.argon2.m_cost = 4096;
+        s.argon2.t_cost = 2;
+    })
+    .await
+}
+
+fn keyed<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("x-api-key", ADMIN_KEY.parse().unwrap());
+    request
+}
+
+async fn admin(app: &TestApp) -> AdminServiceClient<Channel> {
+    AdminServiceClient::new(app.channel().await)
+}
+
+fn change(access: &str) -> Request<ChangePasswordRequest> {
+    with_bearer(
+        access,
+        ChangePasswordRequest { current_password: STRONG_PASSWORD.into(), new_password: NEW_PASSWORD.into() },
+    )
+}
+
+async fn a_password_change_racing_a_disable_never_undoes_the_disable(mut app: TestApp) {
+    let mut admin = admin(&app).await;
+    for trial in 0..TRIALS {
+        let email = format!("race{trial}@example.com");
+        let (user_id, access, _) = logged_in(&mut app, &email).await;
+        let mut client = app.client.clone();
+        let request = change(&access);
+        let changing = tokio::spawn(async move { client.change_password(request).await });
+        // Land the disable at a different point of the change's hashing each time.
+        tokio::time::sleep(Duration::from_millis(trial as u64 * 2)).await;
+        let disabled = admin.disable_user(keyed(DisableUserRequest { user_id: user_id.clone() })).await.unwrap();
+        assert_eq!(disabled.into_inner().user.unwrap().status(), UserStatus::Disabled);
+        let _ = changing.await.unwrap();
+
+        let user = admin.get_user(keyed(GetUserRequest { user_id })).await.unwrap().into_inner().user.unwrap();
+        assert_eq!(user.status(), UserStatus::Disabled, "trial {trial}: the disable was undone");
+        assert!(!is_valid(&mut app, &access).await, "trial {trial}: a token from before the disable validates");
+        for password in [STRONG_PASSWORD, NEW_PASSWORD] {
+            let login = app.client.login(LoginRequest { email: email.clone(), password: password.into() }).await;
+            assert!(login.is_err(), "trial {trial}: a disabled user logged in");
+        }
+    }
+}
+
+/// What a thief holding a refresh token got by refreshing as fast as it could
+/// until refused.
+struct Loot {
+    access_tokens: Vec<String>,
+    last_refresh_token: String,
+    survived: bool,
+}
+
+async fn refresh_until_refused(
+    mut client: UserServiceClient<Channel>,
+    mut refresh_token: String,
+    started: Arc<Notify>,
+) -> Loot {
+    let mut access_tokens = Vec::new();
+    for _ in 0..2_000 {
+        match client.refresh_session(RefreshSessionRequest { refresh_token: refresh_token.clone() }).await {
+            Ok(response) => {
+                let pair = response.into_inner();
+                access_tokens.push(pair.access_token);
+                refresh_token = pair.refresh_token;
+                started.notify_one();
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                return Loot { access_tokens, last_refresh_token: refresh_token, survived: false };
+            }
+        }
+    }
+    Loot { access_tokens, last_refresh_token: refresh_token, survived: true }
+}
+
+/// Starts a thief on a second session of `email`, lets it refresh for a
+/// while, runs `revoke` beside it, and checks that nothing the thief holds
+/// works once `revoke` returned.
+async fn thief_does_not_survive<F, Fut>(app: &mut TestApp, email: &str, trial: usize, revoke: F)
+where
+    F: FnOnce(UserServiceClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (_, thief_refresh) = login_tokens(app, email, STRONG_PASSWORD).await;
+    let started = Arc::new(Notify::new());
+    let thief = tokio::spawn(refresh_until_refused(app.client.clone(), thief_refresh, Arc::clone(&started)));
+    // Once the thief is refreshing, land the revocation a little later each trial.
+    started.notified().await;
+    tokio::time::sleep(Duration::from_millis(trial as u64 * 2)).await;
+    revoke(app.client.clone()).await;
+    let loot = thief.await.unwrap();
+    assert!(!loot.survived, "trial {trial}: the thief kept refreshing after the revocation");
+    let replay = app.client.refresh_session(RefreshSessionRequest { refresh_token: loot.last_refresh_token }).await;
+    assert_eq!(replay.unwrap_err().code(), Code::Unauthenticated, "trial {trial}");
+    for token in &loot.access_tokens {
+        assert!(!is_valid(app, token).await, "trial {trial}: an access token the thief got still validates");
+    }
+}
+
+async fn a_thief_refreshing_in_a_loop_does_not_survive_log_out_everywhere(mut app: TestApp) {
+    for trial in 0..TRIALS {
+        let email = format!("thief{trial}@example.com");
+        let (_, access, _) = logged_in(&mut app, &email).await;
+        let owner_access = access.clone();
+        thief_does_not_survive(&mut app, &email, trial, |mut client| async move {
+            client.logout_all(with_bearer(&owner_access, LogoutAllRequest {})).await.unwrap();
+        })
+        .await;
+        assert!(!is_valid(&mut app, &access).await);
+    }
+}
+
+async fn a_thief_refreshing_in_a_loop_does_not_survive_a_password_reset(mut app: TestApp) {
+    for trial in 0..TRIALS {
+        let email = format!("reset{trial}@example.com");
+        let (_, access, _) = logged_in(&mut app, &email).await;
+        app.client.request_password_reset(RequestPasswordResetRequest { email: email.clone() }).await.unwrap();
+        let token = token_in(&wait_for_email(&app, &email, "Reset your password").await);
+        thief_does_not_survive(&mut app, &email, trial, |mut client| async move {
+            let request = ResetPasswordRequest { token, new_password: NEW_PASSWORD.into() };
+            client.reset_password(request).await.unwrap();
+        })
+        .await;
+        assert!(!is_valid(&mut app, &access).await);
+    }
+}
+
+async fn a_thief_refreshing_in_a_loop_does_not_survive_a_password_change(mut app: TestApp) {
+    for trial in 0..TRIALS {
+        let email = format!("change{trial}@example.com");
+        let (_, access, refresh) = logged_in(&mut app, &email).await;
+        let owner_access = access.clone();
+        thief_does_not_survive(&mut app, &email, trial, |mut client| async move {
+            client.change_password(change(&owner_access)).await.unwrap();
+        })
+        .await;
+        // The owner's own session goes on.
+        assert!(is_valid(&mut app, &access).await, "trial {trial}: the caller's own session ended");
+        app.client.logout(LogoutRequest { refresh_token: refresh }).await.unwrap();
+    }
+}
+
+async fn a_thief_refreshing_in_a_loop_does_not_survive_a_disable(mut app: TestApp) {
+    let admin = admin(&app).await;
+    for trial in 0..TRIALS {
+        let email = format!("disable{trial}@example.com");
+        let (user_id, _, _) = logged_in(&mut app, &email).await;
+        let mut admin = admin.clone();
+        thief_does_not_survive(&mut app, &email, trial, |_| async move {
+            admin.disable_user(keyed(DisableUserRequest { user_id })).await.unwrap();
+        })
+        .await;
+    }
+}
+
+async fn concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts(mut app: TestApp) {
+    crate::helpers::verified_user(&mut app, "guessed@example.com").await;
+    let guesses = (0..20).map(|i| {
+        let mut client = app.client.clone();
+        tokio::spawn(async move {
+            let request = LoginRequest { email: "guessed@example.com".into(), password: format!("wrong guess {i}") };
+            client.login(request).await.unwrap_err().code()
+        })
+    });
+    let mut checked = 0;
+    let mut throttled = 0;
+    for guess in guesses {
+        match guess.await.unwrap() {
+            Code::Unauthenticated => checked += 1,
+            Code::ResourceExhausted => throttled += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Five free attempts (IDENTITY_LOGIN_THROTTLE_AFTER); the test clock stands
+    // still, so the lock after the fifth never lapses during the test.
+    assert_eq!(checked, 5, "passwords checked");
+    assert_eq!(throttled, 15);
+}
