@@ -70,7 +70,7 @@ impl MailerSettings {
                 max_delay: env.positive_duration("IDENTITY_MAILER_MAX_RETRY_DELAY", Duration::from_secs(300))?,
             },
             database: DatabaseSettings {
-                url: env.string("IDENTITY_DATABASE_URL", "sqlite://identity.db?mode=rwc"),
+                url: SecretString::from(env.string("IDENTITY_DATABASE_URL", "sqlite://identity.db?mode=rwc")),
                 max_connections: env.parsed("IDENTITY_DATABASE_MAX_CONNECTIONS", 10)?,
                 acquire_timeout: env.positive_duration("IDENTITY_DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(5))?,
             },
