@@ -28,7 +28,7 @@ use crate::{
         AdminGrpcService, UserGrpcService,
         call_limits::CallLimits,
         health::{self, ReadinessCheck},
-        proto::{self, admin_service_server::AdminServiceServer, user_service_server::UserServiceServer},
+        proto::{admin_service_server::AdminServiceServer, user_service_server::UserServiceServer},
         request_context::RequestContextLayer,
         tls,
     },
@@ -317,7 +317,10 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (IDENTITY_GRPC_ADDR)", settings.grpc_addr))?;
         let local_addr = listener.local_addr()?;
         let router = Server::builder()
-            .layer(RequestContextLayer { metrics: Arc::clone(&metrics) })
+            .layer(RequestContextLayer {
+                metrics: Arc::clone(&metrics),
+                methods: Arc::new(crate::grpc::served_methods().context("listing the served gRPC methods")?),
+            })
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -396,8 +399,9 @@ async fn sample_hashing_queue(hasher: std::sync::Weak<Argon2Hasher>, metrics: Ar
 }
 
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    crate::grpc::REFLECTED_DESCRIPTOR_SETS
+        .iter()
+        .fold(tonic_reflection::server::Builder::configure(), |builder, set| {
+            builder.register_encoded_file_descriptor_set(set)
+        })
 }

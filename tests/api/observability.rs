@@ -62,6 +62,39 @@ async fn metrics_count_rpcs_by_method_and_code_and_logins_by_outcome() {
     }
 }
 
+/// Calls `path` with an empty message, as a scanner would; the server has no
+/// such method, so the answer is an error (UNIMPLEMENTED).
+async fn call_made_up_path(channel: tonic::transport::Channel, path: &str) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path: http::uri::PathAndQuery = path.parse().unwrap();
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    grpc.unary(tonic::Request::new(()), path, codec).await.unwrap_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_paths_share_one_unknown_metrics_bucket_so_metrics_stay_bounded() {
+    let Some(mut app) = spawn_app(Backend::Sqlite).await else { return };
+    let channel = app.channel().await;
+    app.client.get_public_keys(identity::grpc::proto::GetPublicKeysRequest {}).await.unwrap();
+    let status = call_made_up_path(channel.clone(), "/identity.v1.UserService/NoSuchMethod").await;
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    let before = scrape(metrics_port(&app)).await;
+
+    let padding = "x".repeat(1000);
+    for i in 0..300 {
+        let path = format!("/made.up.Service{i}{padding}/Method{i}{padding}");
+        assert_eq!(call_made_up_path(channel.clone(), &path).await.code(), tonic::Code::Unimplemented);
+    }
+    let after = scrape(metrics_port(&app)).await;
+
+    assert!(!after.contains("NoSuchMethod") && !after.contains("made.up") && !after.contains(&padding));
+    assert!(after.contains(r#"identity_rpc_requests_total{method="unknown",code="UNIMPLEMENTED"} 301"#), "{after}");
+    assert!(after.contains(r#"identity_rpc_requests_total{method="GetPublicKeys",code="OK"} 1"#), "{after}");
+    // Only counts changed: a few digits, not a series per path.
+    assert!(after.len() < before.len() + 200, "grew from {} to {} bytes", before.len(), after.len());
+}
+
 fn metrics_port(app: &TestApp) -> u16 {
     app.metrics_port.expect("the test server serves metrics")
 }
