@@ -301,7 +301,11 @@ impl Application {
             enumeration_floor: ENUMERATION_FLOOR,
             metrics: Arc::clone(&metrics),
         };
-        let admin = AdminGrpcService::new(AdminUsers { users, accounts, guard, clock }, &settings.admin_api_key_hashes);
+        let admin = AdminGrpcService::new(
+            AdminUsers { users, accounts, guard, clock },
+            &settings.admin_api_key_hashes,
+            settings.trusted_client_ip_header.clone(),
+        );
 
         let reflection_v1 = reflection_builder().build_v1().context("building the reflection service")?;
         let reflection_v1alpha = reflection_builder().build_v1alpha().context("building the reflection service")?;

@@ -18,21 +18,9 @@ pub struct CallLimits {
 }
 
 impl CallLimits {
-    /// The caller's address: from the trusted proxy header when configured (its
-    /// right-most entry, the one the nearest proxy added), else the TCP peer.
+    /// The caller's address, as [`client_address`] finds it.
     pub fn client_address<T>(&self, request: &Request<T>) -> Option<IpAddr> {
-        if let Some(header) = &self.trusted_header {
-            let from_header = request
-                .metadata()
-                .get(header.as_str())
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok());
-            if from_header.is_some() {
-                return from_header;
-            }
-        }
-        request.remote_addr().map(|addr| addr.ip())
+        client_address(request, self.trusted_header.as_deref())
     }
 
     /// # Errors
@@ -46,6 +34,23 @@ impl CallLimits {
         }
         Ok(())
     }
+}
+
+/// The caller's address: from the trusted proxy header when configured (its
+/// right-most entry, the one the nearest proxy added), else the TCP peer.
+pub fn client_address<T>(request: &Request<T>, trusted_header: Option<&str>) -> Option<IpAddr> {
+    if let Some(header) = trusted_header {
+        let from_header = request
+            .metadata()
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        if from_header.is_some() {
+            return from_header;
+        }
+    }
+    request.remote_addr().map(|addr| addr.ip())
 }
 
 fn limited(retry_after: std::time::Duration) -> Status {
