@@ -113,7 +113,14 @@ impl Mailer {
         let metrics = Arc::new(Metrics::new());
         let sender = match overrides.email_sender {
             Some(sender) => sender,
-            None => build_sender(&settings.email, &metrics)?,
+            None => {
+                if settings.email.provider == crate::config::EmailProvider::Console {
+                    tracing::warn!(
+                        "IDENTITY_EMAIL_PROVIDER=console: every verification and password-reset link is written to the log; for development only"
+                    );
+                }
+                build_sender(&settings.email, &metrics)?
+            }
         };
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let handler = HandleEmailEvent {

@@ -162,7 +162,14 @@ impl Application {
             None => {
                 let sender = match overrides.email_sender {
                     Some(sender) => sender,
-                    None => build_sender(&settings.email, &metrics)?,
+                    None => {
+                        if settings.email.provider == crate::config::EmailProvider::Console {
+                            tracing::warn!(
+                                "IDENTITY_EMAIL_PROVIDER=console: every verification and password-reset link is written to the log; for development only"
+                            );
+                        }
+                        build_sender(&settings.email, &metrics)?
+                    }
                 };
                 Arc::new(InProcessEmailPublisher { deliver: DeliverEmail { sender } })
             }

@@ -381,3 +381,47 @@ async fn one_signup_is_one_trace_from_the_caller_through_rabbitmq_to_sendgrid() 
     let status = post.attributes.iter().find(|a| a.key == "http.response.status_code").expect("status attribute");
     assert!(format!("{:?}", status.value).contains("202"), "{:?}", status.value);
 }
+
+const CONSOLE_WARNING: &str = "IDENTITY_EMAIL_PROVIDER=console: every verification and password-reset link is written to the log; for development only";
+
+fn console_warnings(log: &[String]) -> usize {
+    log.iter()
+        .filter(|line| crate::process_logs::message_of(line).as_deref() == Some(CONSOLE_WARNING))
+        .inspect(|line| assert!(line.contains(r#""level":"WARN""#), "{line}"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_warns_once_at_start_up_that_the_console_provider_logs_links() {
+    use crate::process_logs::{LoggedProcess, TempDatabase, server_command};
+
+    let database = TempDatabase::new();
+    let port = crate::tcp_proxy::free_port().await;
+    let mut console = LoggedProcess::start(server_command(port, &database.0, &[]));
+    console.until_message("identity server listening").await;
+    assert_eq!(console_warnings(&console.stop().await), 1);
+
+    let port = crate::tcp_proxy::free_port().await;
+    let sendgrid = [("IDENTITY_EMAIL_PROVIDER", "sendgrid"), ("SENDGRID_API_KEY", "SG.not-used")];
+    let mut sendgrid = LoggedProcess::start(server_command(port, &database.0, &sendgrid));
+    sendgrid.until_message("identity server listening").await;
+    assert_eq!(console_warnings(&sendgrid.stop().await), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mailer_warns_once_at_start_up_that_the_console_provider_logs_links() {
+    use crate::process_logs::{LoggedProcess, TempDatabase};
+
+    let database = TempDatabase::new();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_identity-mailer"));
+    command
+        // Nothing listens there: the mailer starts anyway and keeps retrying.
+        .env("IDENTITY_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .env("IDENTITY_DATABASE_URL", format!("sqlite://{}?mode=rwc", database.0.display()))
+        .env("IDENTITY_MAILER_HEALTH_ADDR", "127.0.0.1:0")
+        .env("IDENTITY_METRICS_ADDR", "off")
+        .env("RUST_LOG", "info");
+    let mut mailer = LoggedProcess::start(command);
+    mailer.until_message("identity mailer starting").await;
+    assert_eq!(console_warnings(&mailer.stop().await), 1);
+}
