@@ -20,7 +20,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub grpc_addr: SocketAddr,
-    pub database_url: String,
+    /// May carry a password, so it is a secret (and `Debug` shows it redacted).
+    pub database_url: SecretString,
     pub database_max_connections: u32,
     pub database_acquire_timeout: Duration,
     pub auto_migrate: bool,
@@ -362,7 +363,7 @@ impl Settings {
         };
         Ok(Self {
             grpc_addr: env.parsed("IDENTITY_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
-            database_url: env.string("IDENTITY_DATABASE_URL", "sqlite://identity.db?mode=rwc"),
+            database_url: SecretString::from(env.string("IDENTITY_DATABASE_URL", "sqlite://identity.db?mode=rwc")),
             database_max_connections: env.parsed("IDENTITY_DATABASE_MAX_CONNECTIONS", 10)?,
             database_acquire_timeout: env
                 .positive_duration("IDENTITY_DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(5))?,
@@ -421,7 +422,7 @@ mod tests {
     fn defaults_need_no_environment() {
         let settings = with(&[]).unwrap();
         assert_eq!(settings.grpc_addr.to_string(), "127.0.0.1:50051");
-        assert_eq!(settings.database_url, "sqlite://identity.db?mode=rwc");
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&settings.database_url), "sqlite://identity.db?mode=rwc");
         assert_eq!(settings.access_token_ttl, Duration::from_secs(600));
         assert_eq!(settings.argon2.m_cost, 19_456);
         assert!(settings.token_secret_key.is_none());
@@ -490,6 +491,15 @@ mod tests {
         let error = with(&[("IDENTITY_ADMIN_API_KEY_HASHES", "my-plain-key")]).unwrap_err();
         assert_eq!(error.variable, "IDENTITY_ADMIN_API_KEY_HASHES");
         assert!(!error.to_string().contains("my-plain-key"));
+    }
+
+    #[test]
+    fn debug_output_of_the_settings_hides_the_database_password() {
+        let settings = with(&[("IDENTITY_DATABASE_URL", "postgres://u:hunter2@h/db")]).unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&settings.database_url), "postgres://u:hunter2@h/db");
+        let debug = format!("{settings:?}");
+        assert!(debug.contains("database_url"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl MailerSettings {
                 max_delay: env.positive_duration("IDENTITY_MAILER_MAX_RETRY_DELAY", Duration::from_secs(300))?,
             },
             database: DatabaseSettings {
-                url: env.string("IDENTITY_DATABASE_URL", "sqlite://identity.db?mode=rwc"),
+                url: SecretString::from(env.string("IDENTITY_DATABASE_URL", "sqlite://identity.db?mode=rwc")),
                 max_connections: env.parsed("IDENTITY_DATABASE_MAX_CONNECTIONS", 10)?,
                 acquire_timeout: env.positive_duration("IDENTITY_DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(5))?,
             },
@@ -113,7 +113,14 @@ impl Mailer {
         let metrics = Arc::new(Metrics::new());
         let sender = match overrides.email_sender {
             Some(sender) => sender,
-            None => build_sender(&settings.email, &metrics)?,
+            None => {
+                if settings.email.provider == crate::config::EmailProvider::Console {
+                    tracing::warn!(
+                        "IDENTITY_EMAIL_PROVIDER=console: every verification and password-reset link is written to the log; for development only"
+                    );
+                }
+                build_sender(&settings.email, &metrics)?
+            }
         };
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let handler = HandleEmailEvent {

@@ -28,7 +28,7 @@ use crate::{
         AdminGrpcService, UserGrpcService,
         call_limits::CallLimits,
         health::{self, ReadinessCheck},
-        proto::{self, admin_service_server::AdminServiceServer, user_service_server::UserServiceServer},
+        proto::{admin_service_server::AdminServiceServer, user_service_server::UserServiceServer},
         request_context::RequestContextLayer,
         tls,
     },
@@ -162,7 +162,14 @@ impl Application {
             None => {
                 let sender = match overrides.email_sender {
                     Some(sender) => sender,
-                    None => build_sender(&settings.email, &metrics)?,
+                    None => {
+                        if settings.email.provider == crate::config::EmailProvider::Console {
+                            tracing::warn!(
+                                "IDENTITY_EMAIL_PROVIDER=console: every verification and password-reset link is written to the log; for development only"
+                            );
+                        }
+                        build_sender(&settings.email, &metrics)?
+                    }
                 };
                 Arc::new(InProcessEmailPublisher { deliver: DeliverEmail { sender } })
             }
@@ -309,7 +316,11 @@ impl Application {
             enumeration_floor: ENUMERATION_FLOOR,
             metrics: Arc::clone(&metrics),
         };
-        let admin = AdminGrpcService::new(AdminUsers { users, accounts, guard, clock }, &settings.admin_api_key_hashes);
+        let admin = AdminGrpcService::new(
+            AdminUsers { users, accounts, guard, clock },
+            &settings.admin_api_key_hashes,
+            settings.trusted_client_ip_header.clone(),
+        );
 
         let reflection_v1 = reflection_builder().build_v1().context("building the reflection service")?;
         let reflection_v1alpha = reflection_builder().build_v1alpha().context("building the reflection service")?;
@@ -325,7 +336,10 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (IDENTITY_GRPC_ADDR)", settings.grpc_addr))?;
         let local_addr = listener.local_addr()?;
         let router = Server::builder()
-            .layer(RequestContextLayer { metrics: Arc::clone(&metrics) })
+            .layer(RequestContextLayer {
+                metrics: Arc::clone(&metrics),
+                methods: Arc::new(crate::grpc::served_methods().context("listing the served gRPC methods")?),
+            })
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -404,8 +418,9 @@ async fn sample_hashing_queue(hasher: std::sync::Weak<Argon2Hasher>, metrics: Ar
 }
 
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    crate::grpc::REFLECTED_DESCRIPTOR_SETS
+        .iter()
+        .fold(tonic_reflection::server::Builder::configure(), |builder, set| {
+            builder.register_encoded_file_descriptor_set(set)
+        })
 }

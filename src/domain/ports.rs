@@ -465,6 +465,8 @@ pub enum InvalidAccessToken {
     Expired,
     #[error("the token is not valid yet")]
     NotYetValid,
+    #[error("the token lives longer than the access tokens this service issues")]
+    LifetimeTooLong,
     #[error("the token was issued by someone else or for someone else")]
     WrongIssuerOrAudience,
     #[error("the token was revoked (log out everywhere, password reset, or the account is disabled or deleted)")]

@@ -1,6 +1,6 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tonic::{Request, Response, Status, metadata::MetadataMap};
+use tonic::{Request, Response, Status};
 
 use super::{
     convert,
@@ -16,11 +16,14 @@ pub struct AdminGrpcService {
     pub admin: AdminUsers,
     /// SHA-256 digests of the accepted keys.
     pub key_hashes: Vec<[u8; 32]>,
+    /// Set behind a proxy: the metadata header it writes the caller's address
+    /// to, so that refused calls are logged with the caller's address.
+    pub trusted_client_ip_header: Option<String>,
 }
 
 impl AdminGrpcService {
     /// Parses the configured lower-case hex digests.
-    pub fn new(admin: AdminUsers, hex_hashes: &[String]) -> Self {
+    pub fn new(admin: AdminUsers, hex_hashes: &[String], trusted_client_ip_header: Option<String>) -> Self {
         let key_hashes = hex_hashes
             .iter()
             .filter_map(|hex| {
@@ -31,7 +34,7 @@ impl AdminGrpcService {
                 <[u8; 32]>::try_from(bytes).ok()
             })
             .collect();
-        Self { admin, key_hashes }
+        Self { admin, key_hashes, trusted_client_ip_header }
     }
 
     /// The acting key's id for the audit log: the first 8 hex digits of its
@@ -40,21 +43,28 @@ impl AdminGrpcService {
     /// # Errors
     /// PERMISSION_DENIED when no key is configured; UNAUTHENTICATED for a
     /// missing or unknown key.
-    fn authorize(&self, metadata: &MetadataMap) -> Result<String, Status> {
+    fn authorize<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        // Who was refused, for the operator; the key itself is never logged.
+        let client = || {
+            super::call_limits::client_address(request, self.trusted_client_ip_header.as_deref())
+                .map_or_else(|| "unknown".to_owned(), |address| address.to_string())
+        };
         if self.key_hashes.is_empty() {
+            tracing::info!(client_address = %client(), "admin call refused: the admin API is disabled");
             return Err(Status::permission_denied("the admin API is disabled: no API key is configured"));
         }
-        let key = metadata
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| Status::unauthenticated("missing x-api-key metadata"))?;
+        let Some(key) = request.metadata().get("x-api-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty())
+        else {
+            tracing::warn!(client_address = %client(), "admin call refused: no x-api-key");
+            return Err(Status::unauthenticated("missing x-api-key metadata"));
+        };
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         // Compare against every key in constant time, without stopping early.
         let matched = self.key_hashes.iter().fold(subtle::Choice::from(0), |found, known| found | known.ct_eq(&digest));
         if bool::from(matched) {
             Ok(digest[..4].iter().map(|b| format!("{b:02x}")).collect())
         } else {
+            tracing::warn!(client_address = %client(), "admin call refused: unknown API key");
             Err(Status::unauthenticated("unknown API key"))
         }
     }
@@ -80,7 +90,7 @@ impl AdminService for AdminGrpcService {
         &self,
         request: Request<proto::GetUserRequest>,
     ) -> Result<Response<proto::GetUserResponse>, Status> {
-        let actor = self.authorize(request.metadata())?;
+        let actor = self.authorize(&request)?;
         let id = parse_user_id(&request.get_ref().user_id)?;
         let user = self.admin.get(&actor, id).await?;
         Ok(Response::new(proto::GetUserResponse { user: Some(convert::user(&user)) }))
@@ -90,7 +100,7 @@ impl AdminService for AdminGrpcService {
         &self,
         request: Request<proto::ListUsersRequest>,
     ) -> Result<Response<proto::ListUsersResponse>, Status> {
-        let actor = self.authorize(request.metadata())?;
+        let actor = self.authorize(&request)?;
         let body = request.into_inner();
         let input = ListUsersInput {
             page_size: body.page_size,
@@ -109,7 +119,7 @@ impl AdminService for AdminGrpcService {
         &self,
         request: Request<proto::DisableUserRequest>,
     ) -> Result<Response<proto::DisableUserResponse>, Status> {
-        let actor = self.authorize(request.metadata())?;
+        let actor = self.authorize(&request)?;
         let id = parse_user_id(&request.get_ref().user_id)?;
         let user = self.admin.disable(&actor, id).await?;
         Ok(Response::new(proto::DisableUserResponse { user: Some(convert::user(&user)) }))
@@ -119,7 +129,7 @@ impl AdminService for AdminGrpcService {
         &self,
         request: Request<proto::EnableUserRequest>,
     ) -> Result<Response<proto::EnableUserResponse>, Status> {
-        let actor = self.authorize(request.metadata())?;
+        let actor = self.authorize(&request)?;
         let id = parse_user_id(&request.get_ref().user_id)?;
         let user = self.admin.enable(&actor, id).await?;
         Ok(Response::new(proto::EnableUserResponse { user: Some(convert::user(&user)) }))
@@ -129,7 +139,7 @@ impl AdminService for AdminGrpcService {
         &self,
         request: Request<proto::DeleteUserRequest>,
     ) -> Result<Response<proto::DeleteUserResponse>, Status> {
-        let actor = self.authorize(request.metadata())?;
+        let actor = self.authorize(&request)?;
         let id = parse_user_id(&request.get_ref().user_id)?;
         self.admin.delete(&actor, id).await?;
         Ok(Response::new(proto::DeleteUserResponse {}))

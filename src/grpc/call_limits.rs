@@ -58,21 +58,9 @@ pub struct CallLimits {
 }
 
 impl CallLimits {
-    /// The caller's address: from the trusted proxy header when configured (its
-    /// right-most entry, the one the nearest proxy added), else the TCP peer.
+    /// The caller's address, as [`client_address`] finds it.
     pub fn client_address<T>(&self, request: &Request<T>) -> Option<ClientAddress> {
-        if let Some(header) = &self.trusted_header {
-            let from_header = request
-                .metadata()
-                .get(header.as_str())
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok());
-            if let Some(address) = from_header {
-                return Some(ClientAddress::new(address));
-            }
-        }
-        request.remote_addr().map(|addr| ClientAddress::new(addr.ip()))
+        client_address(request, self.trusted_header.as_deref())
     }
 
     /// Spends one call of `operation` from the caller's address (its /64 for
@@ -117,6 +105,24 @@ impl CallLimits {
         };
         self.per_email.check(&key).map_err(limited)
     }
+}
+
+/// The caller's address: from the trusted proxy header when configured (its
+/// right-most entry, the one the nearest proxy added), else the TCP peer. The
+/// header is only to be trusted behind a proxy that overwrites it.
+pub fn client_address<T>(request: &Request<T>, trusted_header: Option<&str>) -> Option<ClientAddress> {
+    if let Some(header) = trusted_header {
+        let from_header = request
+            .metadata()
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        if let Some(address) = from_header {
+            return Some(ClientAddress::new(address));
+        }
+    }
+    request.remote_addr().map(|addr| ClientAddress::new(addr.ip()))
 }
 
 fn limited(retry_after: std::time::Duration) -> Status {

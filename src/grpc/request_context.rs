@@ -2,8 +2,14 @@
 //! or a fresh one, echoed back in the response metadata), the user id where a
 //! handler learns it, the gRPC status code and the latency; and one log line when
 //! the call ends.
+//!
+//! Paths are the caller's to choose, and the router answers any of them
+//! (UNIMPLEMENTED). So the metrics' `method` label takes its values from a closed
+//! set, the methods the server serves, plus [`UNKNOWN`]; otherwise every made-up
+//! path would add series to `/metrics` for as long as the process lives.
 
 use std::{
+    collections::HashMap,
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -11,7 +17,9 @@ use std::{
     time::Instant,
 };
 
+use anyhow::Context as _;
 use http::{HeaderValue, Request, Response};
+use prost::Message as _;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{Instrument, field::Empty};
@@ -21,18 +29,64 @@ use crate::observability::{Metrics, trace_context};
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Caller-supplied ids longer than this are replaced, so logs stay bounded.
 const MAX_REQUEST_ID_LENGTH: usize = 128;
+/// The `method` label (and span name) of every path the server does not serve.
+pub const UNKNOWN: &str = "unknown";
+/// An unknown path's service and method are logged cut to this many bytes.
+const MAX_UNKNOWN_PART_LENGTH: usize = 64;
+
+/// The RPCs the server serves, by path (`/package.Service/Method`), each with
+/// its metrics label (the method name).
+#[derive(Debug, Default)]
+pub struct ServedMethods {
+    labels: HashMap<String, String>,
+}
+
+impl ServedMethods {
+    /// Reads the services out of encoded `FileDescriptorSet`s: the ones the
+    /// server registers for reflection, so the set cannot drift from what the
+    /// reflection service advertises.
+    ///
+    /// # Errors
+    /// A descriptor set that does not decode.
+    pub fn from_descriptor_sets(sets: &[&[u8]]) -> anyhow::Result<Self> {
+        let mut labels = HashMap::new();
+        for encoded in sets {
+            let set = prost_types::FileDescriptorSet::decode(*encoded).context("decoding a file descriptor set")?;
+            for file in &set.file {
+                let package = file.package();
+                for service in &file.service {
+                    let service_name = if package.is_empty() {
+                        service.name().to_owned()
+                    } else {
+                        format!("{package}.{}", service.name())
+                    };
+                    for method in &service.method {
+                        labels.insert(format!("/{service_name}/{}", method.name()), method.name().to_owned());
+                    }
+                }
+            }
+        }
+        Ok(Self { labels })
+    }
+
+    /// The metrics label of a served path; `None` for any other path.
+    pub fn label(&self, path: &str) -> Option<&str> {
+        self.labels.get(path).map(String::as_str)
+    }
+}
 
 /// Wraps every RPC: span, request id, caller's trace context, metrics.
 #[derive(Clone)]
 pub struct RequestContextLayer {
     pub metrics: Arc<Metrics>,
+    pub methods: Arc<ServedMethods>,
 }
 
 impl<S> Layer<S> for RequestContextLayer {
     type Service = RequestContext<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestContext { inner, metrics: Arc::clone(&self.metrics) }
+        RequestContext { inner, metrics: Arc::clone(&self.metrics), methods: Arc::clone(&self.methods) }
     }
 }
 
@@ -40,6 +94,16 @@ impl<S> Layer<S> for RequestContextLayer {
 pub struct RequestContext<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    methods: Arc<ServedMethods>,
+}
+
+/// At most `max` bytes of `raw`, cut at a character boundary.
+fn truncated(raw: &str, max: usize) -> &str {
+    let mut end = raw.len().min(max);
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    &raw[..end]
 }
 
 fn request_id<B>(request: &Request<B>) -> String {
@@ -76,15 +140,21 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
-        let path = request.uri().path().to_owned();
-        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("", path.as_str()));
+        let path = request.uri().path();
+        let label = self.methods.label(path);
+        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("", path));
         let request_id = request_id(&request);
         // Probes and reflection are frequent and uninteresting: debug level.
-        let is_infrastructure = service.starts_with("grpc.");
-        let method = method.to_owned();
+        let is_infrastructure = label.is_some() && service.starts_with("grpc.");
+        // Unknown paths are logged cut short: their length is the caller's choice.
+        let (name, service, method) = match label {
+            Some(_) => (path.trim_start_matches('/'), service, method),
+            None => (UNKNOWN, truncated(service, MAX_UNKNOWN_PART_LENGTH), truncated(method, MAX_UNKNOWN_PART_LENGTH)),
+        };
+        let label = label.unwrap_or(UNKNOWN).to_owned();
         let span = tracing::info_span!(
             "rpc",
-            otel.name = %path.trim_start_matches('/'),
+            otel.name = %name,
             otel.kind = "server",
             rpc.system = "grpc",
             rpc.service = %service,
@@ -111,7 +181,7 @@ where
                 if let Ok(response) = &mut result {
                     let code = grpc_code(response);
                     span.record("rpc.grpc.status_code", code);
-                    metrics.record_rpc(&method, code, elapsed);
+                    metrics.record_rpc(&label, code, elapsed);
                     if let Ok(value) = HeaderValue::from_str(&request_id) {
                         response.headers_mut().insert(REQUEST_ID_HEADER, value);
                     }
@@ -127,5 +197,34 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_methods_come_from_the_descriptor_sets_and_nothing_else_is_served() {
+        let methods = ServedMethods::from_descriptor_sets(&[
+            crate::grpc::proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ])
+        .unwrap();
+        assert_eq!(methods.label("/identity.v1.UserService/SignUp"), Some("SignUp"));
+        assert_eq!(methods.label("/identity.v1.AdminService/GetUser"), Some("GetUser"));
+        assert_eq!(methods.label("/grpc.health.v1.Health/Check"), Some("Check"));
+        assert_eq!(methods.label("/identity.v1.UserService/NoSuchMethod"), None);
+        assert_eq!(methods.label("/made.up.Service/SignUp"), None);
+        assert_eq!(methods.label("SignUp"), None);
+        // Field 1 (a file), five bytes long, of which one is there.
+        assert!(ServedMethods::from_descriptor_sets(&[&[0x0a, 0x05, 0x01]]).is_err());
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncated("short", 64), "short");
+        assert_eq!(truncated("abcdef", 3), "abc");
+        assert_eq!(truncated("aé", 2), "a");
     }
 }

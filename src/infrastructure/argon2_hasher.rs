@@ -65,9 +65,11 @@ impl Argon2Settings {
     }
 }
 
-/// Stored hashes with a cost above this multiple of ours are refused instead of
+/// Stored hashes costing more than this multiple of ours are refused instead of
 /// computed: a tampered row must not be able to make one login take a minute.
-const COST_CEILING_FACTOR: u32 = 8;
+/// The total work (`m × t × p`) and the memory (`m`, allocated per worker) are
+/// each bounded, so neither a long nor a wide hash gets past.
+const COST_CEILING_FACTOR: u64 = 2;
 
 /// Salt length recommended by the PHC string format and argon2's authors.
 const SALT_LEN: usize = 16;
@@ -153,21 +155,30 @@ impl Argon2Hasher {
         self.pool.stats()
     }
 
-    fn check_ceiling(&self, stored: &Params) -> Result<(), HashingError> {
-        let too_costly = stored.m_cost() > self.params.m_cost().saturating_mul(COST_CEILING_FACTOR)
-            || stored.t_cost() > self.params.t_cost().saturating_mul(COST_CEILING_FACTOR)
-            || stored.p_cost() > self.params.p_cost().saturating_mul(COST_CEILING_FACTOR);
-        if too_costly {
-            return Err(HashingError::Unexpected(anyhow::anyhow!(
-                "stored hash parameters exceed the configured ceiling"
-            )));
+    /// Whether a stored hash's parameters stay within the ceiling.
+    fn is_within_ceiling(&self, stored: &Params) -> bool {
+        let work = |p: &Params| u64::from(p.m_cost()) * u64::from(p.t_cost()) * u64::from(p.p_cost());
+        let within = work(stored) <= work(&self.params).saturating_mul(COST_CEILING_FACTOR)
+            && u64::from(stored.m_cost()) <= u64::from(self.params.m_cost()).saturating_mul(COST_CEILING_FACTOR);
+        if !within {
+            // The parameters only: the hash itself stays out of the log.
+            tracing::warn!(
+                m_cost = stored.m_cost(),
+                t_cost = stored.t_cost(),
+                p_cost = stored.p_cost(),
+                "stored password hash costs more than the ceiling allows: refused as a failed verification"
+            );
         }
-        Ok(())
+        within
     }
 
     /// The computation that checks `password` against a stored PHC string, and
-    /// the output it must produce.
-    fn verification(&self, password: &PlaintextPassword, stored: &str) -> Result<(Computation, Output), HashingError> {
+    /// the output it must produce; `None` for a hash over the cost ceiling.
+    fn verification(
+        &self,
+        password: &PlaintextPassword,
+        stored: &str,
+    ) -> Result<Option<(Computation, Output)>, HashingError> {
         let phc = Phc::new(stored).map_err(|e| anyhow::anyhow!("stored password hash is not a PHC string: {e}"))?;
         let algorithm = Algorithm::try_from(phc.algorithm.as_str())
             .map_err(|e| anyhow::anyhow!("stored password hash is not argon2: {e}"))?;
@@ -180,12 +191,14 @@ impl Argon2Hasher {
             .map_err(|e| anyhow::anyhow!("stored password hash has an unknown argon2 version: {e}"))?
             .unwrap_or_default();
         let params = Params::try_from(&phc).map_err(|e| anyhow::anyhow!("stored hash has invalid parameters: {e}"))?;
-        self.check_ceiling(&params)?;
+        if !self.is_within_ceiling(&params) {
+            return Ok(None);
+        }
         let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
             return Err(anyhow::anyhow!("stored password hash has no salt or no output").into());
         };
         let password = SecretString::from(password.expose().to_owned());
-        Ok((Computation { algorithm, version, params, password, salt: salt.to_vec() }, expected))
+        Ok(Some((Computation { algorithm, version, params, password, salt: salt.to_vec() }, expected)))
     }
 }
 
@@ -225,9 +238,16 @@ impl PasswordHasher for Argon2Hasher {
     async fn verify(&self, password: &PlaintextPassword, hash: Option<&PasswordHash>) -> Result<bool, HashingError> {
         // The dummy takes the very same path as a stored hash: parse, ceiling,
         // queue, compute, compare.
-        let is_dummy = hash.is_none();
         let stored = hash.map_or(self.dummy_hash.as_str(), PasswordHash::as_str);
-        let (computation, expected) = self.verification(password, stored)?;
+        let (computation, expected, is_dummy) = match self.verification(password, stored)? {
+            Some((computation, expected)) => (computation, expected, hash.is_none()),
+            // Over the ceiling: a failed verification, answered after the
+            // dummy's work so that it takes as long as any other.
+            None => match self.verification(password, &self.dummy_hash)? {
+                Some((computation, expected)) => (computation, expected, true),
+                None => return Ok(false),
+            },
+        };
         let output = self.pool.run(move |memory| computation.run(memory)).await?;
         let matches: bool = output.as_slice().ct_eq(expected.as_bytes()).into();
         Ok(matches && !is_dummy)
@@ -697,24 +717,40 @@ mod tests {
         assert_eq!(dummy.algorithm, ARGON2ID_IDENT);
     }
 
-    #[tokio::test]
-    async fn stored_hashes_far_above_our_cost_are_refused() {
-        let hasher = Argon2Hasher::new(fast()).unwrap();
-        let costly = Argon2Hasher::new(Argon2Settings { m_cost: 64 * 16, ..fast() }).unwrap();
-        let hash = costly.hash(&new_password("violet-tundra-kettle-9")).await.unwrap();
-        assert!(matches!(
-            hasher.verify(&plaintext("violet-tundra-kettle-9"), Some(&hash)).await,
-            Err(HashingError::Unexpected(_))
-        ));
+    /// A hash of the right password under other parameters: what a tampered row holds.
+    async fn stored_with(m_cost: u32, t_cost: u32, p_cost: u32) -> PasswordHash {
+        let settings = Argon2Settings { m_cost, t_cost, p_cost, ..fast() };
+        Argon2Hasher::new(settings).unwrap().hash(&new_password("violet-tundra-kettle-9")).await.unwrap()
     }
 
     #[tokio::test]
-    async fn stored_hashes_heavier_than_ours_but_under_the_ceiling_still_verify() {
-        let hasher = Argon2Hasher::new(fast()).unwrap();
-        let heavier = Argon2Hasher::new(Argon2Settings { m_cost: 64 * 4, t_cost: 2, ..fast() }).unwrap();
-        let hash = heavier.hash(&new_password("violet-tundra-kettle-9")).await.unwrap();
-        assert!(hasher.verify(&plaintext("violet-tundra-kettle-9"), Some(&hash)).await.unwrap());
-        assert!(!hasher.verify(&plaintext("violet-tundra-kettle-8"), Some(&hash)).await.unwrap());
+    async fn stored_hashes_costing_more_than_twice_ours_fail_to_verify_even_with_the_right_password() {
+        let hasher = Argon2Hasher::new(Argon2Settings { m_cost: 64, t_cost: 2, p_cost: 1, ..fast() }).unwrap();
+        // Each parameter alone within 8x (the old ceiling), the total far above 2x;
+        // then the total within 2x but twice the memory of 2x.
+        for (m, t, p) in [(64 * 4, 2, 1), (64, 8, 1), (64 * 2, 2, 2), (64 * 8, 1, 1), (64 * 4, 1, 1)] {
+            let hash = stored_with(m, t, p).await;
+            assert!(
+                !hasher.verify(&plaintext("violet-tundra-kettle-9"), Some(&hash)).await.unwrap(),
+                "m={m} t={t} p={p}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn stored_hashes_up_to_twice_our_cost_still_verify() {
+        let hasher = Argon2Hasher::new(Argon2Settings { m_cost: 64, t_cost: 2, p_cost: 1, ..fast() }).unwrap();
+        for (m, t, p) in [(64 * 2, 2, 1), (64, 4, 1), (64, 2, 2), (64 * 2, 1, 2), (32, 8, 1)] {
+            let hash = stored_with(m, t, p).await;
+            assert!(
+                hasher.verify(&plaintext("violet-tundra-kettle-9"), Some(&hash)).await.unwrap(),
+                "m={m} t={t} p={p}"
+            );
+            assert!(
+                !hasher.verify(&plaintext("violet-tundra-kettle-8"), Some(&hash)).await.unwrap(),
+                "m={m} t={t} p={p}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -163,6 +163,12 @@ impl AccessTokenIssuer for PasetoTokens {
         let expires_at = claim_time(&claims, "exp")?;
         let not_before = claim_time(&claims, "nbf")?;
         let issued_at = claim_time(&claims, "iat")?;
+        // We never issue tokens living longer than our configured lifetime: one
+        // that does was minted elsewhere with our key (or under an older, longer
+        // setting) and must not buy its holder more time than we grant.
+        if expires_at - issued_at > self.ttl + self.leeway {
+            return Err(InvalidAccessToken::LifetimeTooLong);
+        }
         if now > expires_at + self.leeway {
             return Err(InvalidAccessToken::Expired);
         }
@@ -238,6 +244,22 @@ mod tests {
         assert_eq!(tokens.verify(token, NOW + Duration::from_secs(600 + 31)), Err(InvalidAccessToken::Expired));
         assert!(tokens.verify(token, NOW - Duration::from_secs(30)).is_ok());
         assert_eq!(tokens.verify(token, NOW - Duration::from_secs(31)), Err(InvalidAccessToken::NotYetValid));
+    }
+
+    #[test]
+    fn tokens_living_longer_than_our_lifetime_are_refused_even_with_our_key() {
+        let (secret, _) = PasetoTokens::generate_secret_key().unwrap();
+        let with_ttl = |ttl: Duration| {
+            let secret = Some(SecretString::from(secret.expose_secret().to_owned()));
+            PasetoTokens::new(PasetoSettings { secret_key: secret, access_token_ttl: ttl, ..settings() }).unwrap().0
+        };
+        let verifier = with_ttl(Duration::from_secs(600));
+        let within_leeway = with_ttl(Duration::from_secs(600 + 30)).issue(UserId::new_v7(), Uuid::now_v7(), NOW);
+        assert!(verifier.verify(within_leeway.unwrap().token.expose_secret(), NOW).is_ok());
+        let long = with_ttl(Duration::from_secs(30 * 86_400)).issue(UserId::new_v7(), Uuid::now_v7(), NOW).unwrap();
+        assert_eq!(verifier.verify(long.token.expose_secret(), NOW), Err(InvalidAccessToken::LifetimeTooLong));
+        let just_over = with_ttl(Duration::from_secs(600 + 31)).issue(UserId::new_v7(), Uuid::now_v7(), NOW).unwrap();
+        assert_eq!(verifier.verify(just_over.token.expose_secret(), NOW), Err(InvalidAccessToken::LifetimeTooLong));
     }
 
     #[test]

@@ -184,3 +184,36 @@ async fn bad_ids_and_unknown_users_get_precise_errors(app: TestApp) {
         assert_eq!(status.code(), Code::NotFound);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_admin_keys_are_logged_with_the_callers_address_and_never_the_key() {
+    use crate::process_logs::{LoggedProcess, TempDatabase, message_of, server_command};
+
+    let database = TempDatabase::new();
+    let port = crate::tcp_proxy::free_port().await;
+    let hash: String = Sha256::digest(ADMIN_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let mut server =
+        LoggedProcess::start(server_command(port, &database.0, &[("IDENTITY_ADMIN_API_KEY_HASHES", &hash)]));
+    server.until_message("identity server listening").await;
+
+    let mut client = AdminServiceClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
+    let wrong_key = "wrong-admin-key-guessed-7f3a";
+    let mut request = Request::new(GetUserRequest { user_id: uuid::Uuid::nil().to_string() });
+    request.metadata_mut().insert("x-api-key", wrong_key.parse().unwrap());
+    assert_eq!(client.get_user(request).await.unwrap_err().code(), Code::Unauthenticated);
+    let request = Request::new(GetUserRequest { user_id: uuid::Uuid::nil().to_string() });
+    assert_eq!(client.get_user(request).await.unwrap_err().code(), Code::Unauthenticated);
+    let log = server.stop().await;
+
+    assert!(log.iter().all(|line| !line.contains(wrong_key) && !line.contains(ADMIN_KEY)), "a key leaked into the log");
+    for message in ["admin call refused: unknown API key", "admin call refused: no x-api-key"] {
+        let line = log
+            .iter()
+            .find(|line| message_of(line).as_deref() == Some(message))
+            .unwrap_or_else(|| panic!("no {message:?} line in\n{}", log.join("\n")));
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(value["client_address"], "127.0.0.1", "{line}");
+        assert_eq!(value["level"], "WARN", "{line}");
+        assert!(value.get("request_id").is_some(), "{line}");
+    }
+}

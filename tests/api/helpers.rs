@@ -211,7 +211,7 @@ async fn create_database(backend: Backend) -> Option<TestDatabase> {
 pub fn test_settings(database_url: &str) -> Settings {
     let mut settings = Settings::from_lookup(|_| None).unwrap();
     settings.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    settings.database_url = database_url.to_owned();
+    settings.database_url = database_url.into();
     settings.argon2 = Argon2Settings { m_cost: 256, t_cost: 1, p_cost: 1, ..settings.argon2 };
     // Tests hammer one address on purpose; the rate-limit tests turn these back on.
     settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());

@@ -3,6 +3,7 @@
 
 mod helpers;
 mod pipeline_helpers;
+mod process_logs;
 mod tcp_proxy;
 mod tls;
 

@@ -62,6 +62,39 @@ async fn metrics_count_rpcs_by_method_and_code_and_logins_by_outcome() {
     }
 }
 
+/// Calls `path` with an empty message, as a scanner would; the server has no
+/// such method, so the answer is an error (UNIMPLEMENTED).
+async fn call_made_up_path(channel: tonic::transport::Channel, path: &str) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path: http::uri::PathAndQuery = path.parse().unwrap();
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    grpc.unary(tonic::Request::new(()), path, codec).await.unwrap_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_paths_share_one_unknown_metrics_bucket_so_metrics_stay_bounded() {
+    let Some(mut app) = spawn_app(Backend::Sqlite).await else { return };
+    let channel = app.channel().await;
+    app.client.get_public_keys(identity::grpc::proto::GetPublicKeysRequest {}).await.unwrap();
+    let status = call_made_up_path(channel.clone(), "/identity.v1.UserService/NoSuchMethod").await;
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    let before = scrape(metrics_port(&app)).await;
+
+    let padding = "x".repeat(1000);
+    for i in 0..300 {
+        let path = format!("/made.up.Service{i}{padding}/Method{i}{padding}");
+        assert_eq!(call_made_up_path(channel.clone(), &path).await.code(), tonic::Code::Unimplemented);
+    }
+    let after = scrape(metrics_port(&app)).await;
+
+    assert!(!after.contains("NoSuchMethod") && !after.contains("made.up") && !after.contains(&padding));
+    assert!(after.contains(r#"identity_rpc_requests_total{method="unknown",code="UNIMPLEMENTED"} 301"#), "{after}");
+    assert!(after.contains(r#"identity_rpc_requests_total{method="GetPublicKeys",code="OK"} 1"#), "{after}");
+    // Only counts changed: a few digits, not a series per path.
+    assert!(after.len() < before.len() + 200, "grew from {} to {} bytes", before.len(), after.len());
+}
+
 fn metrics_port(app: &TestApp) -> u16 {
     app.metrics_port.expect("the test server serves metrics")
 }
@@ -347,4 +380,48 @@ async fn one_signup_is_one_trace_from_the_caller_through_rabbitmq_to_sendgrid() 
     assert!(ancestor.is_some(), "the provider call descends from the mailer's process span");
     let status = post.attributes.iter().find(|a| a.key == "http.response.status_code").expect("status attribute");
     assert!(format!("{:?}", status.value).contains("202"), "{:?}", status.value);
+}
+
+const CONSOLE_WARNING: &str = "IDENTITY_EMAIL_PROVIDER=console: every verification and password-reset link is written to the log; for development only";
+
+fn console_warnings(log: &[String]) -> usize {
+    log.iter()
+        .filter(|line| crate::process_logs::message_of(line).as_deref() == Some(CONSOLE_WARNING))
+        .inspect(|line| assert!(line.contains(r#""level":"WARN""#), "{line}"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_warns_once_at_start_up_that_the_console_provider_logs_links() {
+    use crate::process_logs::{LoggedProcess, TempDatabase, server_command};
+
+    let database = TempDatabase::new();
+    let port = crate::tcp_proxy::free_port().await;
+    let mut console = LoggedProcess::start(server_command(port, &database.0, &[]));
+    console.until_message("identity server listening").await;
+    assert_eq!(console_warnings(&console.stop().await), 1);
+
+    let port = crate::tcp_proxy::free_port().await;
+    let sendgrid = [("IDENTITY_EMAIL_PROVIDER", "sendgrid"), ("SENDGRID_API_KEY", "SG.not-used")];
+    let mut sendgrid = LoggedProcess::start(server_command(port, &database.0, &sendgrid));
+    sendgrid.until_message("identity server listening").await;
+    assert_eq!(console_warnings(&sendgrid.stop().await), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mailer_warns_once_at_start_up_that_the_console_provider_logs_links() {
+    use crate::process_logs::{LoggedProcess, TempDatabase};
+
+    let database = TempDatabase::new();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_identity-mailer"));
+    command
+        // Nothing listens there: the mailer starts anyway and keeps retrying.
+        .env("IDENTITY_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .env("IDENTITY_DATABASE_URL", format!("sqlite://{}?mode=rwc", database.0.display()))
+        .env("IDENTITY_MAILER_HEALTH_ADDR", "127.0.0.1:0")
+        .env("IDENTITY_METRICS_ADDR", "off")
+        .env("RUST_LOG", "info");
+    let mut mailer = LoggedProcess::start(command);
+    mailer.until_message("identity mailer starting").await;
+    assert_eq!(console_warnings(&mailer.stop().await), 1);
 }

@@ -133,7 +133,7 @@ pub fn mailer_settings(app: &TestApp, names: &Names, sendgrid: &MockServer) -> M
             max_delay: Duration::from_secs(5),
         },
         database: DatabaseSettings {
-            url: app.database.url(),
+            url: app.database.url().into(),
             max_connections: 4,
             acquire_timeout: Duration::from_secs(5),
         },

@@ -2,11 +2,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use secrecy::{ExposeSecret, SecretString};
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
-    pub url: String,
+    /// May carry a password, so it is a secret (and `Debug` shows it redacted).
+    pub url: SecretString,
     pub max_connections: u32,
     /// How long a request waits for a connection before it answers UNAVAILABLE.
     pub acquire_timeout: Duration,
@@ -21,9 +23,10 @@ pub struct DatabaseSettings {
 /// # Errors
 /// The URL is invalid or the database cannot be reached.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
-    let mut options = ConnectOptions::new(settings.url.clone());
+    let url = settings.url.expose_secret();
+    let mut options = ConnectOptions::new(url);
     options.acquire_timeout(settings.acquire_timeout).connect_timeout(settings.acquire_timeout).sqlx_logging(false);
-    if settings.url.starts_with("sqlite:") {
+    if url.starts_with("sqlite:") {
         options.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|opts| {
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .busy_timeout(Duration::from_secs(5))
