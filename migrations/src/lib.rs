@@ -9,6 +9,7 @@ mod m20261127_000003_create_sessions;
 mod m20261127_000004_create_outbox;
 mod m20261127_000005_create_mailer_deliveries;
 mod m20261127_000006_account_security;
+mod m20261202_000010_outbox_owner_and_pruning_indexes;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_create_outbox::Migration),
             Box::new(m20261127_000005_create_mailer_deliveries::Migration),
             Box::new(m20261127_000006_account_security::Migration),
+            Box::new(m20261202_000010_outbox_owner_and_pruning_indexes::Migration),
         ]
     }
 }

@@ -8,6 +8,8 @@ mod entities;
 mod errors;
 mod login_throttles;
 mod outbox_store;
+mod pruner;
+mod registration_notices;
 mod session_repository;
 mod user_repository;
 
@@ -16,5 +18,6 @@ pub use delivery_log::SeaOrmDeliveryLog;
 pub use errors::classify;
 pub use login_throttles::SeaOrmLoginThrottles;
 pub use outbox_store::{ClaimedBatch, OutboxRow, SeaOrmOutboxStore};
+pub use pruner::SeaOrmPruner;
 pub use session_repository::SeaOrmSessionRepository;
 pub use user_repository::SeaOrmUserRepository;

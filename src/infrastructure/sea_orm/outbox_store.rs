@@ -27,6 +27,7 @@ pub(super) async fn insert_event(txn: &DatabaseTransaction, event: &DomainEvent)
         published_at: Set(None),
         attempts: Set(0),
         last_error: Set(None),
+        user_id: Set(Some(event.user_id().as_uuid())),
     };
     outbox::Entity::insert(row).exec_without_returning(txn).await.map_err(classify)?;
     Ok(())
@@ -140,20 +141,23 @@ impl ClaimedBatch {
     }
 
     /// `note` records why a row was settled without being delivered (a
-    /// permanent failure), for operators reading the table.
+    /// permanent failure), for operators reading the table. The same statement
+    /// replaces the payload with its redacted form (`payload`, the row as
+    /// claimed): once settled, the single-use link has no business at rest.
     ///
     /// # Errors
     /// Storage failures.
     pub async fn mark_published(
         &self,
-        id: Uuid,
+        row: &OutboxRow,
         at: OffsetDateTime,
         note: Option<&str>,
     ) -> Result<(), RepositoryError> {
         let update = outbox::Entity::update_many()
             .col_expr(outbox::Column::PublishedAt, Expr::value(at))
             .col_expr(outbox::Column::LastError, Expr::value(note.map(str::to_owned)))
-            .filter(outbox::Column::Id.eq(id));
+            .col_expr(outbox::Column::Payload, Expr::value(payload::redact(&row.payload)))
+            .filter(outbox::Column::Id.eq(row.id));
         self.exec(update).await
     }
 
