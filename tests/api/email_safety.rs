@@ -23,6 +23,7 @@ use crate::{
 
 on_both_databases!(
     published_outbox_rows_keep_no_verification_or_reset_link,
+    rows_published_before_redaction_lose_their_links_at_the_next_start,
     the_verification_email_greets_by_the_address_not_by_the_name_the_caller_chose,
 );
 
@@ -224,4 +225,44 @@ async fn capped_registration_notices(backend: Backend) {
     app.clock.advance(Duration::from_secs(3600));
     attempt(&mut app).await;
     assert_eq!(notices(&app).await, 6, "the cap counts the last hour only");
+}
+
+async fn rows_published_before_redaction_lose_their_links_at_the_next_start(app: TestApp) {
+    // A row as an earlier version left it: published, link and all.
+    let url = app.database.url();
+    let db = Database::connect(url.as_str()).await.unwrap();
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DatabaseBackend::Postgres => {
+            "INSERT INTO outbox (id, event_type, payload, created_at, published_at, attempts) VALUES ($1, $2, $3, $4, $5, 0)"
+        }
+        _ => {
+            "INSERT INTO outbox (id, event_type, payload, created_at, published_at, attempts) VALUES (?, ?, ?, ?, ?, 0)"
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let old = r#"{"schema_version":1,"email":"ada@example.com","verification_link":"https://app.example/verify?token=old-live-token"}"#;
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [uuid::Uuid::now_v7().into(), "user.verification_email_requested".into(), old.into(), now.into(), now.into()],
+    ))
+    .await
+    .unwrap();
+
+    // The next server to start on this database redacts it.
+    let restarted = identity::startup::Application::build(
+        crate::helpers::test_settings(&url),
+        identity::startup::Overrides::default(),
+    )
+    .await
+    .unwrap();
+    let stop = restarted.shutdown_token();
+    tokio::spawn(restarted.run_until_stopped());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while settled_outbox_payloads(&url).await.iter().any(|payload| payload.contains("old-live-token")) {
+        assert!(tokio::time::Instant::now() < deadline, "the old row kept its link");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
 }

@@ -195,5 +195,11 @@ impl OutboxRelay {
             Ok(count) => tracing::info!(count, "pruned published outbox rows"),
             Err(error) => tracing::warn!(error = format!("{error:#}"), "could not prune the outbox"),
         }
+        // Rows published by a version that kept their links: a batch each time.
+        match self.store.redact_published(self.settings.batch_size).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "removed links from outbox rows published before redaction"),
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "could not redact old outbox rows"),
+        }
     }
 }

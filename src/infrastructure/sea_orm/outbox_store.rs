@@ -1,6 +1,6 @@
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
     sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
@@ -116,6 +116,38 @@ impl SeaOrmOutboxStore {
             .await
             .map_err(classify)?;
         Ok(deleted.rows_affected)
+    }
+
+    /// Redacts up to `limit` published rows that still hold a link: rows
+    /// published before redaction at publishing existed. Returns how many.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn redact_published(&self, limit: u64) -> Result<u64, RepositoryError> {
+        let rows: Vec<(Uuid, String)> = outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::Id)
+            .column(outbox::Column::Payload)
+            .filter(outbox::Column::PublishedAt.is_not_null())
+            .filter(
+                Condition::any()
+                    .add(outbox::Column::Payload.contains("\"verification_link\""))
+                    .add(outbox::Column::Payload.contains("\"reset_link\"")),
+            )
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(classify)?;
+        for (id, stored) in &rows {
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::Payload, Expr::value(payload::redact(stored)))
+                .filter(outbox::Column::Id.eq(*id))
+                .exec(&self.db)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
     }
 
     /// Rows not yet published, and the oldest one's creation time.
