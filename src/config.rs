@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use secrecy::SecretString;
 
 use crate::{
-    application::VerificationLinkTemplate,
+    application::{ExpectedEmails, VerificationLinkTemplate},
     domain::{Email, password::MAX_PASSWORD_LENGTH},
     infrastructure::{Argon2Settings, outbox::RelaySettings},
 };
@@ -44,6 +44,11 @@ pub struct Settings {
     /// Set: the outbox relay publishes to RabbitMQ. Unset: it delivers emails in process.
     pub amqp: Option<AmqpSettings>,
     pub relay: RelaySettings,
+    /// How often stale sessions, throttles, tokens and abandoned sign-ups are pruned.
+    pub prune_interval: Duration,
+    /// How long after their last verification link expired a sign-up that was
+    /// never verified is deleted.
+    pub pending_signup_retention: Duration,
     pub password_reset_url: VerificationLinkTemplate,
     pub password_reset_token_ttl: Duration,
     pub login_throttle_after: u32,
@@ -112,6 +117,25 @@ pub fn metrics_addr<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<Op
             .map(Some)
             .map_err(|_| error("IDENTITY_METRICS_ADDR", format!("{v:?} is neither host:port nor off"))),
     }
+}
+
+/// `IDENTITY_VERIFICATION_URL` and `IDENTITY_PASSWORD_RESET_URL`. The server
+/// makes its links from them; the mailer reads the same variables here and sends
+/// no other links.
+///
+/// # Errors
+/// A template without the `{token}` placeholder.
+pub fn expected_emails<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<ExpectedEmails, ConfigError> {
+    Ok(ExpectedEmails {
+        verification_links: VerificationLinkTemplate::parse(
+            &env.string("IDENTITY_VERIFICATION_URL", "http://localhost:3000/verify-email?token={token}"),
+        )
+        .map_err(|e| error("IDENTITY_VERIFICATION_URL", e))?,
+        reset_links: VerificationLinkTemplate::parse(
+            &env.string("IDENTITY_PASSWORD_RESET_URL", "http://localhost:3000/reset-password?token={token}"),
+        )
+        .map_err(|e| error("IDENTITY_PASSWORD_RESET_URL", e))?,
+    })
 }
 
 /// Which provider sends emails, and how to reach it.
@@ -318,10 +342,7 @@ impl Settings {
         if !(8..=MAX_PASSWORD_LENGTH).contains(&password_min_length) {
             return Err(error("IDENTITY_PASSWORD_MIN_LENGTH", format!("must be between 8 and {MAX_PASSWORD_LENGTH}")));
         }
-        let verification_url = VerificationLinkTemplate::parse(
-            &env.string("IDENTITY_VERIFICATION_URL", "http://localhost:3000/verify-email?token={token}"),
-        )
-        .map_err(|e| error("IDENTITY_VERIFICATION_URL", e))?;
+        let links = expected_emails(&env)?;
         let recommended = Argon2Settings::recommended();
         let argon2 = Argon2Settings {
             m_cost: env.parsed("IDENTITY_ARGON2_M_COST", recommended.m_cost)?,
@@ -380,17 +401,17 @@ impl Settings {
                 .positive_duration("IDENTITY_VERIFICATION_TOKEN_TTL", Duration::from_secs(86_400))?,
             password_min_length,
             resend_cooldown: env.duration("IDENTITY_RESEND_COOLDOWN", Duration::from_secs(60))?,
-            verification_url,
+            verification_url: links.verification_links,
             argon2,
             max_message_size,
             log_format,
             email: EmailSettings::from_source(&env)?,
             amqp: AmqpSettings::from_source(&env)?,
             relay,
-            password_reset_url: VerificationLinkTemplate::parse(
-                &env.string("IDENTITY_PASSWORD_RESET_URL", "http://localhost:3000/reset-password?token={token}"),
-            )
-            .map_err(|e| error("IDENTITY_PASSWORD_RESET_URL", e))?,
+            prune_interval: env.positive_duration("IDENTITY_PRUNE_INTERVAL", Duration::from_secs(600))?,
+            pending_signup_retention: env
+                .positive_duration("IDENTITY_PENDING_SIGNUP_RETENTION", Duration::from_secs(7 * 86_400))?,
+            password_reset_url: links.reset_links,
             password_reset_token_ttl: env
                 .positive_duration("IDENTITY_PASSWORD_RESET_TOKEN_TTL", Duration::from_secs(3600))?,
             login_throttle_after: env.parsed("IDENTITY_LOGIN_THROTTLE_AFTER", 5)?,
@@ -500,6 +521,31 @@ mod tests {
         let debug = format!("{settings:?}");
         assert!(debug.contains("database_url"), "{debug}");
         assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn pruning_runs_every_ten_minutes_and_keeps_abandoned_sign_ups_a_week() {
+        let settings = with(&[]).unwrap();
+        assert_eq!(settings.prune_interval, Duration::from_secs(600));
+        assert_eq!(settings.pending_signup_retention, Duration::from_secs(7 * 86_400));
+        let settings =
+            with(&[("IDENTITY_PRUNE_INTERVAL", "1h"), ("IDENTITY_PENDING_SIGNUP_RETENTION", "30d")]).unwrap();
+        assert_eq!(settings.prune_interval, Duration::from_secs(3600));
+        assert_eq!(settings.pending_signup_retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(with(&[("IDENTITY_PRUNE_INTERVAL", "0")]).unwrap_err().variable, "IDENTITY_PRUNE_INTERVAL");
+    }
+
+    #[test]
+    fn the_mailer_expects_the_links_the_server_makes() {
+        let pairs = [("IDENTITY_VERIFICATION_URL", "https://app.example/v?t={token}")];
+        let server = with(&pairs).unwrap();
+        let expected =
+            expected_emails(&Source(|name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())))
+                .unwrap();
+        let token = crate::domain::OpaqueToken::generate();
+        use secrecy::ExposeSecret;
+        assert!(expected.verification_links.matches(server.verification_url.link_for(&token).expose_secret()));
+        assert!(expected.reset_links.matches(server.password_reset_url.link_for(&token).expose_secret()));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    application::{DeliverEmail, HandleEmailEvent, RetryPolicy},
+    application::{DeliverEmail, ExpectedEmails, HandleEmailEvent, RetryPolicy},
     config::{ConfigError, EmailSettings, LogFormat, Source, error},
     domain::ports::{Clock, EmailSender},
     grpc::mailer_health,
@@ -31,6 +31,8 @@ pub struct MailerSettings {
     pub database: DatabaseSettings,
     pub auto_migrate: bool,
     pub email: EmailSettings,
+    /// The only links the mailer sends: those the server makes.
+    pub expected: ExpectedEmails,
     pub health_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -76,6 +78,7 @@ impl MailerSettings {
             },
             auto_migrate: env.boolean("IDENTITY_AUTO_MIGRATE", true)?,
             email: EmailSettings::from_source(&env)?,
+            expected: crate::config::expected_emails(&env)?,
             health_addr: env.parsed("IDENTITY_MAILER_HEALTH_ADDR", SocketAddr::from(([127, 0, 0, 1], 50052)))?,
             metrics_addr: crate::config::metrics_addr(&env)?,
             log_format,
@@ -126,6 +129,7 @@ impl Mailer {
         let handler = HandleEmailEvent {
             log: Arc::new(SeaOrmDeliveryLog::new(db)),
             deliver: DeliverEmail { sender },
+            expected: settings.expected,
             clock,
             retry: settings.retry,
         };

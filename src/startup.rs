@@ -13,8 +13,8 @@ use tonic::transport::{Server, server::TcpIncoming};
 use crate::{
     application::{
         AccessGuard, AdminUsers, ChangePassword, DeliverEmail, GetCurrentUser, Login, Logout, LogoutAll, PasswordRules,
-        RateLimiter, RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, SessionIssuer,
-        SignUp, ValidateToken, VerifyEmail,
+        PruneStaleRecords, RateLimiter, RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword,
+        SessionIssuer, SignUp, ValidateToken, VerifyEmail,
     },
     config::Settings,
     domain::{
@@ -38,8 +38,8 @@ use crate::{
         outbox::{InProcessEmailPublisher, OutboxPublisher, OutboxRelay},
         rabbitmq::RabbitMqPublisher,
         sea_orm::{
-            DatabaseSettings, SeaOrmLoginThrottles, SeaOrmOutboxStore, SeaOrmSessionRepository, SeaOrmUserRepository,
-            connect,
+            DatabaseSettings, SeaOrmLoginThrottles, SeaOrmOutboxStore, SeaOrmPruner, SeaOrmSessionRepository,
+            SeaOrmUserRepository, connect,
         },
     },
     observability::{Metrics, metrics_server},
@@ -47,6 +47,10 @@ use crate::{
 
 /// Most verification emails per address per hour.
 const RESEND_MAX_PER_HOUR: u32 = 5;
+/// Rows of one kind one prune statement deletes, and statements per run: at
+/// most 10 000 rows of each kind every `IDENTITY_PRUNE_INTERVAL`.
+const PRUNE_BATCH_SIZE: u64 = 500;
+const PRUNE_MAX_BATCHES: u32 = 20;
 /// How often readiness is re-checked against the database.
 const READINESS_INTERVAL: Duration = Duration::from_secs(2);
 /// Clock skew tolerated between services when checking token times.
@@ -181,11 +185,19 @@ impl Application {
             metrics: Arc::clone(&metrics),
             store: SeaOrmOutboxStore::new(db.clone()),
             publisher,
-            wake: outbox_written,
+            wake: Arc::clone(&outbox_written),
             clock: Arc::clone(&clock),
             settings: settings.relay,
         };
         background.push(tokio::spawn(relay.run(stop.clone())));
+        let pruning = PruneStaleRecords {
+            pruner: Arc::new(SeaOrmPruner::new(db.clone(), Arc::clone(&outbox_written))),
+            clock: Arc::clone(&clock),
+            pending_signup_retention: settings.pending_signup_retention,
+            batch_size: PRUNE_BATCH_SIZE,
+            max_batches: PRUNE_MAX_BATCHES,
+        };
+        background.push(tokio::spawn(prune_periodically(pruning, settings.prune_interval, stop.clone())));
         background.push(tokio::spawn(sample_hashing_queue(
             Arc::downgrade(&argon2),
             Arc::clone(&metrics),
@@ -242,7 +254,8 @@ impl Application {
             password_rules: password_rules.clone(),
             sign_up: SignUp {
                 users: Arc::clone(&users),
-                accounts: Arc::clone(&accounts),
+                notices: Arc::new(user_repository.clone()),
+                notice_policy: resend_policy,
                 hasher: Arc::clone(&hasher),
                 clock: Arc::clone(&clock),
                 links: settings.verification_url.clone(),
@@ -401,6 +414,23 @@ impl Application {
         }
         tracing::info!("identity server stopped");
         result
+    }
+}
+
+/// Runs the pruning every `interval`, the first time one interval after start.
+/// Every replica prunes: the deletes are idempotent and batch-limited.
+async fn prune_periodically(task: PruneStaleRecords, interval: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(interval) => {}
+        }
+        if let Err(error) = task.execute().await {
+            tracing::warn!(
+                error = format!("{:#}", anyhow::Error::new(error)),
+                "pruning failed; will retry at the next interval"
+            );
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod m20261127_000004_create_outbox;
 mod m20261127_000005_create_mailer_deliveries;
 mod m20261127_000006_account_security;
 mod m20261202_000007_concurrent_account_state;
+mod m20261202_000010_outbox_owner_and_pruning_indexes;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000005_create_mailer_deliveries::Migration),
             Box::new(m20261127_000006_account_security::Migration),
             Box::new(m20261202_000007_concurrent_account_state::Migration),
+            Box::new(m20261202_000010_outbox_owner_and_pruning_indexes::Migration),
         ]
     }
 }

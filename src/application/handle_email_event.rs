@@ -2,7 +2,7 @@ use std::{sync::Arc, time::Duration};
 
 use rand::Rng;
 
-use super::DeliverEmail;
+use super::{DeliverEmail, ExpectedEmails};
 use crate::domain::{
     DomainEvent,
     ports::{Clock, DeliveryLog, SendEmailError},
@@ -50,6 +50,8 @@ impl RetryPolicy {
 pub struct HandleEmailEvent {
     pub log: Arc<dyn DeliveryLog>,
     pub deliver: DeliverEmail,
+    /// Checked before anything else: a message that fails is never sent.
+    pub expected: ExpectedEmails,
     pub clock: Arc<dyn Clock>,
     pub retry: RetryPolicy,
 }
@@ -57,6 +59,10 @@ pub struct HandleEmailEvent {
 impl HandleEmailEvent {
     /// `attempt` counts from 1.
     pub async fn execute(&self, event: &DomainEvent, attempt: u32) -> Disposition {
+        if let Err(reason) = self.expected.check(event) {
+            tracing::error!(event_id = %event.id(), reason = reason.as_str(), "refusing to send an unexpected email; dead-lettering");
+            return Disposition::DeadLetter { reason: format!("refused: {reason}") };
+        }
         match self.log.has_delivered(event.id()).await {
             Ok(true) => {
                 tracing::info!(event_id = %event.id(), "email already delivered; skipping the duplicate message");
@@ -126,9 +132,12 @@ mod tests {
     use time::{OffsetDateTime, macros::datetime};
     use uuid::Uuid;
 
-    use crate::domain::{
-        Email, UserId, VerificationEmailRequested,
-        ports::{EmailSender, OutgoingEmail, RepositoryError},
+    use crate::{
+        application::VerificationLinkTemplate,
+        domain::{
+            AccountNotice, Email, OpaqueToken, PasswordResetRequested, UserId, VerificationEmailRequested,
+            ports::{EmailSender, OutgoingEmail, RepositoryError},
+        },
     };
 
     const POLICY: RetryPolicy =
@@ -168,16 +177,39 @@ mod tests {
         }
     }
 
-    fn event() -> DomainEvent {
+    const VERIFY: &str = "https://app.example/verify?token={token}";
+    const RESET: &str = "https://app.example/reset?token={token}";
+
+    fn link(template: &str) -> SecretString {
+        VerificationLinkTemplate::parse(template).unwrap().link_for(&OpaqueToken::generate())
+    }
+
+    fn verification(to: Email, display_name: &str, link: SecretString) -> DomainEvent {
         DomainEvent::VerificationEmailRequested(VerificationEmailRequested {
+            event_id: Uuid::now_v7(),
+            user_id: UserId::new_v7(),
+            email: to,
+            display_name: display_name.into(),
+            verification_link: link,
+            expires_at: datetime!(2026-01-02 0:00 UTC),
+            occurred_at: datetime!(2026-01-01 0:00 UTC),
+        })
+    }
+
+    fn reset(link: SecretString) -> DomainEvent {
+        DomainEvent::PasswordResetRequested(PasswordResetRequested {
             event_id: Uuid::now_v7(),
             user_id: UserId::new_v7(),
             email: Email::parse("ada@example.com").unwrap(),
             display_name: "Ada".into(),
-            verification_link: SecretString::from("https://x.example/v?token=t"),
+            reset_link: link,
             expires_at: datetime!(2026-01-02 0:00 UTC),
             occurred_at: datetime!(2026-01-01 0:00 UTC),
         })
+    }
+
+    fn event() -> DomainEvent {
+        verification(Email::parse("ada@example.com").unwrap(), "Ada", link(VERIFY))
     }
 
     fn handler(script: Vec<Result<(), SendEmailError>>) -> (HandleEmailEvent, Arc<ScriptedSender>) {
@@ -185,6 +217,10 @@ mod tests {
         let handler = HandleEmailEvent {
             log: Arc::new(MemoryLog::default()),
             deliver: DeliverEmail { sender: Arc::clone(&sender) as Arc<dyn EmailSender> },
+            expected: ExpectedEmails {
+                verification_links: VerificationLinkTemplate::parse(VERIFY).unwrap(),
+                reset_links: VerificationLinkTemplate::parse(RESET).unwrap(),
+            },
             clock: Arc::new(FixedClock),
             retry: POLICY,
         };
@@ -227,6 +263,65 @@ mod tests {
         let (handler, sender) = handler(vec![Err(SendEmailError::Permanent { reason: "400 bad request".into() })]);
         assert!(matches!(handler.execute(&event(), 1).await, Disposition::DeadLetter { .. }));
         assert_eq!(*sender.1.lock().unwrap(), 1);
+    }
+
+    fn is_refused(disposition: &Disposition, because: &str) -> bool {
+        matches!(disposition, Disposition::DeadLetter { reason } if reason.starts_with("refused:") && reason.contains(because))
+    }
+
+    #[tokio::test]
+    async fn links_not_made_from_the_configured_templates_are_refused_unsent() {
+        let (handler, sender) = handler(vec![]);
+        let ada = || Email::parse("ada@example.com").unwrap();
+        let token = OpaqueToken::generate();
+        let t = token.expose();
+        let forged = [
+            verification(ada(), "Ada", SecretString::from(format!("https://evil.example/verify?token={t}"))),
+            verification(ada(), "Ada", SecretString::from(format!("http://app.example/verify?token={t}"))),
+            verification(
+                ada(),
+                "Ada",
+                SecretString::from(format!("https://app.example/verify?token={t}#@evil.example")),
+            ),
+            // A reset link in a verification email, and the other way round.
+            verification(ada(), "Ada", link(RESET)),
+            reset(link(VERIFY)),
+            reset(SecretString::from("https://app.example/reset?token=not-a-token")),
+        ];
+        for event in &forged {
+            let disposition = handler.execute(event, 1).await;
+            assert!(is_refused(&disposition, "link was not made from"), "{disposition:?}");
+            if let Disposition::DeadLetter { reason } = &disposition {
+                assert!(!reason.contains(t), "the reason must not carry the token");
+            }
+        }
+        assert_eq!(*sender.1.lock().unwrap(), 0, "nothing was sent");
+        assert_eq!(handler.execute(&reset(link(RESET)), 1).await, Disposition::Delivered { was_duplicate: false });
+    }
+
+    #[tokio::test]
+    async fn recipients_and_greetings_the_service_would_not_accept_are_refused_unsent() {
+        let (handler, sender) = handler(vec![]);
+        // Recipients are canonical by construction here; the integration test
+        // forges a non-canonical one on the wire.
+        let ada = Email::parse("ada@example.com").unwrap();
+        let long_pitch = "Buy now! ".repeat(20);
+        let notice = |display_name: &str| {
+            DomainEvent::RegistrationAttempted(AccountNotice {
+                event_id: Uuid::now_v7(),
+                user_id: UserId::new_v7(),
+                email: ada.clone(),
+                display_name: display_name.to_owned(),
+                occurred_at: datetime!(2026-01-01 0:00 UTC),
+            })
+        };
+        for event in [notice(&long_pitch), notice("Ada\u{0007}"), verification(ada.clone(), " padded ", link(VERIFY))] {
+            let disposition = handler.execute(&event, 1).await;
+            assert!(is_refused(&disposition, "greeting"), "{disposition:?}");
+        }
+        assert_eq!(*sender.1.lock().unwrap(), 0, "nothing was sent");
+        // The address's local part is how unverified users are greeted.
+        assert_eq!(handler.execute(&notice("ada"), 1).await, Disposition::Delivered { was_duplicate: false });
     }
 
     #[test]

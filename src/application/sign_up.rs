@@ -6,9 +6,10 @@ use uuid::Uuid;
 
 use super::{ApplicationError, FieldViolation, PasswordRules, passwords::password_context};
 use crate::domain::{
-    AccountNotice, DomainEvent, Email, NewPassword, OpaqueToken, PersonName, PersonNames, User, UserId,
+    AccountNotice, DomainEvent, Email, NewPassword, OpaqueToken, PersonName, PersonNames, ResendPolicy, User, UserId,
     VerificationEmailRequested,
-    ports::{AccountRepository, Clock, InsertUserError, NewSingleUseToken, PasswordHasher, UserRepository},
+    ports::{Clock, InsertUserError, NewSingleUseToken, PasswordHasher, RegistrationNotices, UserRepository},
+    resend_policy::RESEND_WINDOW,
 };
 
 /// A sign-up request as it arrived, before parsing.
@@ -87,6 +88,21 @@ impl VerificationLinkTemplate {
         // Tokens are base64url: safe in a URL as they are.
         SecretString::from(self.0.replace(Self::PLACEHOLDER, token.expose()))
     }
+
+    /// Whether `link` is exactly what [`Self::link_for`] makes of some token:
+    /// same scheme, host, path and query, a well-formed token in place of the
+    /// placeholder. The mailer sends no link that fails this.
+    pub fn matches(&self, link: &str) -> bool {
+        let Some(start) = self.0.find(Self::PLACEHOLDER) else { return false };
+        let candidate = link.get(start..start + crate::domain::opaque_token::ENCODED_LENGTH);
+        match candidate.map(OpaqueToken::parse) {
+            Some(Ok(token)) => {
+                use secrecy::ExposeSecret;
+                self.link_for(&token).expose_secret() == link
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Creates a fresh verification token and the event that emails it.
@@ -114,7 +130,10 @@ pub(crate) fn new_verification(
 /// Registers a user pending verification and records the verification email.
 pub struct SignUp {
     pub users: Arc<dyn UserRepository>,
-    pub accounts: Arc<dyn AccountRepository>,
+    pub notices: Arc<dyn RegistrationNotices>,
+    /// Caps the owner notices of enumeration-safe mode like verification
+    /// resends: each taken-address sign-up would otherwise mail the owner.
+    pub notice_policy: ResendPolicy,
     pub hasher: Arc<dyn PasswordHasher>,
     pub clock: Arc<dyn Clock>,
     pub links: VerificationLinkTemplate,
@@ -152,22 +171,31 @@ impl SignUp {
 
     /// The address belongs to `owner`. Normally that is ALREADY_EXISTS; in
     /// enumeration-safe mode the caller gets what a fresh sign-up gets (a pending
-    /// user, after the same hashing work) and the owner gets an email instead.
+    /// user, after the same hashing work) and the owner gets an email instead,
+    /// within the notice cap. The answer is the same whether or not it was sent.
     async fn taken(&self, owner: User, command: SignUpCommand) -> Result<User, ApplicationError> {
         if !self.is_enumeration_safe {
             return Err(ApplicationError::EmailTaken);
         }
         let _same_cost = self.hasher.hash(&command.password).await?;
         let now = self.clock.now();
-        let event = DomainEvent::RegistrationAttempted(AccountNotice {
-            event_id: Uuid::now_v7(),
-            user_id: owner.id(),
-            email: owner.email().clone(),
-            display_name: owner.greeting_name(),
-            occurred_at: now,
-        });
-        self.accounts.record_event(&event).await?;
-        tracing::info!(user_id = %owner.id(), "sign-up with a registered address; owner notified");
+        let history = self.notices.history(owner.id(), now - RESEND_WINDOW).await?;
+        if !self.notice_policy.allows(history, now) {
+            tracing::info!(user_id = %owner.id(), "sign-up with a registered address; owner not notified: rate limited");
+        } else {
+            let event = DomainEvent::RegistrationAttempted(AccountNotice {
+                event_id: Uuid::now_v7(),
+                user_id: owner.id(),
+                email: owner.email().clone(),
+                display_name: owner.greeting_name(),
+                occurred_at: now,
+            });
+            if self.notices.record(owner.id(), history.last_sent_at, &event).await? {
+                tracing::info!(user_id = %owner.id(), "sign-up with a registered address; owner notified");
+            } else {
+                tracing::info!(user_id = %owner.id(), "sign-up with a registered address; a concurrent notice won");
+            }
+        }
         Ok(User::sign_up(UserId::new_v7(), command.email, command.names, now))
     }
 }
@@ -205,6 +233,27 @@ mod tests {
     async fn valid_input_parses() {
         let command = SignUpCommand::parse(input(" Ada@Example.com", "plum-orbit-canyon-47"), &rules()).await.unwrap();
         assert_eq!(command.email.as_str(), "ada@example.com");
+    }
+
+    #[test]
+    fn only_links_made_from_the_template_match_it() {
+        let template = VerificationLinkTemplate::parse("https://app.example/verify?token={token}").unwrap();
+        let token = OpaqueToken::generate();
+        let t = token.expose();
+        use secrecy::ExposeSecret;
+        assert!(template.matches(template.link_for(&token).expose_secret()));
+        for foreign in [
+            format!("https://evil.example/verify?token={t}"),
+            format!("http://app.example/verify?token={t}"),
+            format!("https://app.example.evil.example/verify?token={t}"),
+            format!("https://app.example/verify?token={t}&next=https://evil.example"),
+            format!("https://app.example/other?token={t}"),
+            "https://app.example/verify?token=short".to_owned(),
+            format!("https://app.example/verify?token={}", &t[..42]),
+            String::new(),
+        ] {
+            assert!(!template.matches(&foreign), "{foreign}");
+        }
     }
 
     #[test]

@@ -49,6 +49,16 @@ impl DomainEvent {
         }
     }
 
+    /// The user the event is about.
+    pub fn user_id(&self) -> UserId {
+        match self {
+            Self::VerificationEmailRequested(event) => event.user_id,
+            Self::PasswordResetRequested(event) => event.user_id,
+            Self::PasswordChanged(event) | Self::RegistrationAttempted(event) => event.user_id,
+            Self::UserDeleted(event) => event.user_id,
+        }
+    }
+
     /// Whether the event asks for an email (the others are for other services).
     pub fn is_email(&self) -> bool {
         !matches!(self, Self::UserDeleted(_))

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 /// 256 random bits: beyond guessing, and beyond the ≥128 the verification link needs.
 const TOKEN_BYTES: usize = 32;
 /// Unpadded base64url of 32 bytes.
-const ENCODED_LENGTH: usize = 43;
+pub const ENCODED_LENGTH: usize = 43;
 
 /// A freshly generated or caller-presented opaque token.
 pub struct OpaqueToken(SecretString);

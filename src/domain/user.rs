@@ -236,12 +236,15 @@ impl User {
         self.status == UserStatus::PendingVerification
     }
 
-    /// The name to greet the user with in emails.
+    /// The name to greet the user with in emails. Until the address is verified,
+    /// the names are whatever the caller typed at sign-up, and the caller may not
+    /// own the address: greeting with them would let anyone send their own text
+    /// through our sender to any address. So an unverified user is greeted by
+    /// the local part of the address the email goes to.
     pub fn greeting_name(&self) -> String {
-        self.display_name
-            .as_ref()
-            .or(self.first_name.as_ref())
-            .map_or_else(|| self.email.local_part().to_owned(), |name| name.as_str().to_owned())
+        let chosen =
+            if self.verified_at.is_some() { self.display_name.as_ref().or(self.first_name.as_ref()) } else { None };
+        chosen.map_or_else(|| self.email.local_part().to_owned(), |name| name.as_str().to_owned())
     }
 
     pub fn id(&self) -> UserId {
@@ -323,11 +326,30 @@ mod tests {
     #[test]
     fn greeting_falls_back_from_display_name_to_first_name_to_email() {
         let mut user = pending_user();
+        user.verify_email(datetime!(2026-01-02 0:00 UTC)).unwrap();
         assert_eq!(user.greeting_name(), "ada");
         user.first_name = PersonName::parse_optional("Ada").unwrap();
         assert_eq!(user.greeting_name(), "Ada");
         user.display_name = PersonName::parse_optional("Countess").unwrap();
         assert_eq!(user.greeting_name(), "Countess");
+    }
+
+    #[test]
+    fn an_unverified_user_is_greeted_by_the_address_not_by_the_names_given_at_sign_up() {
+        let names = PersonNames {
+            display_name: PersonName::parse_optional("Win a prize at evil.example").unwrap(),
+            first_name: PersonName::parse_optional("Claim it now").unwrap(),
+            last_name: None,
+        };
+        let email = Email::parse("victim@example.com").unwrap();
+        let mut user = User::sign_up(UserId::new_v7(), email, names, datetime!(2026-01-01 0:00 UTC));
+        assert_eq!(user.greeting_name(), "victim");
+        // Disabled before verifying: still nobody proved the names are the owner's.
+        user.disable(datetime!(2026-01-02 0:00 UTC)).unwrap();
+        assert_eq!(user.greeting_name(), "victim");
+        user.enable(datetime!(2026-01-03 0:00 UTC)).unwrap();
+        user.verify_email(datetime!(2026-01-04 0:00 UTC)).unwrap();
+        assert_eq!(user.greeting_name(), "Win a prize at evil.example");
     }
 
     #[test]

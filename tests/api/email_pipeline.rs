@@ -72,7 +72,7 @@ async fn signup_to_sendgrid_to_verify_to_login(backend: Backend) {
     for part in 0..2 {
         let value = body["content"][part]["value"].as_str().unwrap();
         assert!(value.contains("https://app.example/verify?token="), "{value}");
-        assert!(value.contains("Ada"));
+        assert!(value.contains("Hello ada,"), "unverified, so greeted by the address: {value}");
     }
 
     let token = token_in_request(sent);
@@ -265,6 +265,7 @@ async fn crashing_handler(settings: &identity::mailer::MailerSettings) -> identi
             )
             .unwrap(),
         },
+        expected: settings.expected.clone(),
         clock: Arc::new(identity::infrastructure::SystemClock),
         retry: settings.retry,
     }

@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 pub const STRONG_PASSWORD: &str = "plum-orbit-canyon-47!";
+/// The test servers' IDENTITY_VERIFICATION_URL; a mailer started as a process
+/// must be given it too, or it refuses their links.
+pub const VERIFICATION_URL: &str = "https://app.example/verify?token={token}";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -217,8 +220,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
     settings.rate_limit_per_address = 0;
     settings.rate_limit_per_email = 0;
-    settings.verification_url =
-        identity::application::VerificationLinkTemplate::parse("https://app.example/verify?token={token}").unwrap();
+    settings.verification_url = identity::application::VerificationLinkTemplate::parse(VERIFICATION_URL).unwrap();
     settings
 }
 

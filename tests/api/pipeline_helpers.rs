@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use identity::{
-    application::RetryPolicy,
+    application::{ExpectedEmails, RetryPolicy},
     config::LogFormat,
     config::{AmqpSettings, EmailProvider, EmailSettings},
     domain::{Email, ports::Clock},
@@ -146,6 +146,11 @@ pub fn mailer_settings(app: &TestApp, names: &Names, sendgrid: &MockServer) -> M
             sendgrid_base_url: sendgrid.uri(),
             smtp_url: None,
             timeout: Duration::from_secs(5),
+        },
+        expected: {
+            // The links the test server makes, as the mailer would read them.
+            let server = crate::helpers::test_settings(&app.database.url());
+            ExpectedEmails { verification_links: server.verification_url, reset_links: server.password_reset_url }
         },
         health_addr: "127.0.0.1:0".parse().unwrap(),
         metrics_addr: None,

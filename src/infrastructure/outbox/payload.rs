@@ -175,10 +175,69 @@ pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
     }
 }
 
+/// The payload fields that carry a single-use link (and so its token).
+const LINK_FIELDS: &[&str] = &["verification_link", "reset_link"];
+
+/// The payload as it may stay at rest once published: without the single-use
+/// link, which a database read (a backup, a replica) would otherwise turn into an
+/// account takeover. A payload that is not a JSON object (it was settled as
+/// undecodable) may hold anything, so nothing of it is kept.
+pub fn redact(payload: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            let mut removed = false;
+            for field in LINK_FIELDS {
+                removed |= fields.remove(*field).is_some();
+            }
+            if !removed {
+                return payload.to_owned();
+            }
+            fields.insert("redacted".to_owned(), serde_json::Value::from(LINK_FIELDS.join(",")));
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => r#"{"redacted":"the payload was not a JSON object"}"#.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn redacting_drops_every_link_and_keeps_the_rest() {
+        let link = "https://x.example/v?token=secret-token-value";
+        let events = [
+            DomainEvent::VerificationEmailRequested(VerificationEmailRequested {
+                event_id: Uuid::now_v7(),
+                user_id: UserId::new_v7(),
+                email: Email::parse("ada@example.com").unwrap(),
+                display_name: "Ada".into(),
+                verification_link: SecretString::from(link),
+                expires_at: datetime!(2026-01-02 0:00 UTC),
+                occurred_at: datetime!(2026-01-01 0:00 UTC),
+            }),
+            DomainEvent::PasswordResetRequested(PasswordResetRequested {
+                event_id: Uuid::now_v7(),
+                user_id: UserId::new_v7(),
+                email: Email::parse("ada@example.com").unwrap(),
+                display_name: "Ada".into(),
+                reset_link: SecretString::from(link),
+                expires_at: datetime!(2026-01-02 0:00 UTC),
+                occurred_at: datetime!(2026-01-01 0:00 UTC),
+            }),
+        ];
+        for event in events {
+            let stored = encode(&event).unwrap();
+            assert!(stored.contains("secret-token-value"));
+            let redacted = redact(&stored);
+            assert!(!redacted.contains("secret-token-value"), "{redacted}");
+            assert!(redacted.contains(&event.id().to_string()), "{redacted}");
+        }
+        assert!(!redact("not json token=secret-token-value").contains("secret-token-value"));
+        let notice = r#"{"schema_version":1,"email":"ada@example.com"}"#;
+        assert_eq!(redact(notice), notice, "payloads without a link stay as they are");
+    }
 
     #[test]
     fn events_round_trip() {

@@ -12,7 +12,7 @@ use crate::observability::{
 };
 
 use crate::{
-    domain::ports::Clock,
+    domain::{ports::Clock, resend_policy::RESEND_WINDOW},
     infrastructure::sea_orm::{OutboxRow, SeaOrmOutboxStore},
 };
 
@@ -152,14 +152,12 @@ impl OutboxRelay {
             trace_context::record_ids(&span);
             match self.publisher.publish(row).instrument(span).await {
                 Ok(()) => {
-                    batch.mark_published(row.id, self.clock.now(), None).await?;
+                    batch.mark_published(row, self.clock.now(), None).await?;
                     settled += 1;
                 }
                 Err(PublishError::Permanent(error)) => {
                     tracing::error!(event_id = %row.id, error = format!("{error:#}"), "outbox event cannot be published; giving up on it");
-                    batch
-                        .mark_published(row.id, self.clock.now(), Some(&format!("permanent failure: {error:#}")))
-                        .await?;
+                    batch.mark_published(row, self.clock.now(), Some(&format!("permanent failure: {error:#}"))).await?;
                     settled += 1;
                 }
                 Err(PublishError::Transient(error)) => {
@@ -188,11 +186,20 @@ impl OutboxRelay {
     }
 
     async fn prune(&self) {
-        let before = self.clock.now() - self.settings.retention;
+        // The registration-notice cap counts the owner's recent outbox rows: keep
+        // at least the window it counts over, whatever the retention says.
+        let retention = self.settings.retention.max(RESEND_WINDOW.unsigned_abs());
+        let before = self.clock.now() - retention;
         match self.store.prune_published(before).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "pruned published outbox rows"),
             Err(error) => tracing::warn!(error = format!("{error:#}"), "could not prune the outbox"),
+        }
+        // Rows published by a version that kept their links: a batch each time.
+        match self.store.redact_published(self.settings.batch_size).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "removed links from outbox rows published before redaction"),
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "could not redact old outbox rows"),
         }
     }
 }

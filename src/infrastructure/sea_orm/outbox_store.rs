@@ -1,6 +1,6 @@
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
     sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
@@ -27,6 +27,7 @@ pub(super) async fn insert_event(txn: &DatabaseTransaction, event: &DomainEvent)
         published_at: Set(None),
         attempts: Set(0),
         last_error: Set(None),
+        user_id: Set(Some(event.user_id().as_uuid())),
     };
     outbox::Entity::insert(row).exec_without_returning(txn).await.map_err(classify)?;
     Ok(())
@@ -117,6 +118,38 @@ impl SeaOrmOutboxStore {
         Ok(deleted.rows_affected)
     }
 
+    /// Redacts up to `limit` published rows that still hold a link: rows
+    /// published before redaction at publishing existed. Returns how many.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn redact_published(&self, limit: u64) -> Result<u64, RepositoryError> {
+        let rows: Vec<(Uuid, String)> = outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::Id)
+            .column(outbox::Column::Payload)
+            .filter(outbox::Column::PublishedAt.is_not_null())
+            .filter(
+                Condition::any()
+                    .add(outbox::Column::Payload.contains("\"verification_link\""))
+                    .add(outbox::Column::Payload.contains("\"reset_link\"")),
+            )
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(classify)?;
+        for (id, stored) in &rows {
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::Payload, Expr::value(payload::redact(stored)))
+                .filter(outbox::Column::Id.eq(*id))
+                .exec(&self.db)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
+    }
+
     /// Rows not yet published, and the oldest one's creation time.
     ///
     /// # Errors
@@ -140,20 +173,23 @@ impl ClaimedBatch {
     }
 
     /// `note` records why a row was settled without being delivered (a
-    /// permanent failure), for operators reading the table.
+    /// permanent failure), for operators reading the table. The same statement
+    /// replaces the payload with its redacted form (`payload`, the row as
+    /// claimed): once settled, the single-use link has no business at rest.
     ///
     /// # Errors
     /// Storage failures.
     pub async fn mark_published(
         &self,
-        id: Uuid,
+        row: &OutboxRow,
         at: OffsetDateTime,
         note: Option<&str>,
     ) -> Result<(), RepositoryError> {
         let update = outbox::Entity::update_many()
             .col_expr(outbox::Column::PublishedAt, Expr::value(at))
             .col_expr(outbox::Column::LastError, Expr::value(note.map(str::to_owned)))
-            .filter(outbox::Column::Id.eq(id));
+            .col_expr(outbox::Column::Payload, Expr::value(payload::redact(&row.payload)))
+            .filter(outbox::Column::Id.eq(row.id));
         self.exec(update).await
     }
 

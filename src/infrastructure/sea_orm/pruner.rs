@@ -1,0 +1,219 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    sea_query::{LockBehavior, LockType, Query},
+};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{
+    classify,
+    entities::{login_throttles, password_reset_tokens, sessions, users, verification_tokens},
+    is_postgres, outbox_store,
+};
+use crate::domain::{
+    DomainEvent, UserDeleted, UserId, UserStatus,
+    ports::{PruneCutoffs, PruneReport, Pruner, RepositoryError},
+};
+
+/// Deletes stale rows in batches: each delete names at most `batch` primary keys
+/// it selected first (and re-checks the condition), so one run holds no lock
+/// for long and its work is bounded, on SQLite and PostgreSQL alike.
+#[derive(Clone)]
+pub struct SeaOrmPruner {
+    db: DatabaseConnection,
+    /// Woken after pending users were deleted: their `UserDeleted` events wait.
+    outbox_written: Arc<Notify>,
+}
+
+impl SeaOrmPruner {
+    pub fn new(db: DatabaseConnection, outbox_written: Arc<Notify>) -> Self {
+        Self { db, outbox_written }
+    }
+
+    async fn sessions(&self, c: &PruneCutoffs, batch: u64) -> Result<u64, RepositoryError> {
+        let stale = Condition::any()
+            .add(sessions::Column::ExpiresAt.lt(c.sessions))
+            .add(sessions::Column::RevokedAt.lt(c.sessions))
+            .add(sessions::Column::RotatedAt.lt(c.sessions));
+        let ids: Vec<Uuid> = sessions::Entity::find()
+            .select_only()
+            .column(sessions::Column::Id)
+            .filter(stale.clone())
+            .limit(batch)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(classify)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = sessions::Entity::delete_many()
+            .filter(sessions::Column::Id.is_in(ids))
+            .filter(stale)
+            .exec(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(deleted.rows_affected)
+    }
+
+    async fn login_throttles(&self, c: &PruneCutoffs, batch: u64) -> Result<u64, RepositoryError> {
+        // A row that still locks its address must stay, however old its last
+        // failure; so must one that marks an address the owner logs in from.
+        let stale = Condition::all()
+            .add(login_throttles::Column::LastFailureAt.lt(c.login_throttles))
+            .add(
+                Condition::any()
+                    .add(login_throttles::Column::LockedUntil.is_null())
+                    .add(login_throttles::Column::LockedUntil.lte(c.now)),
+            )
+            .add(
+                Condition::any()
+                    .add(login_throttles::Column::LastSuccessAt.is_null())
+                    .add(login_throttles::Column::LastSuccessAt.lt(c.known_addresses)),
+            );
+        let keys: Vec<String> = login_throttles::Entity::find()
+            .select_only()
+            .column(login_throttles::Column::EmailHash)
+            .filter(stale.clone())
+            .limit(batch)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(classify)?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let deleted = login_throttles::Entity::delete_many()
+            .filter(login_throttles::Column::EmailHash.is_in(keys))
+            .filter(stale)
+            .exec(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(deleted.rows_affected)
+    }
+
+    async fn verification_tokens(&self, c: &PruneCutoffs, batch: u64) -> Result<u64, RepositoryError> {
+        // A pending user's unspent token is their last one: it stays, expired or
+        // not, because it tells how long ago the sign-up was abandoned (the user
+        // and it go together, below).
+        let pending = Query::select()
+            .column(users::Column::Id)
+            .from(users::Entity)
+            .and_where(users::Column::Status.eq(UserStatus::PendingVerification.as_str()))
+            .to_owned();
+        let stale = Condition::any().add(verification_tokens::Column::SpentAt.lt(c.single_use_tokens)).add(
+            Condition::all()
+                .add(verification_tokens::Column::ExpiresAt.lt(c.single_use_tokens))
+                .add(verification_tokens::Column::UserId.not_in_subquery(pending)),
+        );
+        let ids: Vec<Uuid> = verification_tokens::Entity::find()
+            .select_only()
+            .column(verification_tokens::Column::Id)
+            .filter(stale.clone())
+            .limit(batch)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(classify)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = verification_tokens::Entity::delete_many()
+            .filter(verification_tokens::Column::Id.is_in(ids))
+            .filter(stale)
+            .exec(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(deleted.rows_affected)
+    }
+
+    async fn password_reset_tokens(&self, c: &PruneCutoffs, batch: u64) -> Result<u64, RepositoryError> {
+        let stale = Condition::any()
+            .add(password_reset_tokens::Column::SpentAt.lt(c.single_use_tokens))
+            .add(password_reset_tokens::Column::ExpiresAt.lt(c.single_use_tokens));
+        let ids: Vec<Uuid> = password_reset_tokens::Entity::find()
+            .select_only()
+            .column(password_reset_tokens::Column::Id)
+            .filter(stale.clone())
+            .limit(batch)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(classify)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = password_reset_tokens::Entity::delete_many()
+            .filter(password_reset_tokens::Column::Id.is_in(ids))
+            .filter(stale)
+            .exec(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(deleted.rows_affected)
+    }
+
+    /// Users still pending verification, signed up before the cut-off, with no
+    /// verification token that expires after it. Deleted with a `UserDeleted`
+    /// event each, like an operator's deletion; their tokens cascade.
+    async fn pending_users(&self, c: &PruneCutoffs, batch: u64) -> Result<u64, RepositoryError> {
+        let live_tokens = Query::select()
+            .column(verification_tokens::Column::UserId)
+            .from(verification_tokens::Entity)
+            .and_where(verification_tokens::Column::ExpiresAt.gte(c.pending_users))
+            .to_owned();
+        let abandoned = Condition::all()
+            .add(users::Column::Status.eq(UserStatus::PendingVerification.as_str()))
+            .add(users::Column::CreatedAt.lt(c.pending_users))
+            .add(users::Column::Id.not_in_subquery(live_tokens));
+        let txn = self.db.begin().await.map_err(classify)?;
+        let mut candidates =
+            users::Entity::find().select_only().column(users::Column::Id).filter(abandoned.clone()).limit(batch);
+        if is_postgres(&txn) {
+            // A resend or verification holds the user's row lock: skip that user
+            // this time rather than delete it from under them.
+            candidates = candidates.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let ids: Vec<Uuid> = candidates.into_tuple().all(&txn).await.map_err(classify)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = users::Entity::delete_many()
+            .filter(users::Column::Id.is_in(ids.clone()))
+            .filter(abandoned)
+            .exec(&txn)
+            .await
+            .map_err(classify)?;
+        if deleted.rows_affected != u64::try_from(ids.len()).unwrap_or(u64::MAX) {
+            // One changed in the meantime, and the events must name exactly the
+            // users deleted: roll back, the next run tries again.
+            return Ok(0);
+        }
+        for id in &ids {
+            let event = DomainEvent::UserDeleted(UserDeleted {
+                event_id: Uuid::now_v7(),
+                user_id: UserId::from_uuid(*id),
+                occurred_at: c.now,
+            });
+            outbox_store::insert_event(&txn, &event).await?;
+        }
+        txn.commit().await.map_err(classify)?;
+        self.outbox_written.notify_one();
+        Ok(deleted.rows_affected)
+    }
+}
+
+#[async_trait]
+impl Pruner for SeaOrmPruner {
+    async fn prune(&self, cutoffs: &PruneCutoffs, batch: u64) -> Result<PruneReport, RepositoryError> {
+        Ok(PruneReport {
+            sessions: self.sessions(cutoffs, batch).await?,
+            login_throttles: self.login_throttles(cutoffs, batch).await?,
+            verification_tokens: self.verification_tokens(cutoffs, batch).await?,
+            password_reset_tokens: self.password_reset_tokens(cutoffs, batch).await?,
+            pending_users: self.pending_users(cutoffs, batch).await?,
+        })
+    }
+}
