@@ -51,7 +51,8 @@ async fn pruning_deletes_stale_sessions_throttles_tokens_and_abandoned_sign_ups_
     let (_, live_refresh) = login_tokens(&mut app, "ada@example.com", STRONG_PASSWORD).await;
     app.client.request_password_reset(RequestPasswordResetRequest { email: "ada@example.com".into() }).await.unwrap();
     wait_for_email(&app, "ada@example.com", "Reset your password").await;
-    // Throttle rows for addresses nobody registered: what an attacker grows.
+    // Throttle rows for addresses nobody registered (two each: the account's,
+    // and the account's from this address): what an attacker grows.
     for i in 0..5 {
         let login = LoginRequest { email: format!("ghost{i}@example.com"), password: "wrong-password".into() };
         app.client.login(login).await.unwrap_err();
@@ -65,12 +66,14 @@ async fn pruning_deletes_stale_sessions_throttles_tokens_and_abandoned_sign_ups_
     app.client.sign_up(sign_up_request("recent@example.com")).await.unwrap();
     let report = prune(&app).await;
     assert_eq!(report.sessions, 1, "the rotated session");
-    assert_eq!(report.login_throttles, 5);
+    assert_eq!(report.login_throttles, 10);
     assert_eq!(report.verification_tokens, 1, "ada's spent token; abandoned's last one stays with them");
     assert_eq!(report.password_reset_tokens, 1, "the expired reset token");
     assert_eq!(report.pending_users, 0, "abandoned's link expired only a day ago");
     assert_eq!(count(&app, "SELECT COUNT(*) FROM sessions").await, 2);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM login_throttles").await, 0);
+    // What stays: the mark of the address ada logs in from, which the
+    // account-wide lock spares for 90 days.
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM login_throttles").await, 1);
 
     // A week after its link expired, the abandoned sign-up goes; the recent one,
     // though signed up more than a week before, has a link that expired since.
@@ -98,7 +101,7 @@ async fn the_server_prunes_on_its_own(backend: crate::helpers::Backend) {
     };
     let login = LoginRequest { email: "ghost@example.com".into(), password: "wrong-password".into() };
     app.client.login(login).await.unwrap_err();
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM login_throttles").await, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM login_throttles").await, 2, "the account's row and the address's");
     app.clock.advance(2 * DAY);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while count(&app, "SELECT COUNT(*) FROM login_throttles").await > 0 {
