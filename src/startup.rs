@@ -137,9 +137,13 @@ impl Application {
         let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let metrics = Arc::new(Metrics::new());
         let outbox_written = Arc::new(Notify::new());
-        let user_repository = SeaOrmUserRepository::new(db.clone(), Arc::clone(&outbox_written));
+        // Longest an access token lives: revocations need not revisit sessions rotated before that.
+        let access_token_lifetime = settings.access_token_ttl + TOKEN_LEEWAY;
+        let user_repository = SeaOrmUserRepository::new(db.clone(), Arc::clone(&outbox_written))
+            .with_access_token_lifetime(access_token_lifetime);
         let users: Arc<dyn UserRepository> = Arc::new(user_repository.clone());
-        let sessions: Arc<dyn SessionRepository> = Arc::new(SeaOrmSessionRepository::new(db.clone()));
+        let sessions: Arc<dyn SessionRepository> =
+            Arc::new(SeaOrmSessionRepository::new(db.clone()).with_access_token_lifetime(access_token_lifetime));
         let wait_histogram = metrics.argon2_wait.clone();
         let argon2 = Arc::new(Argon2Hasher::with_wait_observer(settings.argon2, move |wait| {
             wait_histogram.observe(wait.as_secs_f64());

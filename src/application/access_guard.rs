@@ -20,6 +20,17 @@ struct UserState {
     exists: bool,
     is_disabled: bool,
     tokens_valid_after: Option<OffsetDateTime>,
+    /// Moves forward with every change: of two states, the later one wins,
+    /// whichever of two local changes reports last.
+    updated_at: Option<OffsetDateTime>,
+}
+
+impl UserState {
+    /// Whether `self` (cached) must stay rather than give way to `new`.
+    fn outranks(&self, new: &Self) -> bool {
+        // Ids are never reused: a deletion is final.
+        !self.exists || matches!((self.updated_at, new.updated_at), (Some(ours), Some(theirs)) if ours > theirs)
+    }
 }
 
 /// Whether the session an access token was issued for still stands.
@@ -58,24 +69,46 @@ impl<K: Eq + Hash + Copy, S: Copy> Cache<K, S> {
         self.lock().get(&key).filter(|entry| entry.as_of.elapsed() < self.ttl).map(|entry| entry.state)
     }
 
-    /// Stores `state` as of `as_of`, unless the cache already knows something newer.
-    fn put(&self, key: K, state: S, as_of: Instant) -> S {
+    /// Stores what a read that started at `as_of` found, unless the cache
+    /// already knows something newer. When the cache is full of live entries,
+    /// the read is answered but not cached: clearing would forget revocations
+    /// made here, which a read still in flight could then overwrite.
+    fn put_read(&self, key: K, state: S, as_of: Instant) -> S {
         let mut entries = self.lock();
         if let Some(existing) = entries.get(&key)
             && existing.as_of >= as_of
+            && existing.as_of.elapsed() < self.ttl
         {
             return existing.state;
         }
-        if entries.len() >= self.capacity {
-            // Bounded memory: drop what expired; if that is not enough, start over.
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
             let ttl = self.ttl;
             entries.retain(|_, entry| entry.as_of.elapsed() < ttl);
             if entries.len() >= self.capacity {
-                entries.clear();
+                return state;
             }
         }
         entries.insert(key, Entry { state, as_of });
         state
+    }
+
+    /// Stores a change this replica committed, unless `keep` says the cached
+    /// state outranks it. Always stored, full or not: entries of changes made
+    /// here expire with the TTL, so they are bounded by how many changes one
+    /// replica commits within it.
+    fn put_change(&self, key: K, state: S, keep: impl Fn(&S, &S) -> bool) {
+        let mut entries = self.lock();
+        if let Some(existing) = entries.get(&key)
+            && existing.as_of.elapsed() < self.ttl
+            && keep(&existing.state, &state)
+        {
+            return;
+        }
+        if entries.len() >= self.capacity {
+            let ttl = self.ttl;
+            entries.retain(|_, entry| entry.as_of.elapsed() < ttl);
+        }
+        entries.insert(key, Entry { state, as_of: Instant::now() });
     }
 }
 
@@ -123,7 +156,7 @@ impl AccessGuard {
             None => {
                 let started = Instant::now();
                 let user = self.users.find_by_id(claims.user_id).await?;
-                self.user_cache.put(claims.user_id, user_state(user.as_ref()), started)
+                self.user_cache.put_read(claims.user_id, user_state(user.as_ref()), started)
             }
         };
         let is_honoured =
@@ -138,7 +171,7 @@ impl AccessGuard {
                     let started = Instant::now();
                     let session = self.sessions.find_by_id(session_id).await?;
                     let is_live = session.is_some_and(|s| !s.is_revoked && s.user_id == claims.user_id);
-                    self.session_cache.put(session_id, SessionState { is_live }, started)
+                    self.session_cache.put_read(session_id, SessionState { is_live }, started)
                 }
             };
             if !session.is_live {
@@ -151,14 +184,14 @@ impl AccessGuard {
     /// Updates the cache after this replica changed the user (call it after the
     /// change committed).
     pub fn remember(&self, user: &User) {
-        self.user_cache.put(user.id(), user_state(Some(user)), Instant::now());
+        self.user_cache.put_change(user.id(), user_state(Some(user)), UserState::outranks);
     }
 
-    /// Updates the cache after this replica ended sessions.
+    /// Updates the cache after this replica ended sessions (an ended session
+    /// never comes back).
     pub fn sessions_ended(&self, session_ids: &[Uuid]) {
-        let now = Instant::now();
         for id in session_ids {
-            self.session_cache.put(*id, SessionState { is_live: false }, now);
+            self.session_cache.put_change(*id, SessionState { is_live: false }, |_, _| false);
         }
     }
 
@@ -170,7 +203,7 @@ impl AccessGuard {
 
     /// Records a user deleted here.
     pub fn forget(&self, user_id: UserId) {
-        self.user_cache.put(user_id, user_state(None), Instant::now());
+        self.user_cache.put_change(user_id, user_state(None), |_, _| false);
     }
 }
 
@@ -179,5 +212,6 @@ fn user_state(user: Option<&User>) -> UserState {
         exists: user.is_some(),
         is_disabled: user.is_some_and(|u| u.status() == UserStatus::Disabled),
         tokens_valid_after: user.and_then(User::tokens_valid_after),
+        updated_at: user.map(User::updated_at),
     }
 }

@@ -103,8 +103,10 @@ impl AdminUsers {
     /// `NotFound`; storage failures.
     pub async fn disable(&self, actor: &str, id: UserId) -> Result<User, ApplicationError> {
         let revocation = self.accounts.disable(id, self.clock.now()).await?.ok_or(ApplicationError::NotFound)?;
+        // Read under the row lock, so current even when nothing changed (a
+        // disable on another replica): this replica refuses at once either way.
+        self.guard.apply(&revocation);
         if revocation.changed {
-            self.guard.apply(&revocation);
             tracing::info!(target: "identity::audit", actor, action = "disable_user", user_id = %id, revoked_sessions = revocation.revoked_sessions.len(), "admin action");
         }
         Ok(revocation.user)
@@ -116,8 +118,8 @@ impl AdminUsers {
     /// `NotFound`; storage failures.
     pub async fn enable(&self, actor: &str, id: UserId) -> Result<User, ApplicationError> {
         let change = self.accounts.enable(id, self.clock.now()).await?.ok_or(ApplicationError::NotFound)?;
+        self.guard.remember(&change.user);
         if change.changed {
-            self.guard.remember(&change.user);
             audit(actor, "enable_user", id);
         }
         Ok(change.user)

@@ -7,7 +7,8 @@ use crate::domain::{
     AccountNotice, ClientAddress, DomainEvent, Email, LoginAttemptKeys, NewPassword, OpaqueToken,
     PasswordResetRequested, PlaintextPassword, ResendPolicy, ThrottleKey, ThrottlePolicy, User, UserStatus,
     ports::{
-        AccountRepository, Clock, InvalidAccessToken, LoginThrottles, NewSingleUseToken, PasswordHasher, UserRepository,
+        AccountRepository, Clock, InvalidAccessToken, LoginThrottles, NewSingleUseToken, PasswordChangeRefused,
+        PasswordHasher, UserRepository,
     },
     resend_policy::RESEND_WINDOW,
 };
@@ -104,11 +105,19 @@ impl ChangePassword {
         // Taken after hashing: the change happens at commit, not when it began.
         let now = self.clock.now();
         let event = password_changed(&user, now);
-        let revocation = self
+        let revocation = match self
             .accounts
-            .change_password(user.id(), &hash, claims.session_id, now, &event)
+            .change_password(user.id(), &hash, stored.version, claims.session_id, now, &event)
             .await?
-            .ok_or(InvalidAccessToken::Revoked)?;
+        {
+            Ok(revocation) => revocation,
+            Err(PasswordChangeRefused::PasswordChanged) => {
+                return Err(ApplicationError::invalid_field("current_password", "is not the current password"));
+            }
+            Err(PasswordChangeRefused::NotActive | PasswordChangeRefused::SessionEnded) => {
+                return Err(InvalidAccessToken::Revoked.into());
+            }
+        };
         self.guard.apply(&revocation);
         tracing::info!(user_id = %user.id(), revoked = revocation.revoked_sessions.len(), "password changed; other sessions revoked");
         Ok(())

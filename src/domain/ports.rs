@@ -58,6 +58,17 @@ pub struct Revocation {
     pub changed: bool,
 }
 
+/// Why a password change found, under the lock, that it no longer applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordChangeRefused {
+    /// Disabled or deleted meanwhile.
+    NotActive,
+    /// The caller's own login ended meanwhile.
+    SessionEnded,
+    /// The password changed since the current one was verified.
+    PasswordChanged,
+}
+
 /// A stored verification token as read back.
 #[derive(Debug, Clone)]
 pub struct SingleUseTokenRecord {
@@ -220,20 +231,21 @@ pub trait AccountRepository: Send + Sync {
     /// beside a revocation.
     ///
     /// Stores a new password hash (bumping the password version), ends every
-    /// session but `keep`, spends outstanding reset links and writes the notice,
-    /// atomically. `None` when the user is no longer active or the `keep`
-    /// session ended meanwhile (the caller's token is then no longer honoured).
+    /// session but those of `keep`'s family (the caller's login, whatever it was
+    /// rotated into), spends outstanding reset links and writes the notice,
+    /// atomically, provided the password is still the `verified_version`.
     ///
     /// # Errors
-    /// Storage failures only.
+    /// `Ok(Err(_))` when the change no longer applies; storage failures.
     async fn change_password(
         &self,
         user_id: UserId,
         hash: &PasswordHash,
+        verified_version: i32,
         keep: Option<Uuid>,
         now: OffsetDateTime,
         event: &DomainEvent,
-    ) -> Result<Option<Revocation>, RepositoryError>;
+    ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError>;
 
     /// Refuses every access token issued before `now` and ends every session
     /// (log out everywhere). `None` for an unknown user.

@@ -47,8 +47,36 @@ race_tests!(
     a_thief_refreshing_in_a_loop_does_not_survive_a_password_reset,
     a_thief_refreshing_in_a_loop_does_not_survive_a_password_change,
     a_thief_refreshing_in_a_loop_does_not_survive_a_disable,
-    concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts,
+    two_password_changes_proving_one_password_change_it_once,
+    verifying_while_a_resend_runs_never_fails_inside,
 );
+
+mod concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        if let Some(app) = super::storm_app(crate::helpers::Backend::Sqlite).await {
+            super::concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts(app).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        if let Some(app) = super::storm_app(crate::helpers::Backend::Postgres).await {
+            super::concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts(app).await;
+        }
+    }
+}
+
+/// Hashes slow enough that every guess of a burst is read in before the first
+/// failure could be written: a check-then-act throttle lets them all through.
+async fn storm_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |s| {
+        s.argon2.m_cost = 32_768;
+        s.argon2.t_cost = 3;
+        s.argon2.max_concurrent = 24;
+    })
+    .await
+}
 
 async fn race_app(backend: Backend) -> Option<TestApp> {
     let hash: String = Sha256::digest(ADMIN_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
@@ -218,8 +246,12 @@ async fn a_thief_refreshing_in_a_loop_does_not_survive_a_disable(mut app: TestAp
 
 async fn concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts(mut app: TestApp) {
     crate::helpers::verified_user(&mut app, "guessed@example.com").await;
-    let guesses = (0..20).map(|i| {
-        let mut client = app.client.clone();
+    // A connection per guess, as twenty attackers would open.
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(UserServiceClient::new(app.channel().await));
+    }
+    let guesses = clients.into_iter().enumerate().map(|(i, mut client)| {
         tokio::spawn(async move {
             let request = LoginRequest { email: "guessed@example.com".into(), password: format!("wrong guess {i}") };
             client.login(request).await.unwrap_err().code()
@@ -238,4 +270,49 @@ async fn concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts(mut 
     // still, so the lock after the fifth never lapses during the test.
     assert_eq!(checked, 5, "passwords checked");
     assert_eq!(throttled, 15);
+}
+
+async fn two_password_changes_proving_one_password_change_it_once(mut app: TestApp) {
+    for trial in 0..TRIALS {
+        let email = format!("twice{trial}@example.com");
+        let (_, access, _) = logged_in(&mut app, &email).await;
+        let changes = ["amber falcon winter ninety two", "copper meadow quiet seventy one"].map(|new_password| {
+            let mut client = app.client.clone();
+            let request = with_bearer(
+                &access,
+                ChangePasswordRequest { current_password: STRONG_PASSWORD.into(), new_password: new_password.into() },
+            );
+            tokio::spawn(async move { client.change_password(request).await })
+        });
+        let mut changed = 0;
+        for change in changes {
+            match change.await.unwrap() {
+                Ok(_) => changed += 1,
+                Err(status) => assert_eq!(status.code(), Code::InvalidArgument, "trial {trial}: {status:?}"),
+            }
+        }
+        // The second proved a password that was no longer the current one.
+        assert_eq!(changed, 1, "trial {trial}");
+    }
+}
+
+async fn verifying_while_a_resend_runs_never_fails_inside(mut app: TestApp) {
+    for trial in 0..TRIALS {
+        let email = format!("verify{trial}@example.com");
+        app.client.sign_up(crate::helpers::sign_up_request(&email)).await.unwrap();
+        let token = token_in(&wait_for_email(&app, &email, "Confirm your email address").await);
+        let mut verifier = app.client.clone();
+        let verifying =
+            tokio::spawn(
+                async move { verifier.verify_email(identity::grpc::proto::VerifyEmailRequest { token }).await },
+            );
+        let resend = identity::grpc::proto::ResendVerificationEmailRequest { email: email.clone() };
+        let resent = app.client.resend_verification_email(resend).await;
+        assert!(resent.is_ok(), "trial {trial}: {resent:?}");
+        // Either the link was used first, or the resend spent it first: never a
+        // failure inside (a deadlock is INTERNAL).
+        if let Err(status) = verifying.await.unwrap() {
+            assert_eq!(status.code(), Code::InvalidArgument, "trial {trial}: {status:?}");
+        }
+    }
 }

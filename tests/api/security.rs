@@ -65,6 +65,7 @@ on_both_databases!(
     a_reset_link_survives_only_a_few_refused_passwords,
     changing_the_password_spends_outstanding_reset_links,
     access_tokens_die_with_their_session,
+    a_password_change_keeps_the_callers_login_even_after_it_was_refreshed,
 );
 
 fn login_from(email: &str, password: &str, address: &str) -> Request<LoginRequest> {
@@ -273,4 +274,20 @@ async fn every_rpc_that_takes_a_secret_is_rate_limited() {
             }
         }
     }
+}
+
+async fn a_password_change_keeps_the_callers_login_even_after_it_was_refreshed(mut app: TestApp) {
+    let (_, access, refresh) = logged_in(&mut app, "ada@example.com").await;
+    let (other_access, _) = login_tokens(&mut app, "ada@example.com", STRONG_PASSWORD).await;
+    let rotated =
+        app.client.refresh_session(RefreshSessionRequest { refresh_token: refresh }).await.unwrap().into_inner();
+    // The access token from before the refresh still names the older session.
+    let request = ChangePasswordRequest { current_password: STRONG_PASSWORD.into(), new_password: NEW_PASSWORD.into() };
+    app.client.change_password(with_bearer(&access, request)).await.unwrap();
+    assert!(is_valid(&mut app, &rotated.access_token).await, "the caller's login ended");
+    app.client
+        .refresh_session(RefreshSessionRequest { refresh_token: rotated.refresh_token })
+        .await
+        .expect("the caller's login refreshes");
+    assert!(!is_valid(&mut app, &other_access).await, "another login survived the change");
 }

@@ -18,8 +18,8 @@ use super::{
 use crate::domain::{
     DomainEvent, PasswordHash, TokenHash, User, UserId, UserStatus,
     ports::{
-        AccountRepository, NewSingleUseToken, RepositoryError, Revocation, SendHistory, SingleUseTokenRecord,
-        StoredCredentials, UserListQuery,
+        AccountRepository, NewSingleUseToken, PasswordChangeRefused, RepositoryError, Revocation, SendHistory,
+        SingleUseTokenRecord, StoredCredentials, UserListQuery,
     },
 };
 
@@ -96,36 +96,53 @@ impl AccountRepository for SeaOrmUserRepository {
         &self,
         user_id: UserId,
         hash: &PasswordHash,
+        verified_version: i32,
         keep: Option<Uuid>,
         now: OffsetDateTime,
         event: &DomainEvent,
-    ) -> Result<Option<Revocation>, RepositoryError> {
+    ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
-        let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
+        let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else {
+            return Ok(Err(PasswordChangeRefused::NotActive));
+        };
         let before = to_user(&row)?;
         if before.status() != UserStatus::Active {
-            return Ok(None);
+            return Ok(Err(PasswordChangeRefused::NotActive));
         }
-        if let Some(kept) = keep {
-            let live = sessions::Entity::find_by_id(kept)
-                .filter(sessions::Column::RevokedAt.is_null())
-                .one(&txn)
-                .await
-                .map_err(classify)?;
-            if live.is_none() {
-                return Ok(None);
+        if row.password_version != verified_version {
+            return Ok(Err(PasswordChangeRefused::PasswordChanged));
+        }
+        // The caller's login goes on, in whichever session it was rotated into
+        // since its access token was issued.
+        let kept_family = match keep {
+            None => None,
+            Some(session_id) => {
+                let Some(session) = sessions::Entity::find_by_id(session_id).one(&txn).await.map_err(classify)? else {
+                    return Ok(Err(PasswordChangeRefused::SessionEnded));
+                };
+                let live_tip = sessions::Entity::find()
+                    .filter(sessions::Column::FamilyId.eq(session.family_id))
+                    .filter(sessions::Column::RevokedAt.is_null())
+                    .filter(sessions::Column::RotatedAt.is_null())
+                    .one(&txn)
+                    .await
+                    .map_err(classify)?;
+                if session.revoked_at.is_some() || live_tip.is_none() {
+                    return Ok(Err(PasswordChangeRefused::SessionEnded));
+                }
+                Some(session.family_id)
             }
-        }
+        };
         let mut after = before.clone();
         after.touch(now);
         save_password(&txn, &row, hash).await?;
         write_changes(&txn, &before, &after).await?;
-        let revoked_sessions = revoke_sessions(&txn, user_id, keep, now).await?;
+        let revoked_sessions = revoke_sessions(&txn, user_id, kept_family, self.rotated_since(now), now).await?;
         spend_reset_tokens(&txn, user_id, now).await?;
         outbox_store::insert_event(&txn, event).await?;
         txn.commit().await.map_err(classify)?;
         self.outbox_written.notify_one();
-        Ok(Some(Revocation { user: after, revoked_sessions, changed: true }))
+        Ok(Ok(Revocation { user: after, revoked_sessions, changed: true }))
     }
 
     async fn revoke_all_sessions(
@@ -300,7 +317,7 @@ impl AccountRepository for SeaOrmUserRepository {
         after.revoke_tokens(now);
         save_password(&txn, &row, hash).await?;
         write_changes(&txn, &before, &after).await?;
-        let revoked_sessions = revoke_sessions(&txn, user_id, None, now).await?;
+        let revoked_sessions = revoke_sessions(&txn, user_id, None, self.rotated_since(now), now).await?;
         spend_reset_tokens(&txn, user_id, now).await?;
         outbox_store::insert_event(&txn, event).await?;
         txn.commit().await.map_err(classify)?;
@@ -326,7 +343,7 @@ impl SeaOrmUserRepository {
             return Ok(Some(Revocation { user: before, revoked_sessions: Vec::new(), changed: false }));
         }
         write_changes(&txn, &before, &after).await?;
-        let revoked_sessions = revoke_sessions(&txn, user_id, None, now).await?;
+        let revoked_sessions = revoke_sessions(&txn, user_id, None, self.rotated_since(now), now).await?;
         txn.commit().await.map_err(classify)?;
         Ok(Some(Revocation { user: after, revoked_sessions, changed: true }))
     }

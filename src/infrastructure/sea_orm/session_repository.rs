@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{
     classify,
     entities::{sessions, users},
-    user_lock::{Lock, lock_user},
+    user_lock::{Lock, lock_user, still_matters},
     user_repository::to_user,
 };
 use crate::domain::{
@@ -21,11 +21,19 @@ use crate::domain::{
 #[derive(Clone)]
 pub struct SeaOrmSessionRepository {
     db: DatabaseConnection,
+    access_token_lifetime: Option<std::time::Duration>,
 }
 
 impl SeaOrmSessionRepository {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self { db, access_token_lifetime: None }
+    }
+
+    /// See [`super::SeaOrmUserRepository::with_access_token_lifetime`].
+    #[must_use]
+    pub fn with_access_token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.access_token_lifetime = Some(lifetime);
+        self
     }
 }
 
@@ -150,11 +158,12 @@ impl SessionRepository for SeaOrmSessionRepository {
         // The user's lock keeps a concurrent rotation from adding to the family
         // between the read of its live members and their revocation.
         lock_user(&txn, UserId::from_uuid(any.user_id), Lock::Update).await?;
+        let still_matters = still_matters(self.access_token_lifetime.map(|lifetime| now - lifetime));
         let ids: Vec<Uuid> = sessions::Entity::find()
             .select_only()
             .column(sessions::Column::Id)
             .filter(sessions::Column::FamilyId.eq(family_id))
-            .filter(sessions::Column::RevokedAt.is_null())
+            .filter(still_matters.clone())
             .into_tuple()
             .all(&txn)
             .await
@@ -162,7 +171,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         sessions::Entity::update_many()
             .col_expr(sessions::Column::RevokedAt, Expr::value(now))
             .filter(sessions::Column::FamilyId.eq(family_id))
-            .filter(sessions::Column::RevokedAt.is_null())
+            .filter(still_matters)
             .exec(&txn)
             .await
             .map_err(classify)?;

@@ -4,7 +4,8 @@
 //! transactions one at a time, which orders them just as well.
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::Expr,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -72,31 +73,47 @@ pub(super) async fn write_changes(
     Ok(())
 }
 
-/// Revokes the live sessions of a user (all, or all but one); returns their ids.
-/// Under the user's lock no session can be added meanwhile, so the ids read
-/// are exactly the ones revoked.
+/// Which sessions still matter to a revocation: those not rotated, and those
+/// rotated so recently that an access token issued for them may still be
+/// valid. Older rotated rows can neither refresh nor carry a live access token,
+/// and revoking them again would make one call's work grow with every refresh
+/// a user ever made.
+pub(super) fn still_matters(rotated_since: Option<OffsetDateTime>) -> Condition {
+    let mut condition = Condition::all().add(sessions::Column::RevokedAt.is_null());
+    if let Some(since) = rotated_since {
+        condition = condition.add(
+            Condition::any().add(sessions::Column::RotatedAt.is_null()).add(sessions::Column::RotatedAt.gte(since)),
+        );
+    }
+    condition
+}
+
+/// Revokes the sessions of a user that still matter (all, or all but one
+/// family's); returns their ids. Under the user's lock no session can be added
+/// meanwhile, so the ids read are exactly the ones revoked.
 pub(super) async fn revoke_sessions(
     txn: &impl ConnectionTrait,
     user_id: UserId,
-    except: Option<Uuid>,
+    except_family: Option<Uuid>,
+    rotated_since: Option<OffsetDateTime>,
     now: OffsetDateTime,
 ) -> Result<Vec<Uuid>, RepositoryError> {
     let mut live = sessions::Entity::find()
         .select_only()
         .column(sessions::Column::Id)
         .filter(sessions::Column::UserId.eq(user_id.as_uuid()))
-        .filter(sessions::Column::RevokedAt.is_null());
-    if let Some(kept) = except {
-        live = live.filter(sessions::Column::Id.ne(kept));
+        .filter(still_matters(rotated_since));
+    if let Some(kept) = except_family {
+        live = live.filter(sessions::Column::FamilyId.ne(kept));
     }
     let ids: Vec<Uuid> = live.into_tuple().all(txn).await.map_err(classify)?;
     if !ids.is_empty() {
         let mut update = sessions::Entity::update_many()
             .col_expr(sessions::Column::RevokedAt, Expr::value(now))
             .filter(sessions::Column::UserId.eq(user_id.as_uuid()))
-            .filter(sessions::Column::RevokedAt.is_null());
-        if let Some(kept) = except {
-            update = update.filter(sessions::Column::Id.ne(kept));
+            .filter(still_matters(rotated_since));
+        if let Some(kept) = except_family {
+            update = update.filter(sessions::Column::FamilyId.ne(kept));
         }
         update.exec(txn).await.map_err(classify)?;
     }

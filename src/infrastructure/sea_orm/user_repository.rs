@@ -15,6 +15,7 @@ use super::{
     entities::{users, verification_tokens},
     errors::is_unique_violation,
     is_postgres, outbox_store,
+    user_lock::{Lock, lock_user},
 };
 use crate::domain::{
     DomainEvent, Email, PasswordHash, PersonName, PersonNames, TokenHash, User, UserId, UserStatus, UserTimestamps,
@@ -30,11 +31,25 @@ use crate::domain::{
 pub struct SeaOrmUserRepository {
     pub(super) db: DatabaseConnection,
     pub(super) outbox_written: Arc<Notify>,
+    access_token_lifetime: Option<std::time::Duration>,
 }
 
 impl SeaOrmUserRepository {
     pub fn new(db: DatabaseConnection, outbox_written: Arc<Notify>) -> Self {
-        Self { db, outbox_written }
+        Self { db, outbox_written, access_token_lifetime: None }
+    }
+
+    /// How long an access token may live (its lifetime plus the leeway): a
+    /// session rotated longer ago than that has no access token left to
+    /// revoke. Without it, revocations revisit every rotated session.
+    #[must_use]
+    pub fn with_access_token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.access_token_lifetime = Some(lifetime);
+        self
+    }
+
+    pub(super) fn rotated_since(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.access_token_lifetime.map(|lifetime| now - lifetime)
     }
 }
 
@@ -110,6 +125,12 @@ impl UserRepository for SeaOrmUserRepository {
 
     async fn complete_verification(&self, hash: &TokenHash, user: &User) -> Result<bool, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
+        // The user's row first, as every other change to the account takes it:
+        // locking the token first would deadlock against a resend (user, then
+        // tokens) on PostgreSQL.
+        if lock_user(&txn, user.id(), Lock::Update).await?.is_none() {
+            return Ok(false);
+        }
         // The conditional update is the claim: of concurrent verifications only
         // one sees a row affected (PostgreSQL re-checks the condition after the
         // winner commits; SQLite runs them one after another).
