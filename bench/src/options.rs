@@ -2,32 +2,73 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+pub use testkit::Backend;
 
-pub const USAGE: &str = "\
-usage: identity-bench <scenario> [options]
+/// Load generator and ceilings benchmark: starts identity-server (and for
+/// signup-to-email identity-mailer) from next to itself, loads it, and compares
+/// each figure with a ceiling measured on the same machine.
+#[derive(Debug, Parser)]
+#[command(name = "identity-bench")]
+pub struct Cli {
+    /// What to measure
+    #[arg(value_enum)]
+    command: Command,
+    /// Concurrent callers [default per scenario; 16 for most]
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// Requests per scenario [default per scenario]
+    #[arg(long, value_name = "N")]
+    requests: Option<usize>,
+    /// Stop issuing requests after this long
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    duration_limit: u64,
+    /// Where the server stores its data [default: both for `all`, else sqlite]
+    #[arg(long, value_enum)]
+    database: Option<DatabaseChoice>,
+    /// Load an already running server instead of starting one (no RSS or
+    /// start-up figures; login scenarios need --database-url)
+    #[arg(long, value_name = "http://host:port")]
+    target: Option<String>,
+    /// With --target: the server's database, to mark bench users verified
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// PostgreSQL to create the bench database in
+    #[arg(long, value_name = "URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres_url: String,
+    /// RabbitMQ for signup-to-email
+    #[arg(long, value_name = "URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    /// Signups per second offered by signup-to-email
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    rate: u32,
+}
 
-scenarios:
-  signup | login | validate-token | get-current-user | refresh | mixed
-  signup-to-email | login-enumeration | login-burst
-  ceilings   the three ceilings only (raw argon2, bare echo server, bare verifying server)
-  pool-rss   peak RSS of 64 concurrent hashes through the hashing pool vs per-call allocation
-  all        pool-rss, the ceilings, then every scenario on every database
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Command {
+    Signup,
+    Login,
+    ValidateToken,
+    GetCurrentUser,
+    Refresh,
+    Mixed,
+    SignupToEmail,
+    LoginEnumeration,
+    LoginBurst,
+    /// The three ceilings only (raw argon2, bare echo server, bare verifying server)
+    Ceilings,
+    /// Peak RSS of 64 concurrent hashes through the hashing pool vs per-call allocation
+    PoolRss,
+    /// pool-rss, the ceilings, then every scenario on every database
+    All,
+}
 
-options:
-  --concurrency N          concurrent callers (default per scenario; 16 for most)
-  --requests N             requests per scenario (default per scenario)
-  --duration-limit SECS    stop issuing requests after this long (default 60)
-  --database sqlite|postgres|both
-                           where the server stores its data (default: both for `all`, else sqlite)
-  --target http://host:port
-                           load an already running server instead of starting one
-                           (no RSS or start-up figures; login scenarios need --database-url)
-  --database-url URL       with --target: the server's database, to mark bench users verified
-  --postgres-url URL       PostgreSQL to create the bench database in
-                           (default postgres://postgres@127.0.0.1:5432/test)
-  --amqp-url URL           RabbitMQ for signup-to-email (default amqp://guest:guest@127.0.0.1:5672/%2f)
-  --rate N                 signups per second offered by signup-to-email (default 50)";
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DatabaseChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -71,10 +112,6 @@ impl Scenario {
         }
     }
 
-    fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|scenario| scenario.name() == raw)
-    }
-
     /// Sized so that `all` stays within a few minutes on two cores: the
     /// hashing scenarios are bounded by argon2 (tens per second), the others
     /// by the transport (thousands per second).
@@ -97,21 +134,6 @@ impl Scenario {
             Self::LoginEnumeration => 1,
             Self::LoginBurst => 1_000,
             _ => 16,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgres",
         }
     }
 }
@@ -141,99 +163,90 @@ impl Options {
     pub fn requests(&self, scenario: Scenario) -> usize {
         self.requests.unwrap_or(scenario.default_requests()).max(1)
     }
-
-    /// # Errors
-    /// An unknown scenario or option, or a value that does not parse.
-    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let Some(command) = args.first() else { bail!("no scenario given\n\n{USAGE}") };
-        let mut options = Self {
-            scenarios: Vec::new(),
-            with_pool_rss: false,
-            with_all_ceilings: false,
-            concurrency: None,
-            requests: None,
-            duration_limit: Duration::from_secs(60),
-            backends: vec![Backend::Sqlite],
-            target: None,
-            target_database_url: None,
-            postgres_url: "postgres://postgres@127.0.0.1:5432/test".to_owned(),
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
-            signup_rate: 50,
-        };
-        match command.as_str() {
-            "all" => {
-                options.scenarios = Scenario::ALL.to_vec();
-                options.with_pool_rss = true;
-                options.with_all_ceilings = true;
-                options.backends = vec![Backend::Sqlite, Backend::Postgres];
-            }
-            "ceilings" => options.with_all_ceilings = true,
-            "pool-rss" => options.with_pool_rss = true,
-            "-h" | "--help" | "help" => bail!("{USAGE}"),
-            other => {
-                let scenario =
-                    Scenario::parse(other).with_context(|| format!("unknown scenario {other:?}\n\n{USAGE}"))?;
-                options.scenarios.push(scenario);
-            }
-        }
-        let mut rest = args[1..].iter();
-        while let Some(flag) = rest.next() {
-            let mut value = || rest.next().with_context(|| format!("{flag} needs a value"));
-            match flag.as_str() {
-                "--concurrency" => options.concurrency = Some(number(flag, value()?)?),
-                "--requests" => options.requests = Some(number(flag, value()?)?),
-                "--duration-limit" => options.duration_limit = Duration::from_secs(number(flag, value()?)?),
-                "--rate" => options.signup_rate = number(flag, value()?)?,
-                "--database" => {
-                    options.backends = match value()?.as_str() {
-                        "sqlite" => vec![Backend::Sqlite],
-                        "postgres" => vec![Backend::Postgres],
-                        "both" => vec![Backend::Sqlite, Backend::Postgres],
-                        other => bail!("--database {other:?}: expected sqlite, postgres or both"),
-                    }
-                }
-                "--target" => options.target = Some(value()?.trim_end_matches('/').to_owned()),
-                "--database-url" => options.target_database_url = Some(value()?.clone()),
-                "--postgres-url" => options.postgres_url = value()?.clone(),
-                "--amqp-url" => options.amqp_url = value()?.clone(),
-                other => bail!("unknown option {other:?}\n\n{USAGE}"),
-            }
-        }
-        if options.target.is_some() {
-            // One server, whatever it stores its data in.
-            options.backends.truncate(1);
-        }
-        Ok(options)
-    }
 }
 
-fn number<T: std::str::FromStr>(flag: &str, raw: &str) -> anyhow::Result<T> {
-    raw.parse().map_err(|_| anyhow::anyhow!("{flag} {raw:?}: expected a whole number"))
+impl From<Cli> for Options {
+    fn from(cli: Cli) -> Self {
+        let scenario = |scenario| (vec![scenario], false, false);
+        let (scenarios, with_pool_rss, with_all_ceilings) = match cli.command {
+            Command::Signup => scenario(Scenario::SignUp),
+            Command::Login => scenario(Scenario::Login),
+            Command::ValidateToken => scenario(Scenario::ValidateToken),
+            Command::GetCurrentUser => scenario(Scenario::GetCurrentUser),
+            Command::Refresh => scenario(Scenario::Refresh),
+            Command::Mixed => scenario(Scenario::Mixed),
+            Command::SignupToEmail => scenario(Scenario::SignUpToEmail),
+            Command::LoginEnumeration => scenario(Scenario::LoginEnumeration),
+            Command::LoginBurst => scenario(Scenario::LoginBurst),
+            Command::Ceilings => (Vec::new(), false, true),
+            Command::PoolRss => (Vec::new(), true, false),
+            Command::All => (Scenario::ALL.to_vec(), true, true),
+        };
+        let both = vec![Backend::Sqlite, Backend::Postgres];
+        let mut backends = match (cli.database, cli.command) {
+            (Some(DatabaseChoice::Sqlite), _) => vec![Backend::Sqlite],
+            (Some(DatabaseChoice::Postgres), _) => vec![Backend::Postgres],
+            (Some(DatabaseChoice::Both), _) | (None, Command::All) => both,
+            (None, _) => vec![Backend::Sqlite],
+        };
+        if cli.target.is_some() {
+            // One server, whatever it stores its data in.
+            backends.truncate(1);
+        }
+        Self {
+            scenarios,
+            with_pool_rss,
+            with_all_ceilings,
+            concurrency: cli.concurrency,
+            requests: cli.requests,
+            duration_limit: Duration::from_secs(cli.duration_limit),
+            backends,
+            target: cli.target.map(|target| target.trim_end_matches('/').to_owned()),
+            target_database_url: cli.database_url,
+            postgres_url: cli.postgres_url,
+            amqp_url: cli.amqp_url,
+            signup_rate: cli.rate,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(raw: &str) -> Vec<String> {
-        raw.split_whitespace().map(str::to_owned).collect()
+    fn parse(raw: &str) -> Result<Options, clap::Error> {
+        Cli::try_parse_from(std::iter::once("identity-bench").chain(raw.split_whitespace())).map(Options::from)
     }
 
     #[test]
     fn a_scenario_takes_its_defaults_unless_told_otherwise() {
-        let options = Options::parse(&args("login")).unwrap();
+        let options = parse("login").unwrap();
         assert_eq!(options.scenarios, vec![Scenario::Login]);
         assert_eq!((options.concurrency(Scenario::Login), options.requests(Scenario::Login)), (16, 300));
-        let options = Options::parse(&args("login --concurrency 4 --requests 10 --database postgres")).unwrap();
+        let options = parse("login --concurrency 4 --requests 10 --database postgres").unwrap();
         assert_eq!((options.concurrency(Scenario::Login), options.requests(Scenario::Login)), (4, 10));
         assert_eq!(options.backends, vec![Backend::Postgres]);
     }
 
     #[test]
     fn all_runs_every_scenario_on_both_databases() {
-        let options = Options::parse(&args("all")).unwrap();
+        let options = parse("all").unwrap();
         assert_eq!(options.scenarios.len(), Scenario::ALL.len());
         assert_eq!(options.backends, vec![Backend::Sqlite, Backend::Postgres]);
+    }
+
+    #[test]
+    fn each_scenario_is_asked_for_by_its_name() {
+        for scenario in Scenario::ALL {
+            assert_eq!(parse(scenario.name()).unwrap().scenarios, vec![scenario]);
+        }
+    }
+
+    #[test]
+    fn a_target_is_one_server_whatever_the_database() {
+        let options = parse("all --target http://127.0.0.1:50051/ --database-url sqlite://x.db").unwrap();
+        assert_eq!(options.backends, vec![Backend::Sqlite]);
+        assert_eq!(options.target.as_deref(), Some("http://127.0.0.1:50051"));
     }
 
     #[test]
@@ -241,7 +254,7 @@ mod tests {
         for bad in
             ["", "logn", "login --concurency 4", "login --requests many", "login --database mysql", "login --rate"]
         {
-            assert!(Options::parse(&args(bad)).is_err(), "{bad}");
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }
