@@ -25,6 +25,10 @@ WORKDIR /build
 FROM chef AS planner
 COPY Cargo.toml Cargo.lock build.rs rustfmt.toml ./
 COPY migrations migrations
+# Workspace members that the image does not ship: cargo loads every member's
+# manifest, so they must be there, although only the service is built.
+COPY bench bench
+COPY testkit testkit
 COPY proto proto
 COPY src src
 COPY templates templates
@@ -43,6 +47,8 @@ RUN cargo chef cook --release --locked --recipe-path recipe.json \
 # build.rs compiles the proto contract; askama reads templates/ at compile time.
 COPY Cargo.toml Cargo.lock build.rs rustfmt.toml ./
 COPY migrations migrations
+COPY bench bench
+COPY testkit testkit
 COPY proto proto
 COPY src src
 COPY templates templates

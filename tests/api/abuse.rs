@@ -4,12 +4,14 @@ use identity::grpc::proto::{LoginRequest, SignUpRequest};
 use tonic::{Code, Request};
 use tonic_types::StatusExt;
 
-use crate::{
-    helpers::{Backend, STRONG_PASSWORD, TestApp, sign_up_request, spawn_app_with, verified_user, wait_for_email},
-    on_both_databases,
+use testkit::on_both_databases;
+
+use crate::helpers::{
+    Backend, STRONG_PASSWORD, TestApp, sign_up_request, spawn_app, spawn_app_with, verified_user, wait_for_email,
 };
 
 on_both_databases!(
+    builder = spawn_app;
     five_failed_logins_throttle_the_account_without_revealing_the_password,
     unknown_addresses_are_throttled_exactly_like_registered_ones,
 );

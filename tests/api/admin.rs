@@ -6,29 +6,14 @@ use sha2::{Digest, Sha256};
 use tonic::{Code, Request, transport::Channel};
 use tonic_types::StatusExt;
 
+use testkit::on_both_databases;
+
 use crate::helpers::{Backend, STRONG_PASSWORD, TestApp, is_valid, logged_in, sign_up_request, spawn_app_with};
 
 const ADMIN_KEY: &str = "test-admin-key-0123456789";
 
-macro_rules! admin_tests {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    if let Some(app) = super::admin_app(crate::helpers::Backend::Sqlite).await { super::$name(app).await; }
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if let Some(app) = super::admin_app(crate::helpers::Backend::Postgres).await { super::$name(app).await; }
-                }
-            }
-        )+
-    };
-}
-
-admin_tests!(
+on_both_databases!(
+    builder = admin_app;
     a_disabled_user_cannot_log_in_or_use_tokens_until_enabled,
     users_are_listed_page_by_page_with_filters,
     deleting_a_user_removes_them_and_frees_the_address,
@@ -190,7 +175,7 @@ async fn refused_admin_keys_are_logged_with_the_callers_address_and_never_the_ke
     use crate::process_logs::{LoggedProcess, TempDatabase, message_of, server_command};
 
     let database = TempDatabase::new();
-    let port = crate::tcp_proxy::free_port().await;
+    let port = testkit::free_port().unwrap();
     let hash: String = Sha256::digest(ADMIN_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     let mut server =
         LoggedProcess::start(server_command(port, &database.0, &[("IDENTITY_ADMIN_API_KEY_HASHES", &hash)]));

@@ -15,35 +15,18 @@ use wiremock::{
     matchers::{method, path},
 };
 
+use testkit::{free_port, on_both_databases};
+
 use crate::{
     helpers::{Backend, STRONG_PASSWORD, sign_up_request},
     pipeline_helpers::{
         Names, Pipeline, SENDGRID_KEY, amqp_url, broker_available, recipient_of, sendgrid_accepting, start_mailer,
         start_server, token_in_request,
     },
-    tcp_proxy::{TcpProxy, free_port},
+    tcp_proxy::TcpProxy,
 };
 
-/// Declares each pipeline test once per database backend.
-macro_rules! pipeline_tests {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(crate::helpers::Backend::Sqlite).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(crate::helpers::Backend::Postgres).await;
-                }
-            }
-        )+
-    };
-}
-
-pipeline_tests!(
+on_both_databases!(
     signup_to_sendgrid_to_verify_to_login,
     an_email_accepted_while_the_broker_was_down_arrives_once_it_is_back,
     sendgrid_server_errors_are_retried_until_accepted,
@@ -89,7 +72,7 @@ async fn an_email_accepted_while_the_broker_was_down_arrives_once_it_is_back(bac
     }
     // The server reaches RabbitMQ through a port where nothing listens yet.
     let names = Names::fresh();
-    let port = free_port().await;
+    let port = free_port().unwrap();
     let Some(mut app) = start_server(backend, &names, &format!("amqp://guest:guest@127.0.0.1:{port}/%2f")).await else {
         return;
     };
@@ -306,7 +289,7 @@ async fn dead_letters(names: &Names) -> u32 {
     queue.message_count()
 }
 
-pipeline_tests!(the_mailer_is_not_serving_without_a_broker_and_serving_with_one);
+on_both_databases!(the_mailer_is_not_serving_without_a_broker_and_serving_with_one);
 
 async fn the_mailer_is_not_serving_without_a_broker_and_serving_with_one(backend: Backend) {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -319,7 +302,7 @@ async fn the_mailer_is_not_serving_without_a_broker_and_serving_with_one(backend
         return;
     };
     let sendgrid = sendgrid_accepting().await;
-    let port = free_port().await;
+    let port = free_port().unwrap();
     let mut settings = crate::pipeline_helpers::mailer_settings(&app, &names, &sendgrid);
     settings.amqp_url = secrecy::SecretString::from(format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
     let mailer = identity::mailer::Mailer::build(settings, identity::mailer::MailerOverrides::default()).await.unwrap();

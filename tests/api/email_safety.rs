@@ -15,13 +15,15 @@ use lapin::{
 };
 use sea_orm::{ConnectionTrait, Database, Statement};
 
+use testkit::on_both_databases;
+
 use crate::{
-    helpers::{Backend, TestApp, sign_up_request, token_in, verified_user, wait_for_email},
-    on_both_databases,
+    helpers::{Backend, TestApp, sign_up_request, spawn_app, token_in, verified_user, wait_for_email},
     pipeline_helpers::{Pipeline, amqp_url, recipient_of, sendgrid_accepting, token_in_request},
 };
 
 on_both_databases!(
+    builder = spawn_app;
     published_outbox_rows_keep_no_verification_or_reset_link,
     rows_published_before_redaction_lose_their_links_at_the_next_start,
     the_verification_email_greets_by_the_address_not_by_the_name_the_caller_chose,

@@ -8,12 +8,14 @@ use tokio::process::{Child, Command};
 use tonic::Code;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
 
+use testkit::{free_port, on_both_databases};
+
 use crate::{
     helpers::{Backend, STRONG_PASSWORD, sign_up_request, spawn_app_with, verified_user},
     pipeline_helpers::{
         Names, amqp_url, broker_available, recipient_of, sendgrid_accepting, start_mailer, start_server,
     },
-    tcp_proxy::{TcpProxy, free_port},
+    tcp_proxy::TcpProxy,
 };
 
 const BROKER: &str = "127.0.0.1:5672";
@@ -31,27 +33,14 @@ async fn wait_for_distinct_recipients(sendgrid: &MockServer, count: usize, withi
     }
 }
 
-macro_rules! both {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() { super::$name(crate::helpers::Backend::Sqlite).await; }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() { super::$name(crate::helpers::Backend::Postgres).await; }
-            }
-        )+
-    };
-}
-
-both!(three_hundred_signups_while_the_broker_is_away_all_arrive_once);
+on_both_databases!(three_hundred_signups_while_the_broker_is_away_all_arrive_once);
 
 async fn three_hundred_signups_while_the_broker_is_away_all_arrive_once(backend: Backend) {
     if !broker_available().await {
         return;
     }
     let names = Names::fresh();
-    let port = free_port().await;
+    let port = free_port().unwrap();
     let Some(app) = start_server(backend, &names, &format!("amqp://guest:guest@127.0.0.1:{port}/%2f")).await else {
         return;
     };
@@ -77,7 +66,7 @@ async fn three_hundred_signups_while_the_broker_is_away_all_arrive_once(backend:
 /// everything recovers when the database is back, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_database_gives_unavailable_within_the_acquire_timeout_and_recovers() {
-    let port = free_port().await;
+    let port = free_port().unwrap();
     let proxy = TcpProxy::start(port, "127.0.0.1:5432".parse().unwrap()).await;
     let Some(mut app) = spawn_app_with(Backend::Postgres, |s| {
         s.database_url = secrecy::ExposeSecret::expose_secret(&s.database_url)
@@ -157,8 +146,8 @@ async fn an_event_committed_before_a_crash_is_published_after_the_restart() {
     let sendgrid = sendgrid_accepting().await;
     let (stop, _task, _) = start_mailer(&owner, &names, &sendgrid).await;
 
-    let port = free_port().await;
-    let dead_broker = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port().await);
+    let port = free_port().unwrap();
+    let dead_broker = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port().unwrap());
     let mut first = server_binary(&database_url, port, &dead_broker, &names).spawn().unwrap();
     client_for(port).await.sign_up(sign_up_request("crash@example.com")).await.unwrap();
     signal(&first, "-KILL");
@@ -239,7 +228,7 @@ async fn a_mailer_killed_mid_burst_and_restarted_loses_no_email() {
 async fn sigterm_during_a_burst_finishes_the_calls_in_flight_and_exits_cleanly() {
     let names = Names::fresh();
     let database = std::env::temp_dir().join(format!("identity-sigterm-{}.db", uuid::Uuid::new_v4().simple()));
-    let port = free_port().await;
+    let port = free_port().unwrap();
     let mut command = server_binary(&format!("sqlite://{}?mode=rwc", database.display()), port, "", &names);
     // Costlier hashing makes each sign-up take a while, so that the signal lands mid-burst.
     command.env_remove("IDENTITY_AMQP_URL").env("IDENTITY_ARGON2_M_COST", "8192").env("IDENTITY_ARGON2_T_COST", "2");

@@ -2,9 +2,12 @@ use identity::grpc::proto::GetPublicKeysRequest;
 use tokio_stream::StreamExt;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
-use crate::{helpers::TestApp, on_both_databases};
+use testkit::on_both_databases;
+
+use crate::helpers::{TestApp, spawn_app};
 
 on_both_databases!(
+    builder = spawn_app;
     health_reports_serving_for_the_server_and_the_user_service,
     reflection_lists_the_services_in_both_versions
 );

@@ -3,7 +3,6 @@
 //! another service would.
 
 use std::{
-    future::Future,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -16,7 +15,7 @@ use identity::{
     infrastructure::{Argon2Settings, SystemClock},
     startup::{Application, Overrides},
 };
-use sea_orm::{ConnectionTrait, Database};
+pub use testkit::{Backend, TestDatabase};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -26,12 +25,6 @@ pub const STRONG_PASSWORD: &str = "plum-orbit-canyon-47!";
 /// The test servers' IDENTITY_VERIFICATION_URL; a mailer started as a process
 /// must be given it too, or it refuses their links.
 pub const VERIFICATION_URL: &str = "https://app.example/verify?token={token}";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// A clock the test moves by hand, so expiry is tested without sleeping.
 pub struct TestClock(Mutex<OffsetDateTime>);
@@ -128,87 +121,6 @@ impl TestApp {
     }
 }
 
-pub enum TestDatabase {
-    Sqlite { path: std::path::PathBuf },
-    Postgres { admin_url: String, name: String },
-}
-
-impl TestDatabase {
-    pub fn url(&self) -> String {
-        match self {
-            Self::Sqlite { path } => format!("sqlite://{}?mode=rwc", path.display()),
-            Self::Postgres { admin_url, name } => database_url(admin_url, name),
-        }
-    }
-
-    /// Runs SQL as the administrator on the test database's server.
-    pub async fn admin_execute(&self, sql: &str) {
-        let Self::Postgres { admin_url, .. } = self else { panic!("PostgreSQL only") };
-        let admin = Database::connect(admin_url.as_str()).await.unwrap();
-        admin.execute_unprepared(sql).await.unwrap();
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        match self {
-            Self::Sqlite { path } => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Self::Postgres { admin_url, name } => {
-                // Drop cannot await; a short-lived thread with its own runtime can.
-                let (admin_url, name) = (admin_url.clone(), name.clone());
-                let _ = std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                    runtime.block_on(async {
-                        if let Ok(admin) = Database::connect(admin_url.as_str()).await {
-                            let _ = admin
-                                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                                .await;
-                        }
-                    });
-                })
-                .join();
-            }
-        }
-    }
-}
-
-fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, _) = admin_url.rsplit_once('/').expect("TEST_DATABASE_URL ends with /<database>");
-    format!("{base}/{name}")
-}
-
-pub fn postgres_admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-async fn create_database(backend: Backend) -> Option<TestDatabase> {
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    match backend {
-        Backend::Sqlite => {
-            Some(TestDatabase::Sqlite { path: std::env::temp_dir().join(format!("identity-test-{unique}.db")) })
-        }
-        Backend::Postgres => {
-            let admin_url = postgres_admin_url();
-            let admin = match Database::connect(admin_url.as_str()).await {
-                Ok(admin) => admin,
-                // Locally, no PostgreSQL means skip; in CI it must fail the run.
-                Err(error) if std::env::var_os("CI").is_none() => {
-                    eprintln!("skipping: PostgreSQL unreachable at {admin_url}: {error}");
-                    return None;
-                }
-                Err(error) => panic!("PostgreSQL unreachable at {admin_url} and CI is set: {error}"),
-            };
-            let name = format!("identity_test_{unique}");
-            admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
-            Some(TestDatabase::Postgres { admin_url, name })
-        }
-    }
-}
-
 /// Settings for tests: port 0, cheap argon2 (the cost is covered by the
 /// benchmarks, not the tests), a fresh database.
 pub fn test_settings(database_url: &str) -> Settings {
@@ -229,7 +141,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 }
 
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestApp> {
-    let database = create_database(backend).await?;
+    let database = TestDatabase::for_test(backend).await?;
     let mut settings = test_settings(&database.url());
     configure(&mut settings);
     let emails = Arc::new(CapturingSender::default());
@@ -247,38 +159,6 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     let channel = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect_lazy();
     let client = UserServiceClient::new(channel);
     Some(TestApp { port, metrics_port, client, emails, clock, database, stop })
-}
-
-/// Runs a test body against a backend, unless that backend is unavailable
-/// locally (never in CI).
-pub async fn run<F, Fut>(backend: Backend, test: F)
-where
-    F: FnOnce(TestApp) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    if let Some(app) = spawn_app(backend).await {
-        test(app).await;
-    }
-}
-
-/// Declares each test once per backend: `name::sqlite` and `name::postgres`.
-#[macro_export]
-macro_rules! on_both_databases {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    $crate::helpers::run($crate::helpers::Backend::Sqlite, super::$name).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    $crate::helpers::run($crate::helpers::Backend::Postgres, super::$name).await;
-                }
-            }
-        )+
-    };
 }
 
 pub fn sign_up_request(email: &str) -> identity::grpc::proto::SignUpRequest {

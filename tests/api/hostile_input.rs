@@ -8,12 +8,11 @@ use identity::grpc::proto::{
 };
 use tonic::Code;
 
-use crate::{
-    helpers::{TestApp, with_bearer},
-    on_both_databases,
-};
+use testkit::on_both_databases;
 
-on_both_databases!(hostile_input_gets_precise_statuses_and_the_server_keeps_serving);
+use crate::helpers::{TestApp, spawn_app, with_bearer};
+
+on_both_databases!(builder = spawn_app; hostile_input_gets_precise_statuses_and_the_server_keeps_serving);
 
 /// The official PASETO v4 vectors (paseto-standard/test-vectors, v4.json): the
 /// "4-F" tokens must fail everywhere; the "4-S" tokens are valid, but signed by

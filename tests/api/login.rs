@@ -2,12 +2,12 @@ use identity::grpc::proto::{LoginRequest, UserStatus};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::{
-    helpers::{STRONG_PASSWORD, TestApp, sign_up_request, verified_user},
-    on_both_databases,
-};
+use testkit::on_both_databases;
+
+use crate::helpers::{STRONG_PASSWORD, TestApp, sign_up_request, spawn_app, verified_user};
 
 on_both_databases!(
+    builder = spawn_app;
     login_is_refused_until_the_email_is_verified,
     an_unverified_account_reveals_nothing_without_the_right_password,
     unknown_email_and_wrong_password_get_the_same_answer,

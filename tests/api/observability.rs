@@ -122,7 +122,7 @@ async fn a_full_signup_and_login_logs_no_password_token_or_key() {
     let database = std::env::temp_dir().join(format!("identity-logs-{}.db", uuid::Uuid::new_v4().simple()));
     let (secret_key, _) = identity::infrastructure::PasetoTokens::generate_secret_key().unwrap();
     let secret_key = secrecy::ExposeSecret::expose_secret(&secret_key).to_owned();
-    let port = crate::tcp_proxy::free_port().await;
+    let port = testkit::free_port().unwrap();
     let api_key = "SG.very-secret-sendgrid-key";
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_identity-server"))
         .env("IDENTITY_GRPC_ADDR", format!("127.0.0.1:{port}"))
@@ -397,12 +397,12 @@ async fn the_server_warns_once_at_start_up_that_the_console_provider_logs_links(
     use crate::process_logs::{LoggedProcess, TempDatabase, server_command};
 
     let database = TempDatabase::new();
-    let port = crate::tcp_proxy::free_port().await;
+    let port = testkit::free_port().unwrap();
     let mut console = LoggedProcess::start(server_command(port, &database.0, &[]));
     console.until_message("identity server listening").await;
     assert_eq!(console_warnings(&console.stop().await), 1);
 
-    let port = crate::tcp_proxy::free_port().await;
+    let port = testkit::free_port().unwrap();
     let sendgrid = [("IDENTITY_EMAIL_PROVIDER", "sendgrid"), ("SENDGRID_API_KEY", "SG.not-used")];
     let mut sendgrid = LoggedProcess::start(server_command(port, &database.0, &sendgrid));
     sendgrid.until_message("identity server listening").await;

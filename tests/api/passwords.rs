@@ -6,15 +6,15 @@ use identity::grpc::proto::{
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::{
-    helpers::{
-        STRONG_PASSWORD, TestApp, emails_to, is_valid, logged_in, login_tokens, sign_up_request, token_in,
-        wait_for_email, with_bearer,
-    },
-    on_both_databases,
+use testkit::on_both_databases;
+
+use crate::helpers::{
+    STRONG_PASSWORD, TestApp, emails_to, is_valid, logged_in, login_tokens, sign_up_request, spawn_app, token_in,
+    wait_for_email, with_bearer,
 };
 
 on_both_databases!(
+    builder = spawn_app;
     changing_the_password_needs_the_current_one_and_ends_the_other_sessions,
     a_password_reset_sets_the_password_once_and_ends_every_session,
     reset_links_expire_and_need_a_new_password,

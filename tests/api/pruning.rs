@@ -13,12 +13,13 @@ use identity::{
 use sea_orm::{ConnectionTrait, Database, Statement};
 use tokio::sync::Notify;
 
-use crate::{
-    helpers::{STRONG_PASSWORD, TestApp, login_tokens, sign_up_request, verified_user, wait_for_email},
-    on_both_databases,
+use testkit::on_both_databases;
+
+use crate::helpers::{
+    STRONG_PASSWORD, TestApp, login_tokens, sign_up_request, spawn_app, verified_user, wait_for_email,
 };
 
-on_both_databases!(pruning_deletes_stale_sessions_throttles_tokens_and_abandoned_sign_ups_only);
+on_both_databases!(builder = spawn_app; pruning_deletes_stale_sessions_throttles_tokens_and_abandoned_sign_ups_only);
 
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);

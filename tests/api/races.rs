@@ -14,6 +14,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tonic::{Code, Request, transport::Channel};
 
+use testkit::on_both_databases;
+
 use crate::helpers::{
     Backend, STRONG_PASSWORD, TestApp, is_valid, logged_in, login_tokens, spawn_app_with, token_in, wait_for_email,
     with_bearer,
@@ -23,25 +25,8 @@ const ADMIN_KEY: &str = "race-admin-key-0123456789";
 const NEW_PASSWORD: &str = "velvet harbor lantern ninety";
 const TRIALS: usize = 6;
 
-macro_rules! race_tests {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    if let Some(app) = super::race_app(crate::helpers::Backend::Sqlite).await { super::$name(app).await; }
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if let Some(app) = super::race_app(crate::helpers::Backend::Postgres).await { super::$name(app).await; }
-                }
-            }
-        )+
-    };
-}
-
-race_tests!(
+on_both_databases!(
+    builder = race_app;
     a_password_change_racing_a_disable_never_undoes_the_disable,
     a_thief_refreshing_in_a_loop_does_not_survive_log_out_everywhere,
     a_thief_refreshing_in_a_loop_does_not_survive_a_password_reset,

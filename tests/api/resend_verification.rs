@@ -3,12 +3,12 @@ use std::time::Duration;
 use identity::grpc::proto::{ResendVerificationEmailRequest, VerifyEmailRequest};
 use tonic::Code;
 
-use crate::{
-    helpers::{TestApp, sign_up_request, token_in, verified_user},
-    on_both_databases,
-};
+use testkit::on_both_databases;
+
+use crate::helpers::{TestApp, sign_up_request, spawn_app, token_in, verified_user};
 
 on_both_databases!(
+    builder = spawn_app;
     a_resent_link_replaces_the_earlier_ones,
     resending_reveals_nothing_about_the_address,
     resends_respect_the_cooldown_and_the_hourly_cap,

@@ -11,35 +11,14 @@ use identity::grpc::proto::{
 use tonic::{Code, Request};
 use tonic_types::StatusExt;
 
-use crate::{
-    helpers::{
-        Backend, STRONG_PASSWORD, TestApp, is_valid, logged_in, login_tokens, spawn_app_with, token_in, verified_user,
-        wait_for_email, with_bearer,
-    },
-    on_both_databases,
+use testkit::on_both_databases;
+
+use crate::helpers::{
+    Backend, STRONG_PASSWORD, TestApp, is_valid, logged_in, login_tokens, spawn_app, spawn_app_with, token_in,
+    verified_user, wait_for_email, with_bearer,
 };
 
 const NEW_PASSWORD: &str = "velvet harbor lantern ninety";
-
-macro_rules! with_settings {
-    ($configure:ident => $($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, super::$configure).await;
-                    if let Some(app) = app { super::$name(app).await; }
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, super::$configure).await;
-                    if let Some(app) = app { super::$name(app).await; }
-                }
-            }
-        )+
-    };
-}
 
 fn behind_a_proxy(s: &mut identity::config::Settings) {
     s.trusted_client_ip_header = Some("x-forwarded-for".into());
@@ -57,11 +36,12 @@ fn short_session_lifetime(s: &mut identity::config::Settings) {
     s.session_max_lifetime = Duration::from_secs(3600);
 }
 
-with_settings!(behind_a_proxy => a_strangers_failures_do_not_lock_the_owner_out_of_their_own_address);
-with_settings!(enumeration_safe => enumeration_safe_login_does_not_tell_a_free_address_from_a_taken_one);
-with_settings!(per_email_limits => reset_requests_naming_a_victim_do_not_spend_the_victims_login_budget);
-with_settings!(short_session_lifetime => sessions_end_at_their_absolute_lifetime_however_often_refreshed);
+on_both_databases!(builder = spawn_app_with(behind_a_proxy); a_strangers_failures_do_not_lock_the_owner_out_of_their_own_address);
+on_both_databases!(builder = spawn_app_with(enumeration_safe); enumeration_safe_login_does_not_tell_a_free_address_from_a_taken_one);
+on_both_databases!(builder = spawn_app_with(per_email_limits); reset_requests_naming_a_victim_do_not_spend_the_victims_login_budget);
+on_both_databases!(builder = spawn_app_with(short_session_lifetime); sessions_end_at_their_absolute_lifetime_however_often_refreshed);
 on_both_databases!(
+    builder = spawn_app;
     a_reset_link_survives_only_a_few_refused_passwords,
     changing_the_password_spends_outstanding_reset_links,
     access_tokens_die_with_their_session,

@@ -3,12 +3,12 @@ use std::time::Duration;
 use identity::grpc::proto::{LogoutAllRequest, LogoutRequest, RefreshSessionRequest};
 use tonic::Code;
 
-use crate::{
-    helpers::{STRONG_PASSWORD, TestApp, is_valid, logged_in, login_tokens, with_bearer},
-    on_both_databases,
-};
+use testkit::on_both_databases;
+
+use crate::helpers::{STRONG_PASSWORD, TestApp, is_valid, logged_in, login_tokens, spawn_app, with_bearer};
 
 on_both_databases!(
+    builder = spawn_app;
     a_refresh_rotates_both_tokens_and_a_replayed_token_revokes_the_family,
     concurrent_refreshes_with_one_token_succeed_once,
     logout_ends_one_session,

@@ -2,12 +2,12 @@ use identity::grpc::proto::{SignUpRequest, UserStatus};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::{
-    helpers::{STRONG_PASSWORD, TestApp, sign_up_request, token_in},
-    on_both_databases,
-};
+use testkit::on_both_databases;
+
+use crate::helpers::{STRONG_PASSWORD, TestApp, sign_up_request, spawn_app, token_in};
 
 on_both_databases!(
+    builder = spawn_app;
     sign_up_returns_a_pending_user_and_emails_a_verification_link,
     emails_are_canonical_and_unique_whatever_their_case,
     every_invalid_field_is_reported_with_its_reason,

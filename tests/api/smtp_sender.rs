@@ -111,6 +111,6 @@ async fn smtp_refusals_are_permanent_and_temporary_failures_transient() {
 
 #[tokio::test]
 async fn an_unreachable_smtp_server_is_transient() {
-    let port = crate::tcp_proxy::free_port().await;
+    let port = testkit::free_port().unwrap();
     assert!(matches!(sender(port).send(&email()).await, Err(SendEmailError::Transient { .. })));
 }

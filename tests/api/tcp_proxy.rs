@@ -7,13 +7,6 @@ use tokio::{
     task::JoinHandle,
 };
 
-/// A free local port: bound then released, for a service that is "down" now
-/// and will listen there later.
-pub async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// Forwards every connection on `port` to `target` until dropped; dropping it
 /// stops listening and cuts every forwarded connection.
 pub struct TcpProxy {

@@ -3,12 +3,12 @@ use std::time::Duration;
 use identity::grpc::proto::{GetCurrentUserRequest, GetPublicKeysRequest, LoginRequest, ValidateTokenRequest};
 use tonic::{Code, Request};
 
-use crate::{
-    helpers::{STRONG_PASSWORD, TestApp, verified_user},
-    on_both_databases,
-};
+use testkit::on_both_databases;
+
+use crate::helpers::{STRONG_PASSWORD, TestApp, spawn_app, verified_user};
 
 on_both_databases!(
+    builder = spawn_app;
     validate_token_returns_the_claims_that_matter,
     expired_and_forged_tokens_are_unauthenticated,
     public_keys_name_the_key_in_the_token_footer,

@@ -3,12 +3,12 @@ use std::time::Duration;
 use identity::grpc::proto::{UserStatus, VerifyEmailRequest};
 use tonic::Code;
 
-use crate::{
-    helpers::{TestApp, sign_up_request, token_in},
-    on_both_databases,
-};
+use testkit::on_both_databases;
+
+use crate::helpers::{TestApp, sign_up_request, spawn_app, token_in};
 
 on_both_databases!(
+    builder = spawn_app;
     verifying_activates_the_user_and_the_token_works_once,
     expired_tokens_are_refused,
     unknown_and_malformed_tokens_are_refused_alike,

@@ -6,7 +6,6 @@
 
 use std::{
     fs::File,
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -139,16 +138,6 @@ impl Drop for Process {
     }
 }
 
-/// A port nobody listens on right now, for a child to bind. (The child binds
-/// it a moment later; on a machine running a bench nothing else grabs it.)
-///
-/// # Errors
-/// No port is free.
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
 /// A binary built next to this one (`target/release/<name>`).
 ///
 /// # Errors
@@ -157,12 +146,12 @@ pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe().context("locating the bench executable")?;
     let path = me.with_file_name(name);
     if !path.is_file() {
-        bail!("{} not found next to the bench; build every binary first: cargo build --release --bins", path.display());
+        bail!("{} not found next to the bench; build the service first: cargo build --release --bins", path.display());
     }
-    // A binary older than the sources it is built from measures old code (the
-    // bench's own sources are not among them).
+    // A binary older than the sources it is built from measures old code. The
+    // service's sources sit in the package above this one.
     let built = std::fs::metadata(&path).and_then(|metadata| metadata.modified()).ok();
-    let sources = newest_modification(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let sources = newest_modification(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../src"));
     if let (Some(built), Some(sources)) = (built, sources)
         && built < sources
     {
@@ -174,12 +163,11 @@ pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The latest modification time of any file under `dir`, the bench's aside.
+/// The latest modification time of any file under `dir`.
 fn newest_modification(dir: &Path) -> Option<std::time::SystemTime> {
     std::fs::read_dir(dir)
         .ok()?
         .flatten()
-        .filter(|entry| !matches!(entry.file_name().to_str(), Some("bench" | "identity-bench.rs")))
         .filter_map(|entry| {
             let metadata = entry.metadata().ok()?;
             if metadata.is_dir() { newest_modification(&entry.path()) } else { metadata.modified().ok() }

@@ -7,12 +7,14 @@ use anyhow::Context;
 use identity::grpc::proto;
 
 use super::{Bench, CEILING_SAMPLE, Ceiling, Measured, SETTLE, TOKENS, cpu_line};
+use testkit::free_port;
+
 use crate::{
     callers::{Client, ValidateTokenCaller},
     ceilings::{self, BareKind, PUBLIC_KEY_VAR, TokenMint},
     load::{self, Caller, Plan},
     measure::{CpuSnapshot, mib, ms, percentile},
-    processes::{Process, free_port},
+    processes::Process,
 };
 
 impl Bench {
@@ -60,7 +62,7 @@ impl Bench {
     /// Loads a bare server (a child process, like the real one) with `concurrency` callers.
     async fn measure_bare(&self, kind: BareKind, concurrency: usize, sample: Duration) -> anyhow::Result<Measured> {
         let mint = TokenMint::generate()?;
-        let port = free_port()?;
+        let port = free_port().context("finding a free port")?;
         let me = std::env::current_exe().context("locating the bench executable")?;
         let env = [(PUBLIC_KEY_VAR.to_owned(), mint.public_paserk.clone())];
         let log = self.dir.join(format!("bare-{}.log", kind.name()));

@@ -5,13 +5,15 @@ use anyhow::Context;
 use identity::infrastructure::rabbitmq::MailerTopology;
 
 use super::{Bench, Row, SETTLE, cpu_line};
+use testkit::free_port;
+
 use crate::{
     database::BenchDatabase,
     email_flow,
     email_sink::EmailSink,
     measure::{CpuSnapshot, mib, ms, percentile},
     options::{Backend, Scenario},
-    processes::{Process, free_port},
+    processes::Process,
 };
 
 impl Bench {
@@ -50,19 +52,19 @@ impl Bench {
         let sink = EmailSink::start().await?;
         let label = format!("{}-{}", backend.name(), scenario.name());
         let server = self.start_server(Some(database), &label, Some(topology)).await?;
-        let health_port = free_port()?;
+        let health_port = free_port().context("finding a free port")?;
         let env: Vec<(String, String)> = [
             ("IDENTITY_AMQP_URL", self.options.amqp_url.clone()),
             ("IDENTITY_AMQP_EXCHANGE", topology.exchange.clone()),
             ("IDENTITY_MAILER_QUEUE", topology.queue.clone()),
-            ("IDENTITY_DATABASE_URL", database.url.clone()),
+            ("IDENTITY_DATABASE_URL", database.url()),
             ("IDENTITY_AUTO_MIGRATE", "false".to_owned()),
             ("IDENTITY_EMAIL_PROVIDER", "sendgrid".to_owned()),
             ("SENDGRID_API_KEY", "SG.bench-not-a-key".to_owned()),
             ("SENDGRID_BASE_URL", format!("http://127.0.0.1:{}", sink.port)),
             ("IDENTITY_EMAIL_FROM", "no-reply@example.com".to_owned()),
             ("IDENTITY_MAILER_HEALTH_ADDR", format!("127.0.0.1:{health_port}")),
-            ("IDENTITY_METRICS_ADDR", format!("127.0.0.1:{}", free_port()?)),
+            ("IDENTITY_METRICS_ADDR", format!("127.0.0.1:{}", free_port().context("finding a free port")?)),
             ("IDENTITY_LOG_FORMAT", "json".to_owned()),
         ]
         .into_iter()

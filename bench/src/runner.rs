@@ -12,6 +12,8 @@ use anyhow::{Context, bail};
 use identity::infrastructure::Argon2Settings;
 use secrecy::ExposeSecret;
 
+use testkit::free_port;
+
 use crate::{
     callers::{
         Client, EmailSeries, GetCurrentUserCaller, LoginCaller, MixedCaller, RefreshCaller, SignUpCaller,
@@ -22,14 +24,11 @@ use crate::{
     measure::{CpuSnapshot, Memory, mib, ms, percent, percentile},
     options::{Backend, Options, Scenario},
     pool_rss,
-    processes::{Process, free_port, sibling},
+    processes::{Process, sibling},
 };
 
-#[path = "runner/ceiling_runs.rs"]
 mod ceiling_runs;
-#[path = "runner/email_run.rs"]
 mod email_run;
-#[path = "runner/enumeration.rs"]
 mod enumeration;
 
 /// Users the login scenarios spread their calls over.
@@ -227,7 +226,7 @@ impl Bench {
                 break;
             }
             let database = match (&self.options.target, &self.options.target_database_url) {
-                (Some(_), Some(url)) => Some(BenchDatabase::external(url.clone())),
+                (Some(_), Some(url)) => Some(BenchDatabase::External(url.clone())),
                 (Some(_), None) => None,
                 (None, _) => Some(BenchDatabase::create(backend, &self.run_id, &self.options.postgres_url).await?),
             };
@@ -237,9 +236,8 @@ impl Bench {
                     println!("== {} · {} ==\n  FAILED: {error:#}\n", scenario.name(), self.backend_name(backend));
                 }
             }
-            if let Some(database) = database {
-                database.remove().await;
-            }
+            // Dropping it removes the run's own database.
+            drop(database);
         }
         self.print_summary();
         Ok(())
@@ -265,11 +263,11 @@ impl Bench {
             return Ok(Server { process: None, url: target.clone(), cold_start: None, idle: None });
         }
         let database = database.context("no database for the server")?;
-        let port = free_port()?;
+        let port = free_port().context("finding a free port")?;
         let argon2 = self.argon2;
         let mut env: Vec<(String, String)> = [
             ("IDENTITY_GRPC_ADDR", format!("127.0.0.1:{port}")),
-            ("IDENTITY_DATABASE_URL", database.url.clone()),
+            ("IDENTITY_DATABASE_URL", database.url()),
             ("IDENTITY_TOKEN_SECRET_KEY", self.token_secret.clone()),
             ("IDENTITY_ARGON2_M_COST", argon2.m_cost.to_string()),
             ("IDENTITY_ARGON2_T_COST", argon2.t_cost.to_string()),
@@ -281,7 +279,7 @@ impl Bench {
             ("IDENTITY_LOGIN_THROTTLE_AFTER", "1000000".to_owned()),
             ("IDENTITY_LOG_FORMAT", "json".to_owned()),
             // Metrics stay on, as in production, on a port of their own.
-            ("IDENTITY_METRICS_ADDR", format!("127.0.0.1:{}", free_port()?)),
+            ("IDENTITY_METRICS_ADDR", format!("127.0.0.1:{}", free_port().context("finding a free port")?)),
         ]
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value))
