@@ -36,21 +36,7 @@ on_both_databases!(
     verifying_while_a_resend_runs_never_fails_inside,
 );
 
-mod concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        if let Some(app) = super::storm_app(crate::helpers::Backend::Sqlite).await {
-            super::concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts(app).await;
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        if let Some(app) = super::storm_app(crate::helpers::Backend::Postgres).await {
-            super::concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts(app).await;
-        }
-    }
-}
+on_both_databases!(builder = storm_app; concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts);
 
 /// Hashes slow enough that every guess of a burst is read in before the first
 /// failure could be written: a check-then-act throttle lets them all through.
