@@ -53,13 +53,13 @@ race_tests!(
 async fn race_app(backend: Backend) -> Option<TestApp> {
     let hash: String = Sha256::digest(ADMIN_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     spawn_app_with(backend, move |s| {
-        s.admin_api_key_hashes = vec![hash];
+        s.server.admin_api_key_hashes = vec![hash];
         // A few milliseconds per hash, many at once: the windows the races need
         // (with one hash at a time, concurrent logins would queue one behind the
         // other and never overlap).
-        s.argon2.m_cost = 4096;
-        s.argon2.t_cost = 2;
-        s.argon2.max_concurrent = 24;
+        s.passwords.argon2.m_cost = 4096;
+        s.passwords.argon2.t_cost = 2;
+        s.passwords.argon2.max_concurrent = 24;
     })
     .await
 }
