@@ -3,11 +3,13 @@
 use secrecy::ExposeSecret;
 
 use crate::{
-    config::Settings,
-    infrastructure::PasetoTokens,
-    mailer::{Mailer, MailerOverrides, MailerSettings},
-    startup::{self, Application, Overrides},
-    telemetry::{self, OtlpSettings},
+    config::{MailerSettings, Settings, TelemetrySettings},
+    infrastructure::{
+        PasetoTokens,
+        sea_orm::{connect, migrate},
+    },
+    startup::{Application, Mailer, Overrides},
+    telemetry::{self, TelemetryGuard},
 };
 
 const USAGE: &str = "usage: identity-server [serve|migrate|generate-key]";
@@ -19,9 +21,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         None | Some("serve") => serve().await,
         Some("migrate") => {
             let settings = Settings::from_env()?;
-            let _telemetry = telemetry::init(settings.log_format, None)?;
-            let db = startup::connect_database(&settings).await?;
-            startup::migrate(&db).await?;
+            let _telemetry = telemetry::init(settings.telemetry.log_format, None)?;
+            let db = connect(&settings.database).await?;
+            migrate(&db).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -45,8 +47,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
 /// Bad configuration or a failure to start.
 pub async fn run_mailer() -> anyhow::Result<()> {
     let settings = MailerSettings::from_env()?;
-    let _telemetry = telemetry::init(settings.log_format, OtlpSettings::from_env("identity-mailer"))?;
-    let mailer = Mailer::build(settings, MailerOverrides::default()).await?;
+    let _telemetry = init_telemetry(&settings.telemetry)?;
+    let mailer = Mailer::build(settings, Overrides::default()).await?;
     let stop = mailer.shutdown_token();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -58,7 +60,7 @@ pub async fn run_mailer() -> anyhow::Result<()> {
 
 async fn serve() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    let _telemetry = telemetry::init(settings.log_format, OtlpSettings::from_env("identity-server"))?;
+    let _telemetry = init_telemetry(&settings.telemetry)?;
     let app = Application::build(settings, Overrides::default()).await?;
     let stop = app.shutdown_token();
     tokio::spawn(async move {
@@ -67,6 +69,10 @@ async fn serve() -> anyhow::Result<()> {
         stop.cancel();
     });
     app.run_until_stopped().await
+}
+
+fn init_telemetry(settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
+    telemetry::init(settings.log_format, settings.otlp.clone())
 }
 
 async fn shutdown_signal() {

@@ -2,7 +2,8 @@
 //! PASETO access tokens — on SQLite or PostgreSQL.
 //!
 //! Layers: `domain` (pure) ← `application` (use cases) ← `infrastructure`
-//! (adapters) and `grpc` (transport), wired together in `startup`.
+//! (adapters), `grpc` (transport, driving use cases from requests) and
+//! `workers` (driving them from outside a request), wired together in `startup`.
 
 pub mod application;
 pub mod cli;
@@ -10,7 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod infrastructure;
-pub mod mailer;
 pub mod observability;
 pub mod startup;
 pub mod telemetry;
+pub mod workers;

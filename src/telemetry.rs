@@ -22,29 +22,20 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-use crate::config::LogFormat;
+/// `IDENTITY_LOG_FORMAT`: JSON lines (the default) or `pretty`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
 
-/// Where spans go, when they go anywhere.
+/// Where spans go, when they go anywhere (`config::telemetry` reads the
+/// standard `OTEL_*` variables into it).
 #[derive(Debug, Clone)]
 pub struct OtlpSettings {
     /// The collector's OTLP/gRPC endpoint, e.g. `http://127.0.0.1:4317`.
     pub endpoint: String,
     pub service_name: String,
-}
-
-impl OtlpSettings {
-    /// From the standard OpenTelemetry variables; `None` when no endpoint is set.
-    pub fn from_env(default_service_name: &str) -> Option<Self> {
-        let endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
-            .ok()
-            .filter(|e| !e.trim().is_empty())?;
-        let service_name = std::env::var("OTEL_SERVICE_NAME")
-            .ok()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| default_service_name.to_owned());
-        Some(Self { endpoint, service_name })
-    }
 }
 
 /// Keeps the trace pipeline alive; dropping it flushes the spans still queued.

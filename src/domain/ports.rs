@@ -1,6 +1,8 @@
 //! The ports: what the use cases need from the outside world, stated in domain
 //! terms. Adapters in `infrastructure` implement them; tests use small fakes.
 
+mod outbox;
+
 use std::fmt;
 
 use async_trait::async_trait;
@@ -11,6 +13,8 @@ use super::{
     AccessTokenClaims, DomainEvent, Email, IssuedToken, LoginAttemptKeys, LoginRefusal, NewPassword, PasswordHash,
     PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
 };
+
+pub use outbox::{OutboxBacklog, OutboxClaim, OutboxEvent, OutboxPublisher, OutboxStore, PublishError};
 
 /// Storage failures, classified where they happen.
 #[derive(Debug, thiserror::Error)]

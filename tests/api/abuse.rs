@@ -58,7 +58,7 @@ async fn unknown_addresses_are_throttled_exactly_like_registered_ones(mut app: T
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_from_one_address_are_rate_limited_with_retry_info() {
-    let Some(mut app) = spawn_app_with(Backend::Sqlite, |s| s.rate_limit_per_address = 3).await else { return };
+    let Some(mut app) = spawn_app_with(Backend::Sqlite, |s| s.limits.per_address = 3).await else { return };
     for i in 0..3 {
         app.client.sign_up(sign_up_request(&format!("user{i}@example.com"))).await.unwrap();
     }
@@ -75,8 +75,8 @@ async fn calls_from_one_address_are_rate_limited_with_retry_info() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_proxy_the_trusted_header_names_the_caller() {
     let Some(mut app) = spawn_app_with(Backend::Sqlite, |s| {
-        s.rate_limit_per_address = 2;
-        s.trusted_client_ip_header = Some("x-forwarded-for".into());
+        s.limits.per_address = 2;
+        s.server.trusted_client_ip_header = Some("x-forwarded-for".into());
     })
     .await
     else {
@@ -98,8 +98,8 @@ async fn behind_a_proxy_the_trusted_header_names_the_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_email_is_rate_limited_across_callers() {
     let Some(mut app) = spawn_app_with(Backend::Sqlite, |s| {
-        s.rate_limit_per_email = 2;
-        s.trusted_client_ip_header = Some("x-forwarded-for".into());
+        s.limits.per_email = 2;
+        s.server.trusted_client_ip_header = Some("x-forwarded-for".into());
     })
     .await
     else {
@@ -119,8 +119,8 @@ async fn one_email_is_rate_limited_across_callers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_naming_one_email_are_limited_per_caller_so_a_stranger_cannot_spend_the_owners() {
     let Some(mut app) = spawn_app_with(Backend::Sqlite, |s| {
-        s.rate_limit_per_email = 2;
-        s.trusted_client_ip_header = Some("x-forwarded-for".into());
+        s.limits.per_email = 2;
+        s.server.trusted_client_ip_header = Some("x-forwarded-for".into());
     })
     .await
     else {
@@ -143,7 +143,9 @@ async fn logins_naming_one_email_are_limited_per_caller_so_a_stranger_cannot_spe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enumeration_safe_sign_up_answers_alike_and_tells_the_owner() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let Some(mut app) = spawn_app_with(backend, |s| s.signup_enumeration_safe = true).await else { continue };
+        let Some(mut app) = spawn_app_with(backend, |s| s.server.signup_enumeration_safe = true).await else {
+            continue;
+        };
         verified_user(&mut app, "owner@example.com").await;
         let request = SignUpRequest { display_name: "Mallory".into(), ..sign_up_request("OWNER@example.com") };
         let user = app
@@ -183,7 +185,7 @@ async fn a_login_upgrades_a_hash_made_with_weaker_parameters() {
 
         // A second server on the same database, configured with more memory.
         let mut settings = crate::helpers::test_settings(&url);
-        settings.argon2.m_cost = 512;
+        settings.passwords.argon2.m_cost = 512;
         let app =
             identity::startup::Application::build(settings, identity::startup::Overrides::default()).await.unwrap();
         let port = app.port();

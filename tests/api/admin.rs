@@ -22,7 +22,7 @@ on_both_databases!(
 
 async fn admin_app(backend: Backend) -> Option<TestApp> {
     let hash: String = Sha256::digest(ADMIN_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    spawn_app_with(backend, move |s| s.admin_api_key_hashes = vec![hash]).await
+    spawn_app_with(backend, move |s| s.server.admin_api_key_hashes = vec![hash]).await
 }
 
 async fn admin(app: &TestApp) -> AdminServiceClient<Channel> {

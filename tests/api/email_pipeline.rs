@@ -236,7 +236,7 @@ async fn a_message_redelivered_after_a_crash_sends_no_second_email(backend: Back
     let _ = connection.close(200, "done".into()).await;
 }
 
-async fn crashing_handler(settings: &identity::mailer::MailerSettings) -> identity::application::HandleEmailEvent {
+async fn crashing_handler(settings: &identity::config::MailerSettings) -> identity::application::HandleEmailEvent {
     use std::sync::Arc;
     let db = identity::infrastructure::sea_orm::connect(&settings.database).await.unwrap();
     identity::application::HandleEmailEvent {
@@ -250,7 +250,7 @@ async fn crashing_handler(settings: &identity::mailer::MailerSettings) -> identi
         },
         expected: settings.expected.clone(),
         clock: Arc::new(identity::infrastructure::SystemClock),
-        retry: settings.retry,
+        retry: settings.consumer.retry,
     }
 }
 
@@ -304,8 +304,8 @@ async fn the_mailer_is_not_serving_without_a_broker_and_serving_with_one(backend
     let sendgrid = sendgrid_accepting().await;
     let port = free_port().unwrap();
     let mut settings = crate::pipeline_helpers::mailer_settings(&app, &names, &sendgrid);
-    settings.amqp_url = secrecy::SecretString::from(format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
-    let mailer = identity::mailer::Mailer::build(settings, identity::mailer::MailerOverrides::default()).await.unwrap();
+    settings.amqp.url = secrecy::SecretString::from(format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
+    let mailer = identity::startup::Mailer::build(settings, identity::startup::Overrides::default()).await.unwrap();
     let stop = mailer.shutdown_token();
     let health_port = mailer.health_port();
     let task = tokio::spawn(mailer.run_until_stopped());

@@ -212,7 +212,8 @@ async fn notices(app: &TestApp) -> usize {
 }
 
 async fn capped_registration_notices(backend: Backend) {
-    let Some(mut app) = crate::helpers::spawn_app_with(backend, |s| s.signup_enumeration_safe = true).await else {
+    let Some(mut app) = crate::helpers::spawn_app_with(backend, |s| s.server.signup_enumeration_safe = true).await
+    else {
         return;
     };
     verified_user(&mut app, "owner@example.com").await;

@@ -69,10 +69,10 @@ async fn a_black_holed_database_gives_unavailable_within_the_acquire_timeout_and
     let port = free_port().unwrap();
     let proxy = TcpProxy::start(port, "127.0.0.1:5432".parse().unwrap()).await;
     let Some(mut app) = spawn_app_with(Backend::Postgres, |s| {
-        s.database_url = secrecy::ExposeSecret::expose_secret(&s.database_url)
+        s.database.url = secrecy::ExposeSecret::expose_secret(&s.database.url)
             .replace("127.0.0.1:5432", &format!("127.0.0.1:{port}"))
             .into();
-        s.database_acquire_timeout = Duration::from_secs(1);
+        s.database.acquire_timeout = Duration::from_secs(1);
     })
     .await
     else {

@@ -125,14 +125,14 @@ impl TestApp {
 /// benchmarks, not the tests), a fresh database.
 pub fn test_settings(database_url: &str) -> Settings {
     let mut settings = Settings::from_lookup(|_| None).unwrap();
-    settings.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    settings.database_url = database_url.into();
-    settings.argon2 = Argon2Settings { m_cost: 256, t_cost: 1, p_cost: 1, ..settings.argon2 };
+    settings.server.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    settings.database.url = database_url.into();
+    settings.passwords.argon2 = Argon2Settings { m_cost: 256, t_cost: 1, p_cost: 1, ..settings.passwords.argon2 };
     // Tests hammer one address on purpose; the rate-limit tests turn these back on.
-    settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
-    settings.rate_limit_per_address = 0;
-    settings.rate_limit_per_email = 0;
-    settings.verification_url = identity::application::VerificationLinkTemplate::parse(VERIFICATION_URL).unwrap();
+    settings.telemetry.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    settings.limits.per_address = 0;
+    settings.limits.per_email = 0;
+    settings.links.verification_url = identity::application::VerificationLinkTemplate::parse(VERIFICATION_URL).unwrap();
     settings
 }
 

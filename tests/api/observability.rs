@@ -272,7 +272,7 @@ async fn one_signup_is_one_trace_from_the_caller_through_rabbitmq_to_sendgrid() 
     // This test process is its own (nextest runs one test per process), so the
     // global subscriber with its OTLP layer is ours alone.
     let guard = identity::telemetry::init(
-        identity::config::LogFormat::Json,
+        identity::telemetry::LogFormat::Json,
         Some(identity::telemetry::OtlpSettings {
             endpoint: collector_endpoint.clone(),
             service_name: "identity-server".into(),

@@ -5,11 +5,15 @@ use std::{sync::Arc, time::Duration};
 
 use identity::{
     application::{ExpectedEmails, RetryPolicy},
-    config::LogFormat,
-    config::{AmqpSettings, EmailProvider, EmailSettings},
+    config::{AmqpSettings, ConsumerSettings, MailerSettings, TelemetrySettings},
     domain::{Email, ports::Clock},
-    infrastructure::{rabbitmq::MailerTopology, sea_orm::DatabaseSettings},
-    mailer::{Mailer, MailerOverrides, MailerSettings},
+    infrastructure::{
+        email::{EmailProvider, EmailSettings},
+        rabbitmq::MailerTopology,
+        sea_orm::DatabaseSettings,
+    },
+    startup::{Mailer, Overrides},
+    telemetry::LogFormat,
 };
 use lapin::{Connection, ConnectionProperties, options::ExchangeDeleteOptions, options::QueueDeleteOptions};
 use secrecy::SecretString;
@@ -115,30 +119,32 @@ pub async fn start_server(backend: Backend, names: &Names, amqp_url: &str) -> Op
     let amqp = AmqpSettings { url: SecretString::from(amqp_url.to_owned()), exchange: names.topology.exchange.clone() };
     spawn_app_with(backend, move |settings| {
         settings.amqp = Some(amqp);
-        settings.relay.poll_interval = Duration::from_millis(200);
-        settings.relay.max_backoff = Duration::from_millis(500);
+        settings.outbox.poll_interval = Duration::from_millis(200);
+        settings.outbox.max_backoff = Duration::from_millis(500);
     })
     .await
 }
 
 pub fn mailer_settings(app: &TestApp, names: &Names, sendgrid: &MockServer) -> MailerSettings {
     MailerSettings {
-        amqp_url: SecretString::from(amqp_url()),
-        exchange: names.topology.exchange.clone(),
-        queue: names.topology.queue.clone(),
-        prefetch: 16,
-        retry: RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(5),
+        amqp: AmqpSettings { url: SecretString::from(amqp_url()), exchange: names.topology.exchange.clone() },
+        consumer: ConsumerSettings {
+            queue: names.topology.queue.clone(),
+            prefetch: 16,
+            retry: RetryPolicy {
+                max_attempts: 4,
+                base_delay: Duration::from_millis(50),
+                max_delay: Duration::from_secs(5),
+            },
+            health_addr: "127.0.0.1:0".parse().unwrap(),
         },
         database: DatabaseSettings {
             url: app.database.url().into(),
             max_connections: 4,
             acquire_timeout: Duration::from_secs(5),
+            // The server already migrated this database.
+            auto_migrate: false,
         },
-        // The server already migrated this database.
-        auto_migrate: false,
         email: EmailSettings {
             provider: EmailProvider::SendGrid,
             from: Email::parse("no-reply@identity.test").unwrap(),
@@ -150,11 +156,12 @@ pub fn mailer_settings(app: &TestApp, names: &Names, sendgrid: &MockServer) -> M
         expected: {
             // The links the test server makes, as the mailer would read them.
             let server = crate::helpers::test_settings(&app.database.url());
-            ExpectedEmails { verification_links: server.verification_url, reset_links: server.password_reset_url }
+            ExpectedEmails {
+                verification_links: server.links.verification_url,
+                reset_links: server.links.password_reset_url,
+            }
         },
-        health_addr: "127.0.0.1:0".parse().unwrap(),
-        metrics_addr: None,
-        log_format: LogFormat::Json,
+        telemetry: TelemetrySettings { log_format: LogFormat::Json, metrics_addr: None, otlp: None },
     }
 }
 
@@ -164,7 +171,7 @@ pub async fn start_mailer(
     names: &Names,
     sendgrid: &MockServer,
 ) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>, u16) {
-    let overrides = MailerOverrides { clock: Some(Arc::clone(&app.clock) as Arc<dyn Clock>), email_sender: None };
+    let overrides = Overrides { clock: Some(Arc::clone(&app.clock) as Arc<dyn Clock>), email_sender: None };
     let mailer = Mailer::build(mailer_settings(app, names, sendgrid), overrides).await.expect("the mailer starts");
     let stop = mailer.shutdown_token();
     let port = mailer.health_port();

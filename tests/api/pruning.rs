@@ -96,7 +96,7 @@ async fn pruning_deletes_stale_sessions_throttles_tokens_and_abandoned_sign_ups_
 
 async fn the_server_prunes_on_its_own(backend: crate::helpers::Backend) {
     let Some(mut app) =
-        crate::helpers::spawn_app_with(backend, |s| s.prune_interval = Duration::from_millis(100)).await
+        crate::helpers::spawn_app_with(backend, |s| s.pruning.interval = Duration::from_millis(100)).await
     else {
         return;
     };

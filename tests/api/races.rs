@@ -42,9 +42,9 @@ on_both_databases!(builder = storm_app; concurrent_wrong_guesses_get_no_more_che
 /// failure could be written: a check-then-act throttle lets them all through.
 async fn storm_app(backend: Backend) -> Option<TestApp> {
     spawn_app_with(backend, |s| {
-        s.argon2.m_cost = 32_768;
-        s.argon2.t_cost = 3;
-        s.argon2.max_concurrent = 24;
+        s.passwords.argon2.m_cost = 32_768;
+        s.passwords.argon2.t_cost = 3;
+        s.passwords.argon2.max_concurrent = 24;
     })
     .await
 }
@@ -52,13 +52,13 @@ async fn storm_app(backend: Backend) -> Option<TestApp> {
 async fn race_app(backend: Backend) -> Option<TestApp> {
     let hash: String = Sha256::digest(ADMIN_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     spawn_app_with(backend, move |s| {
-        s.admin_api_key_hashes = vec![hash];
+        s.server.admin_api_key_hashes = vec![hash];
         // A few milliseconds per hash, many at once: the windows the races need
         // (with one hash at a time, concurrent logins would queue one behind the
         // other and never overlap).
-        s.argon2.m_cost = 4096;
-        s.argon2.t_cost = 2;
-        s.argon2.max_concurrent = 24;
+        s.passwords.argon2.m_cost = 4096;
+        s.passwords.argon2.t_cost = 2;
+        s.passwords.argon2.max_concurrent = 24;
     })
     .await
 }

@@ -21,19 +21,19 @@ use crate::helpers::{
 const NEW_PASSWORD: &str = "velvet harbor lantern ninety";
 
 fn behind_a_proxy(s: &mut identity::config::Settings) {
-    s.trusted_client_ip_header = Some("x-forwarded-for".into());
+    s.server.trusted_client_ip_header = Some("x-forwarded-for".into());
 }
 
 fn enumeration_safe(s: &mut identity::config::Settings) {
-    s.signup_enumeration_safe = true;
+    s.server.signup_enumeration_safe = true;
 }
 
 fn per_email_limits(s: &mut identity::config::Settings) {
-    s.rate_limit_per_email = 5;
+    s.limits.per_email = 5;
 }
 
 fn short_session_lifetime(s: &mut identity::config::Settings) {
-    s.session_max_lifetime = Duration::from_secs(3600);
+    s.tokens.session_max_lifetime = Duration::from_secs(3600);
 }
 
 on_both_databases!(builder = spawn_app_with(behind_a_proxy); a_strangers_failures_do_not_lock_the_owner_out_of_their_own_address);
@@ -186,7 +186,7 @@ async fn access_tokens_die_with_their_session(mut app: TestApp) {
 async fn ipv6_callers_share_one_budget_per_slash_64() {
     let Some(mut app) = spawn_app_with(Backend::Sqlite, |s| {
         behind_a_proxy(s);
-        s.rate_limit_per_address = 3;
+        s.limits.per_address = 3;
     })
     .await
     else {
@@ -211,8 +211,8 @@ async fn ipv6_callers_share_one_budget_per_slash_64() {
 async fn every_rpc_that_takes_a_secret_is_rate_limited() {
     let Some(mut app) = spawn_app_with(Backend::Sqlite, |s| {
         behind_a_proxy(s);
-        s.rate_limit_per_address = 2;
-        s.rate_limit_refresh_per_address = 2;
+        s.limits.per_address = 2;
+        s.limits.refresh_per_address = 2;
     })
     .await
     else {

@@ -4,12 +4,11 @@
 use std::sync::{Arc, Mutex};
 
 use identity::{
-    config::{EmailProvider, EmailSettings},
     domain::{
         Email,
         ports::{EmailSender, OutgoingEmail, SendEmailError},
     },
-    infrastructure::email::SmtpEmailSender,
+    infrastructure::email::{EmailProvider, EmailSettings, SmtpEmailSender},
 };
 use secrecy::SecretString;
 use tokio::{

@@ -23,7 +23,7 @@ async fn wait_for_health(app: &TestApp, wanted: ServingStatus) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_is_unavailable_not_internal_and_recovers() {
     let Some(mut app) =
-        spawn_app_with(Backend::Postgres, |s| s.database_acquire_timeout = Duration::from_secs(1)).await
+        spawn_app_with(Backend::Postgres, |s| s.database.acquire_timeout = Duration::from_secs(1)).await
     else {
         return;
     };

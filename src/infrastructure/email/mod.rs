@@ -3,19 +3,17 @@
 
 mod console;
 mod sendgrid;
+mod settings;
 mod smtp;
 
 use std::sync::Arc;
 
 pub use console::ConsoleEmailSender;
 pub use sendgrid::SendGridEmailSender;
+pub use settings::{EmailProvider, EmailSettings};
 pub use smtp::SmtpEmailSender;
 
-use crate::{
-    config::{EmailProvider, EmailSettings},
-    domain::ports::EmailSender,
-    observability::Metrics,
-};
+use crate::{domain::ports::EmailSender, observability::Metrics};
 
 /// The provider the settings name.
 ///

@@ -9,8 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tracing::Instrument;
 
+use super::EmailSettings;
 use crate::{
-    config::EmailSettings,
     domain::{
         Email,
         ports::{EmailSender, OutgoingEmail, SendEmailError},

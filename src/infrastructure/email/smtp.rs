@@ -8,10 +8,8 @@ use lettre::{
 };
 use secrecy::ExposeSecret;
 
-use crate::{
-    config::EmailSettings,
-    domain::ports::{EmailSender, OutgoingEmail, SendEmailError},
-};
+use super::EmailSettings;
+use crate::domain::ports::{EmailSender, OutgoingEmail, SendEmailError};
 
 pub struct SmtpEmailSender {
     transport: AsyncSmtpTransport<Tokio1Executor>,

@@ -1,9 +1,4 @@
-//! The transactional outbox's moving part: a relay that publishes committed
-//! events and marks them published only once the publisher accepted them.
+//! The outbox's wire form: how domain events are stored, published and read
+//! back. The relay that moves them lives in `workers`.
 
-mod in_process;
 pub mod payload;
-mod relay;
-
-pub use in_process::InProcessEmailPublisher;
-pub use relay::{OutboxPublisher, OutboxRelay, PublishError, RelaySettings};

@@ -1,15 +1,17 @@
-//! RabbitMQ over lapin: the topology, the outbox relay's publisher (publisher
-//! confirms, persistent messages) and the mailer's consumer (manual acks,
-//! bounded prefetch, retry and dead-letter queues).
+//! RabbitMQ over lapin: the connection, the topology (retry and dead-letter
+//! queues), message headers, and the outbox relay's publisher (publisher
+//! confirms, persistent messages). The mailer's consumer, which drives a use
+//! case, is in `workers`.
 
 mod connection;
-mod consumer;
 mod headers;
 mod publisher;
 mod topology;
 
 pub use connection::connect;
-pub use consumer::MailerConsumer;
-pub use headers::{ATTEMPT_HEADER, DEAD_LETTER_REASON_HEADER, LAST_ERROR_HEADER, integer_header, string_header};
+pub use headers::{
+    ATTEMPT_HEADER, DEAD_LETTER_REASON_HEADER, LAST_ERROR_HEADER, integer_header, long_string, string_header,
+    with_headers,
+};
 pub use publisher::RabbitMqPublisher;
 pub use topology::{MAILER_ROUTING_KEYS, MailerTopology, declare_exchange};

@@ -6,11 +6,10 @@ use secrecy::SecretString;
 use tokio::sync::Mutex;
 
 use super::{connect, declare_exchange, headers::long_string};
-use crate::infrastructure::{
-    outbox::{OutboxPublisher, PublishError},
-    sea_orm::OutboxRow,
+use crate::{
+    domain::ports::{OutboxEvent, OutboxPublisher, PublishError},
+    observability::trace_context,
 };
-use crate::observability::trace_context;
 
 /// How long the broker may take to confirm a message before we treat the
 /// connection as broken.
@@ -18,7 +17,7 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// AMQP delivery mode 2: written to disk by the broker.
 const PERSISTENT: u8 = 2;
 
-/// Publishes outbox rows to the topic exchange, one confirmed message at a time.
+/// Publishes outbox events to the topic exchange, one confirmed message at a time.
 pub struct RabbitMqPublisher {
     url: SecretString,
     exchange: String,
@@ -30,7 +29,7 @@ impl RabbitMqPublisher {
         Self { url, exchange, link: Mutex::new(None) }
     }
 
-    fn properties(row: &OutboxRow) -> BasicProperties {
+    fn properties(row: &OutboxEvent) -> BasicProperties {
         let mut headers = FieldTable::default();
         // The publish span's context: the mailer's spans become its children.
         for (name, value) in trace_context::inject(&tracing::Span::current()).unwrap_or_default() {
@@ -53,7 +52,7 @@ impl OutboxPublisher for RabbitMqPublisher {
         "rabbitmq"
     }
 
-    async fn publish(&self, row: &OutboxRow) -> Result<(), PublishError> {
+    async fn publish(&self, row: &OutboxEvent) -> Result<(), PublishError> {
         tracing::Span::current().record("messaging.destination.name", self.exchange.as_str());
         let mut link = self.link.lock().await;
         let is_connected = link

@@ -4,7 +4,7 @@ use anyhow::Context;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use secrecy::{ExposeSecret, SecretString};
 
-/// How to reach the database.
+/// How to reach the database, and whether to migrate it at start-up.
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     /// May carry a password, so it is a secret (and `Debug` shows it redacted).
@@ -12,6 +12,9 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a connection before it answers UNAVAILABLE.
     pub acquire_timeout: Duration,
+    /// Whether a binary applies pending migrations ([`super::migrate`]) when it
+    /// starts; `connect` itself ignores it.
+    pub auto_migrate: bool,
 }
 
 /// Opens the connection pool.

@@ -1,3 +1,4 @@
+use async_trait::async_trait;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -9,7 +10,12 @@ use uuid::Uuid;
 
 use super::{classify, entities::outbox, is_postgres};
 use crate::{
-    domain::DomainEvent, domain::ports::RepositoryError, infrastructure::outbox::payload, observability::trace_context,
+    domain::{
+        DomainEvent,
+        ports::{OutboxBacklog, OutboxClaim, OutboxEvent, OutboxStore, RepositoryError},
+    },
+    infrastructure::outbox::payload,
+    observability::trace_context,
 };
 
 /// Writes an event inside the caller's transaction: it commits or rolls back
@@ -33,24 +39,6 @@ pub(super) async fn insert_event(txn: &DatabaseTransaction, event: &DomainEvent)
     Ok(())
 }
 
-/// An event waiting to be published.
-#[derive(Clone)]
-pub struct OutboxRow {
-    pub id: Uuid,
-    pub event_type: String,
-    /// Versioned JSON; carries single-use links, so it never goes to a log.
-    pub payload: String,
-    pub trace_context: Option<String>,
-    pub attempts: i32,
-    pub created_at: OffsetDateTime,
-}
-
-impl std::fmt::Debug for OutboxRow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutboxRow").field("id", &self.id).field("event_type", &self.event_type).finish_non_exhaustive()
-    }
-}
-
 /// The relay's view of the outbox table.
 #[derive(Clone)]
 pub struct SeaOrmOutboxStore {
@@ -58,23 +46,24 @@ pub struct SeaOrmOutboxStore {
 }
 
 /// Rows claimed by this relay. On PostgreSQL they stay row-locked (`FOR UPDATE
-/// SKIP LOCKED`) until [`ClaimedBatch::finish`], so each row is published by one
+/// SKIP LOCKED`) until [`OutboxClaim::finish`], so each row is published by one
 /// replica only; SQLite is single-node and holds no transaction, so that slow
 /// publishing never blocks its single connection.
 pub struct ClaimedBatch {
     txn: Option<DatabaseTransaction>,
     db: DatabaseConnection,
-    pub rows: Vec<OutboxRow>,
+    events: Vec<OutboxEvent>,
 }
 
 impl SeaOrmOutboxStore {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
+}
 
-    /// # Errors
-    /// Storage failures.
-    pub async fn claim_batch(&self, limit: u64) -> Result<ClaimedBatch, RepositoryError> {
+#[async_trait]
+impl OutboxStore for SeaOrmOutboxStore {
+    async fn claim_batch(&self, limit: u64) -> Result<Box<dyn OutboxClaim>, RepositoryError> {
         let pending = outbox::Entity::find()
             .filter(outbox::Column::PublishedAt.is_null())
             .order_by_asc(outbox::Column::Id)
@@ -90,25 +79,20 @@ impl SeaOrmOutboxStore {
         } else {
             (None, pending.all(&self.db).await.map_err(classify)?)
         };
-        let rows = rows
+        let events = rows
             .into_iter()
-            .map(|row| OutboxRow {
+            .map(|row| OutboxEvent {
                 id: row.id,
                 event_type: row.event_type,
                 payload: row.payload,
                 trace_context: row.trace_context,
-                attempts: row.attempts,
                 created_at: row.created_at,
             })
             .collect();
-        Ok(ClaimedBatch { txn, db: self.db.clone(), rows })
+        Ok(Box::new(ClaimedBatch { txn, db: self.db.clone(), events }))
     }
 
-    /// Deletes published rows older than `before`; returns how many.
-    ///
-    /// # Errors
-    /// Storage failures.
-    pub async fn prune_published(&self, before: OffsetDateTime) -> Result<u64, RepositoryError> {
+    async fn prune_published(&self, before: OffsetDateTime) -> Result<u64, RepositoryError> {
         let deleted = outbox::Entity::delete_many()
             .filter(outbox::Column::PublishedAt.is_not_null())
             .filter(outbox::Column::PublishedAt.lt(before))
@@ -118,12 +102,7 @@ impl SeaOrmOutboxStore {
         Ok(deleted.rows_affected)
     }
 
-    /// Redacts up to `limit` published rows that still hold a link: rows
-    /// published before redaction at publishing existed. Returns how many.
-    ///
-    /// # Errors
-    /// Storage failures.
-    pub async fn redact_published(&self, limit: u64) -> Result<u64, RepositoryError> {
+    async fn redact_published(&self, limit: u64) -> Result<u64, RepositoryError> {
         let rows: Vec<(Uuid, String)> = outbox::Entity::find()
             .select_only()
             .column(outbox::Column::Id)
@@ -150,16 +129,12 @@ impl SeaOrmOutboxStore {
         Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
     }
 
-    /// Rows not yet published, and the oldest one's creation time.
-    ///
-    /// # Errors
-    /// Storage failures.
-    pub async fn backlog(&self) -> Result<(u64, Option<OffsetDateTime>), RepositoryError> {
+    async fn backlog(&self) -> Result<OutboxBacklog, RepositoryError> {
         let pending = outbox::Entity::find().filter(outbox::Column::PublishedAt.is_null());
         let count = sea_orm::PaginatorTrait::count(pending.clone(), &self.db).await.map_err(classify)?;
         let oldest =
             pending.order_by_asc(outbox::Column::Id).one(&self.db).await.map_err(classify)?.map(|row| row.created_at);
-        Ok((count, oldest))
+        Ok(OutboxBacklog { unpublished: count, oldest_created_at: oldest })
     }
 }
 
@@ -171,17 +146,21 @@ impl ClaimedBatch {
         };
         result.map(|_| ()).map_err(classify)
     }
+}
+
+#[async_trait]
+impl OutboxClaim for ClaimedBatch {
+    fn events(&self) -> &[OutboxEvent] {
+        &self.events
+    }
 
     /// `note` records why a row was settled without being delivered (a
     /// permanent failure), for operators reading the table. The same statement
     /// replaces the payload with its redacted form (`payload`, the row as
     /// claimed): once settled, the single-use link has no business at rest.
-    ///
-    /// # Errors
-    /// Storage failures.
-    pub async fn mark_published(
+    async fn mark_published(
         &self,
-        row: &OutboxRow,
+        row: &OutboxEvent,
         at: OffsetDateTime,
         note: Option<&str>,
     ) -> Result<(), RepositoryError> {
@@ -193,21 +172,16 @@ impl ClaimedBatch {
         self.exec(update).await
     }
 
-    /// # Errors
-    /// Storage failures.
-    pub async fn record_failure(&self, id: Uuid, error: &str) -> Result<(), RepositoryError> {
+    async fn mark_failed(&self, event: &OutboxEvent, error: &str) -> Result<(), RepositoryError> {
         let update = outbox::Entity::update_many()
             .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
             .col_expr(outbox::Column::LastError, Expr::value(error.to_owned()))
-            .filter(outbox::Column::Id.eq(id));
+            .filter(outbox::Column::Id.eq(event.id));
         self.exec(update).await
     }
 
     /// Commits the claim (releasing the row locks on PostgreSQL).
-    ///
-    /// # Errors
-    /// Storage failures.
-    pub async fn finish(self) -> Result<(), RepositoryError> {
+    async fn finish(self: Box<Self>) -> Result<(), RepositoryError> {
         if let Some(txn) = self.txn {
             txn.commit().await.map_err(classify)?;
         }

@@ -15,16 +15,15 @@ use tokio::{sync::watch, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{
-    MailerTopology, connect,
-    headers::{
-        ATTEMPT_HEADER, DEAD_LETTER_REASON_HEADER, LAST_ERROR_HEADER, integer_header, long_string, string_header,
-        with_headers,
-    },
-};
 use crate::{
     application::{Disposition, HandleEmailEvent},
-    infrastructure::outbox::payload,
+    infrastructure::{
+        outbox::payload,
+        rabbitmq::{
+            ATTEMPT_HEADER, DEAD_LETTER_REASON_HEADER, LAST_ERROR_HEADER, MailerTopology, connect, integer_header,
+            long_string, string_header, with_headers,
+        },
+    },
     observability::{
         Metrics,
         trace_context::{self, Carrier},

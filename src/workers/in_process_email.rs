@@ -1,7 +1,10 @@
 use async_trait::async_trait;
 
-use super::{OutboxPublisher, PublishError, payload};
-use crate::{application::DeliverEmail, domain::ports::SendEmailError, infrastructure::sea_orm::OutboxRow};
+use crate::{
+    application::DeliverEmail,
+    domain::ports::{OutboxEvent, OutboxPublisher, PublishError, SendEmailError},
+    infrastructure::outbox::payload,
+};
 
 /// Delivers outbox events straight to the email provider, inside the server:
 /// the zero-setup mode when no message broker is configured.
@@ -15,8 +18,8 @@ impl OutboxPublisher for InProcessEmailPublisher {
         "in-process"
     }
 
-    async fn publish(&self, row: &OutboxRow) -> Result<(), PublishError> {
-        let event = payload::decode(&row.event_type, row.payload.as_bytes()).map_err(PublishError::Permanent)?;
+    async fn publish(&self, stored: &OutboxEvent) -> Result<(), PublishError> {
+        let event = payload::decode(&stored.event_type, stored.payload.as_bytes()).map_err(PublishError::Permanent)?;
         if !event.is_email() {
             // Events for other services need a broker to reach them; without one
             // there is nobody to tell, and nothing to retry.

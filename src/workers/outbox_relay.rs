@@ -1,42 +1,23 @@
+//! The transactional outbox's moving part: publishes committed events and marks
+//! them published only once the publisher accepted them.
+
 use std::{sync::Arc, time::Duration};
 
-use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::observability::{
-    Metrics,
-    metrics::PublisherLabels,
-    trace_context::{self, Carrier},
-};
-
 use crate::{
-    domain::{ports::Clock, resend_policy::RESEND_WINDOW},
-    infrastructure::sea_orm::{OutboxRow, SeaOrmOutboxStore},
+    domain::{
+        ports::{Clock, OutboxEvent, OutboxPublisher, OutboxStore, PublishError},
+        resend_policy::RESEND_WINDOW,
+    },
+    observability::{
+        Metrics,
+        metrics::PublisherLabels,
+        trace_context::{self, Carrier},
+    },
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// Try again later (broker down, provider timing out).
-    #[error("transient publish failure: {0:#}")]
-    Transient(anyhow::Error),
-    /// Retrying cannot help (undecodable payload, provider refusing the request).
-    #[error("permanent publish failure: {0:#}")]
-    Permanent(anyhow::Error),
-}
-
-/// Where outbox events go: in-process email delivery, or a message broker.
-#[async_trait]
-pub trait OutboxPublisher: Send + Sync {
-    fn name(&self) -> &'static str;
-
-    /// Returns once the event is safely handed over.
-    ///
-    /// # Errors
-    /// Whether a retry can help.
-    async fn publish(&self, row: &OutboxRow) -> Result<(), PublishError>;
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct RelaySettings {
@@ -63,7 +44,7 @@ impl Default for RelaySettings {
 
 pub struct OutboxRelay {
     pub metrics: Arc<Metrics>,
-    pub store: SeaOrmOutboxStore,
+    pub store: Arc<dyn OutboxStore>,
     pub publisher: Arc<dyn OutboxPublisher>,
     /// Signalled by the repositories after each commit that wrote an event.
     pub wake: Arc<Notify>,
@@ -75,6 +56,15 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// How often the backlog gauges are refreshed (a count over unpublished rows).
 const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
+/// What one publishing round leaves the relay to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Round {
+    /// Zero when the round succeeded; otherwise how long to wait before retrying.
+    backoff: Duration,
+    /// A full batch was published: more may be waiting, go again at once.
+    is_more_waiting: bool,
+}
+
 impl OutboxRelay {
     /// Runs until `stop` is cancelled. Failures back off exponentially (from 100 ms
     /// to `max_backoff`) and are logged at warn once per attempt, never in a tight loop.
@@ -84,27 +74,10 @@ impl OutboxRelay {
         let mut last_prune: Option<tokio::time::Instant> = None;
         let mut last_backlog: Option<tokio::time::Instant> = None;
         loop {
-            match self.publish_pending().await {
-                Ok(count) => {
-                    if !backoff.is_zero() {
-                        tracing::info!(publisher = self.publisher.name(), "outbox relay recovered");
-                    }
-                    backoff = Duration::ZERO;
-                    if count as u64 >= self.settings.batch_size {
-                        continue; // more is waiting
-                    }
-                }
-                Err(error) => {
-                    let labels = PublisherLabels { publisher: self.publisher.name().to_owned() };
-                    self.metrics.outbox_publish_errors.get_or_create(&labels).inc();
-                    backoff = (backoff * 2).clamp(Duration::from_millis(100), self.settings.max_backoff);
-                    tracing::warn!(
-                        publisher = self.publisher.name(),
-                        error = format!("{error:#}"),
-                        retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
-                        "outbox relay could not publish; will retry"
-                    );
-                }
+            let round = self.round(backoff).await;
+            backoff = round.backoff;
+            if round.is_more_waiting {
+                continue;
             }
             if last_backlog.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
                 self.measure_backlog().await;
@@ -125,60 +98,90 @@ impl OutboxRelay {
         tracing::info!("outbox relay stopped");
     }
 
+    /// Publishes one batch; `backoff` is the wait that preceded it (zero after
+    /// a success). A failure doubles it, within 100 ms and `max_backoff`.
+    async fn round(&self, backoff: Duration) -> Round {
+        match self.publish_pending().await {
+            Ok(count) => {
+                if !backoff.is_zero() {
+                    tracing::info!(publisher = self.publisher.name(), "outbox relay recovered");
+                }
+                Round { backoff: Duration::ZERO, is_more_waiting: count as u64 >= self.settings.batch_size }
+            }
+            Err(error) => {
+                let labels = PublisherLabels { publisher: self.publisher.name().to_owned() };
+                self.metrics.outbox_publish_errors.get_or_create(&labels).inc();
+                let backoff = (backoff * 2).clamp(Duration::from_millis(100), self.settings.max_backoff);
+                tracing::warn!(
+                    publisher = self.publisher.name(),
+                    error = format!("{error:#}"),
+                    retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                    "outbox relay could not publish; will retry"
+                );
+                Round { backoff, is_more_waiting: false }
+            }
+        }
+    }
+
     /// Publishes one batch in order; stops at the first transient failure so
-    /// that events keep their order. Returns how many rows were settled.
+    /// that events keep their order. Returns how many events were settled.
     async fn publish_pending(&self) -> anyhow::Result<usize> {
-        let batch = self.store.claim_batch(self.settings.batch_size).await?;
+        let claim = self.store.claim_batch(self.settings.batch_size).await?;
         let mut settled = 0;
         let mut failure = None;
-        for row in &batch.rows {
-            // Semantic conventions for messaging: "<destination> publish", a producer span,
-            // child of the request that wrote the event.
-            let span = tracing::info_span!(
-                "outbox.publish",
-                otel.name = format!("{} publish", row.event_type),
-                otel.kind = "producer",
-                messaging.system = self.publisher.name(),
-                messaging.operation.type = "send",
-                messaging.message.id = %row.id,
-                messaging.destination.name = tracing::field::Empty,
-                event_type = %row.event_type,
-                trace_id = tracing::field::Empty,
-                span_id = tracing::field::Empty,
-            );
-            if let Some(carrier) = row.trace_context.as_deref().and_then(|c| serde_json::from_str::<Carrier>(c).ok()) {
-                trace_context::continue_from(&span, &carrier);
-            }
-            trace_context::record_ids(&span);
-            match self.publisher.publish(row).instrument(span).await {
+        for event in claim.events() {
+            match self.publish(event).await {
                 Ok(()) => {
-                    batch.mark_published(row, self.clock.now(), None).await?;
+                    claim.mark_published(event, self.clock.now(), None).await?;
                     settled += 1;
                 }
                 Err(PublishError::Permanent(error)) => {
-                    tracing::error!(event_id = %row.id, error = format!("{error:#}"), "outbox event cannot be published; giving up on it");
-                    batch.mark_published(row, self.clock.now(), Some(&format!("permanent failure: {error:#}"))).await?;
+                    tracing::error!(event_id = %event.id, error = format!("{error:#}"), "outbox event cannot be published; giving up on it");
+                    let note = format!("permanent failure: {error:#}");
+                    claim.mark_published(event, self.clock.now(), Some(&note)).await?;
                     settled += 1;
                 }
                 Err(PublishError::Transient(error)) => {
-                    batch.record_failure(row.id, &format!("{error:#}")).await?;
+                    claim.mark_failed(event, &format!("{error:#}")).await?;
                     failure = Some(error);
                     break;
                 }
             }
         }
-        batch.finish().await?;
+        claim.finish().await?;
         match failure {
             Some(error) => Err(error),
             None => Ok(settled),
         }
     }
 
+    /// Publishes in a producer span (semantic conventions for messaging:
+    /// "<destination> publish"), child of the request that wrote the event.
+    async fn publish(&self, event: &OutboxEvent) -> Result<(), PublishError> {
+        let span = tracing::info_span!(
+            "outbox.publish",
+            otel.name = format!("{} publish", event.event_type),
+            otel.kind = "producer",
+            messaging.system = self.publisher.name(),
+            messaging.operation.type = "send",
+            messaging.message.id = %event.id,
+            messaging.destination.name = tracing::field::Empty,
+            event_type = %event.event_type,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        if let Some(carrier) = event.trace_context.as_deref().and_then(|c| serde_json::from_str::<Carrier>(c).ok()) {
+            trace_context::continue_from(&span, &carrier);
+        }
+        trace_context::record_ids(&span);
+        self.publisher.publish(event).instrument(span).await
+    }
+
     async fn measure_backlog(&self) {
         match self.store.backlog().await {
-            Ok((count, oldest)) => {
-                self.metrics.outbox_backlog.set(i64::try_from(count).unwrap_or(i64::MAX));
-                let age = oldest.map_or(0.0, |at| (self.clock.now() - at).as_seconds_f64().max(0.0));
+            Ok(backlog) => {
+                self.metrics.outbox_backlog.set(i64::try_from(backlog.unpublished).unwrap_or(i64::MAX));
+                let age = backlog.oldest_created_at.map_or(0.0, |at| (self.clock.now() - at).as_seconds_f64().max(0.0));
                 self.metrics.outbox_oldest_age.set(age);
             }
             Err(error) => tracing::debug!(error = format!("{error:#}"), "could not measure the outbox backlog"),
@@ -203,3 +206,6 @@ impl OutboxRelay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

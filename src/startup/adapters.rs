@@ -1,0 +1,116 @@
+//! The server's adapters: one of each port, built from the settings.
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::Notify;
+
+use super::Overrides;
+use crate::{
+    application::DeliverEmail,
+    config::{Settings, TokenSettings},
+    domain::ports::{
+        AccessTokenIssuer, AccountRepository, Clock, LoginThrottles, OutboxPublisher, OutboxStore, PasswordHasher,
+        RegistrationNotices, SessionRepository, UserRepository,
+    },
+    infrastructure::{
+        Argon2Hasher, PasetoSettings, PasetoTokens,
+        rabbitmq::RabbitMqPublisher,
+        sea_orm::{SeaOrmLoginThrottles, SeaOrmOutboxStore, SeaOrmSessionRepository, SeaOrmUserRepository},
+    },
+    observability::Metrics,
+    workers::InProcessEmailPublisher,
+};
+
+/// Clock skew tolerated between services when checking token times.
+const TOKEN_LEEWAY: Duration = Duration::from_secs(30);
+
+pub(super) struct Adapters {
+    pub db: DatabaseConnection,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    /// Signalled by the repositories after each commit that wrote an outbox
+    /// event: wakes the relay.
+    pub outbox_written: Arc<Notify>,
+    pub users: Arc<dyn UserRepository>,
+    pub accounts: Arc<dyn AccountRepository>,
+    pub notices: Arc<dyn RegistrationNotices>,
+    pub sessions: Arc<dyn SessionRepository>,
+    pub throttles: Arc<dyn LoginThrottles>,
+    /// The pool itself, for its queue depth; `hasher` is the same pool as a port.
+    pub argon2: Arc<Argon2Hasher>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub tokens: Arc<dyn AccessTokenIssuer>,
+    pub outbox: Arc<dyn OutboxStore>,
+    pub publisher: Arc<dyn OutboxPublisher>,
+}
+
+impl Adapters {
+    /// # Errors
+    /// Unreachable database, failed migration, invalid key or argon2 parameters,
+    /// or an email provider that cannot be built.
+    pub async fn build(settings: &Settings, overrides: &Overrides) -> anyhow::Result<Self> {
+        let db = super::open_database(&settings.database).await?;
+        let metrics = Arc::new(Metrics::new());
+        let outbox_written = Arc::new(Notify::new());
+        // Longest an access token lives: revocations need not revisit sessions rotated before that.
+        let access_token_lifetime = settings.tokens.access_token_ttl + TOKEN_LEEWAY;
+        let repository = SeaOrmUserRepository::new(db.clone(), Arc::clone(&outbox_written))
+            .with_access_token_lifetime(access_token_lifetime);
+        let wait_histogram = metrics.argon2_wait.clone();
+        let argon2 = Arc::new(Argon2Hasher::with_wait_observer(settings.passwords.argon2, move |wait| {
+            wait_histogram.observe(wait.as_secs_f64());
+        })?);
+        Ok(Self {
+            clock: overrides.clock(),
+            users: Arc::new(repository.clone()),
+            accounts: Arc::new(repository.clone()),
+            notices: Arc::new(repository),
+            sessions: Arc::new(
+                SeaOrmSessionRepository::new(db.clone()).with_access_token_lifetime(access_token_lifetime),
+            ),
+            throttles: Arc::new(SeaOrmLoginThrottles::new(db.clone())),
+            hasher: argon2.clone(),
+            argon2,
+            tokens: token_issuer(&settings.tokens)?,
+            outbox: Arc::new(SeaOrmOutboxStore::new(db.clone())),
+            publisher: outbox_publisher(settings, overrides, &metrics)?,
+            db,
+            metrics,
+            outbox_written,
+        })
+    }
+}
+
+fn token_issuer(settings: &TokenSettings) -> anyhow::Result<Arc<dyn AccessTokenIssuer>> {
+    let (paseto, is_ephemeral_key) = PasetoTokens::new(PasetoSettings {
+        secret_key: settings.secret_key.clone(),
+        previous_public_keys: settings.previous_public_keys.clone(),
+        issuer: settings.issuer.clone(),
+        audience: settings.audience.clone(),
+        access_token_ttl: settings.access_token_ttl,
+        leeway: TOKEN_LEEWAY,
+    })?;
+    if is_ephemeral_key {
+        tracing::warn!(
+            "IDENTITY_TOKEN_SECRET_KEY is not set: signing with an ephemeral key; tokens stop verifying when the process exits"
+        );
+    }
+    Ok(Arc::new(paseto))
+}
+
+/// With a broker, events go to RabbitMQ and the mailer sends them; without, the
+/// relay renders and sends them here, through the same senders.
+fn outbox_publisher(
+    settings: &Settings,
+    overrides: &Overrides,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<dyn OutboxPublisher>> {
+    Ok(match &settings.amqp {
+        Some(amqp) => Arc::new(RabbitMqPublisher::new(amqp.url.clone(), amqp.exchange.clone())),
+        None => {
+            let sender = overrides.email_sender(&settings.email, metrics)?;
+            Arc::new(InProcessEmailPublisher { deliver: DeliverEmail { sender } })
+        }
+    })
+}
