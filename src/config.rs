@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use secrecy::SecretString;
 
 use crate::{
-    application::{ExpectedEmails, VerificationLinkTemplate},
+    application::{ExpectedEmails, LinkTemplate},
     domain::{Email, password::MAX_PASSWORD_LENGTH},
     infrastructure::{Argon2Settings, outbox::RelaySettings},
 };
@@ -36,7 +36,7 @@ pub struct Settings {
     pub verification_token_ttl: Duration,
     pub password_min_length: usize,
     pub resend_cooldown: Duration,
-    pub verification_url: VerificationLinkTemplate,
+    pub verification_url: LinkTemplate,
     pub argon2: Argon2Settings,
     pub max_message_size: usize,
     pub log_format: LogFormat,
@@ -49,7 +49,7 @@ pub struct Settings {
     /// How long after their last verification link expired a sign-up that was
     /// never verified is deleted.
     pub pending_signup_retention: Duration,
-    pub password_reset_url: VerificationLinkTemplate,
+    pub password_reset_url: LinkTemplate,
     pub password_reset_token_ttl: Duration,
     pub login_throttle_after: u32,
     pub rate_limit_per_address: u32,
@@ -127,11 +127,11 @@ pub fn metrics_addr<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<Op
 /// A template without the `{token}` placeholder.
 pub fn expected_emails<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<ExpectedEmails, ConfigError> {
     Ok(ExpectedEmails {
-        verification_links: VerificationLinkTemplate::parse(
+        verification_links: LinkTemplate::parse(
             &env.string("IDENTITY_VERIFICATION_URL", "http://localhost:3000/verify-email?token={token}"),
         )
         .map_err(|e| error("IDENTITY_VERIFICATION_URL", e))?,
-        reset_links: VerificationLinkTemplate::parse(
+        reset_links: LinkTemplate::parse(
             &env.string("IDENTITY_PASSWORD_RESET_URL", "http://localhost:3000/reset-password?token={token}"),
         )
         .map_err(|e| error("IDENTITY_PASSWORD_RESET_URL", e))?,

@@ -21,7 +21,7 @@ use crate::{
         PasswordPolicy, ResendPolicy, ThrottlePolicy,
         ports::{
             AccessTokenIssuer, AccountRepository, Clock, EmailSender, LoginThrottles, PasswordHasher,
-            SessionRepository, UserRepository,
+            SessionRepository, SingleUseTokens, UserRepository,
         },
     },
     grpc::{
@@ -142,6 +142,7 @@ impl Application {
         let user_repository = SeaOrmUserRepository::new(db.clone(), Arc::clone(&outbox_written))
             .with_access_token_lifetime(access_token_lifetime);
         let users: Arc<dyn UserRepository> = Arc::new(user_repository.clone());
+        let single_use_tokens: Arc<dyn SingleUseTokens> = Arc::new(user_repository.clone());
         let sessions: Arc<dyn SessionRepository> =
             Arc::new(SeaOrmSessionRepository::new(db.clone()).with_access_token_lifetime(access_token_lifetime));
         let wait_histogram = metrics.argon2_wait.clone();
@@ -266,9 +267,14 @@ impl Application {
                 verification_ttl: settings.verification_token_ttl,
                 is_enumeration_safe: settings.signup_enumeration_safe,
             },
-            verify_email: VerifyEmail { users: Arc::clone(&users), clock: Arc::clone(&clock) },
+            verify_email: VerifyEmail {
+                users: Arc::clone(&users),
+                tokens: Arc::clone(&single_use_tokens),
+                clock: Arc::clone(&clock),
+            },
             resend_verification_email: ResendVerificationEmail {
                 users: Arc::clone(&users),
+                tokens: Arc::clone(&single_use_tokens),
                 clock: Arc::clone(&clock),
                 links: settings.verification_url.clone(),
                 verification_ttl: settings.verification_token_ttl,
@@ -309,7 +315,7 @@ impl Application {
             },
             request_password_reset: RequestPasswordReset {
                 users: Arc::clone(&users),
-                accounts: Arc::clone(&accounts),
+                tokens: Arc::clone(&single_use_tokens),
                 clock: Arc::clone(&clock),
                 links: settings.password_reset_url.clone(),
                 ttl: settings.password_reset_token_ttl,
@@ -317,6 +323,7 @@ impl Application {
             },
             reset_password: ResetPassword {
                 accounts: Arc::clone(&accounts),
+                tokens: single_use_tokens,
                 hasher,
                 throttles,
                 guard: Arc::clone(&guard),

@@ -133,7 +133,7 @@ mod tests {
     use uuid::Uuid;
 
     use crate::{
-        application::VerificationLinkTemplate,
+        application::LinkTemplate,
         domain::{
             AccountNotice, Email, OpaqueToken, PasswordResetRequested, UserId, VerificationEmailRequested,
             ports::{EmailSender, OutgoingEmail, RepositoryError},
@@ -181,7 +181,7 @@ mod tests {
     const RESET: &str = "https://app.example/reset?token={token}";
 
     fn link(template: &str) -> SecretString {
-        VerificationLinkTemplate::parse(template).unwrap().link_for(&OpaqueToken::generate())
+        LinkTemplate::parse(template).unwrap().link_for(&OpaqueToken::generate())
     }
 
     fn verification(to: Email, display_name: &str, link: SecretString) -> DomainEvent {
@@ -218,8 +218,8 @@ mod tests {
             log: Arc::new(MemoryLog::default()),
             deliver: DeliverEmail { sender: Arc::clone(&sender) as Arc<dyn EmailSender> },
             expected: ExpectedEmails {
-                verification_links: VerificationLinkTemplate::parse(VERIFY).unwrap(),
-                reset_links: VerificationLinkTemplate::parse(RESET).unwrap(),
+                verification_links: LinkTemplate::parse(VERIFY).unwrap(),
+                reset_links: LinkTemplate::parse(RESET).unwrap(),
             },
             clock: Arc::new(FixedClock),
             retry: POLICY,

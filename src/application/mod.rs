@@ -36,6 +36,6 @@ pub use rate_limiter::RateLimiter;
 pub use resend_verification_email::ResendVerificationEmail;
 pub use session_issuer::{SessionIssuer, SessionTokens};
 pub use sessions::{Logout, LogoutAll, RefreshSession};
-pub use sign_up::{SignUp, SignUpCommand, SignUpInput, VerificationLinkTemplate};
+pub use sign_up::{LinkTemplate, SignUp, SignUpCommand, SignUpInput};
 pub use validate_token::ValidateToken;
 pub use verify_email::VerifyEmail;

@@ -2,13 +2,13 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::{AccessGuard, ApplicationError, PasswordRules, VerificationLinkTemplate};
+use super::{AccessGuard, ApplicationError, LinkTemplate, PasswordRules};
 use crate::domain::{
     AccountNotice, ClientAddress, DomainEvent, Email, LoginAttemptKeys, NewPassword, OpaqueToken,
     PasswordResetRequested, PlaintextPassword, ResendPolicy, ThrottleKey, ThrottlePolicy, User, UserStatus,
     ports::{
         AccountRepository, Clock, InvalidAccessToken, LoginThrottles, NewSingleUseToken, PasswordChangeRefused,
-        PasswordHasher, UserRepository,
+        PasswordHasher, SingleUseTokens, TokenPurpose, UserRepository,
     },
     resend_policy::RESEND_WINDOW,
 };
@@ -127,9 +127,9 @@ impl ChangePassword {
 /// Emails a reset link to an active user; answers the same for everyone.
 pub struct RequestPasswordReset {
     pub users: Arc<dyn UserRepository>,
-    pub accounts: Arc<dyn AccountRepository>,
+    pub tokens: Arc<dyn SingleUseTokens>,
     pub clock: Arc<dyn Clock>,
-    pub links: VerificationLinkTemplate,
+    pub links: LinkTemplate,
     pub ttl: Duration,
     pub policy: ResendPolicy,
 }
@@ -147,7 +147,7 @@ impl RequestPasswordReset {
             return Ok(());
         }
         let now = self.clock.now();
-        let history = self.accounts.password_reset_history(user.id(), now - RESEND_WINDOW).await?;
+        let history = self.tokens.history(TokenPurpose::PasswordReset, user.id(), now - RESEND_WINDOW).await?;
         if !self.policy.allows(history, now) {
             tracing::info!(user_id = %user.id(), "password reset email not sent: rate limited");
             return Ok(());
@@ -164,7 +164,7 @@ impl RequestPasswordReset {
             expires_at,
             occurred_at: now,
         });
-        if self.accounts.replace_password_reset_token(user.id(), history.last_sent_at, &record, &event).await? {
+        if self.tokens.replace(TokenPurpose::PasswordReset, user.id(), history.last_sent_at, &record, &event).await? {
             tracing::info!(user_id = %user.id(), event_id = %event.id(), "password reset requested");
         }
         Ok(())
@@ -178,6 +178,7 @@ pub const MAX_RESET_ATTEMPTS: u32 = 5;
 /// Sets a new password from a reset link and ends every session.
 pub struct ResetPassword {
     pub accounts: Arc<dyn AccountRepository>,
+    pub tokens: Arc<dyn SingleUseTokens>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub throttles: Arc<dyn LoginThrottles>,
     pub guard: Arc<AccessGuard>,
@@ -195,8 +196,8 @@ impl ResetPassword {
         // Counted before anything is checked, so that concurrent attempts
         // cannot exceed the budget.
         let record = self
-            .accounts
-            .count_password_reset_attempt(&hash, MAX_RESET_ATTEMPTS)
+            .tokens
+            .count_attempt(TokenPurpose::PasswordReset, &hash, MAX_RESET_ATTEMPTS)
             .await?
             .ok_or(ApplicationError::InvalidResetToken)?;
         if record.is_spent || self.clock.now() >= record.expires_at {

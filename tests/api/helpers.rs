@@ -220,7 +220,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
     settings.rate_limit_per_address = 0;
     settings.rate_limit_per_email = 0;
-    settings.verification_url = identity::application::VerificationLinkTemplate::parse(VERIFICATION_URL).unwrap();
+    settings.verification_url = identity::application::LinkTemplate::parse(VERIFICATION_URL).unwrap();
     settings
 }
 
