@@ -145,11 +145,7 @@ impl Application {
         let single_use_tokens: Arc<dyn SingleUseTokens> = Arc::new(user_repository.clone());
         let sessions: Arc<dyn SessionRepository> =
             Arc::new(SeaOrmSessionRepository::new(db.clone()).with_access_token_lifetime(access_token_lifetime));
-        let wait_histogram = metrics.argon2_wait.clone();
-        let argon2 = Arc::new(Argon2Hasher::with_wait_observer(settings.argon2, move |wait| {
-            wait_histogram.observe(wait.as_secs_f64());
-        })?);
-        let hasher: Arc<dyn PasswordHasher> = Arc::clone(&argon2) as Arc<dyn PasswordHasher>;
+        let hasher: Arc<dyn PasswordHasher> = Arc::new(Argon2Hasher::with_observer(settings.argon2, metrics.clone())?);
         let (paseto, is_ephemeral_key) = PasetoTokens::new(PasetoSettings {
             secret_key: settings.token_secret_key.clone(),
             previous_public_keys: settings.previous_public_keys.clone(),
@@ -203,11 +199,6 @@ impl Application {
             max_batches: PRUNE_MAX_BATCHES,
         };
         background.push(tokio::spawn(prune_periodically(pruning, settings.prune_interval, stop.clone())));
-        background.push(tokio::spawn(sample_hashing_queue(
-            Arc::downgrade(&argon2),
-            Arc::clone(&metrics),
-            stop.clone(),
-        )));
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         // Known but not serving until the first readiness check passes, so that a
@@ -441,19 +432,6 @@ async fn prune_periodically(task: PruneStaleRecords, interval: Duration, stop: C
                 error = format!("{:#}", anyhow::Error::new(error)),
                 "pruning failed; will retry at the next interval"
             );
-        }
-    }
-}
-
-/// Keeps the queue-depth gauge current (the pool itself knows nothing of Prometheus).
-async fn sample_hashing_queue(hasher: std::sync::Weak<Argon2Hasher>, metrics: Arc<Metrics>, stop: CancellationToken) {
-    loop {
-        let Some(hasher) = hasher.upgrade() else { break };
-        metrics.argon2_queue_depth.set(i64::try_from(hasher.queue_depth()).unwrap_or(i64::MAX));
-        drop(hasher);
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }
