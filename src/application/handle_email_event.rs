@@ -4,7 +4,7 @@ use rand::Rng;
 
 use super::{DeliverEmail, ExpectedEmails};
 use crate::domain::{
-    DomainEvent,
+    DomainEvent, durations,
     ports::{Clock, DeliveryLog, SendEmailError},
 };
 
@@ -36,10 +36,9 @@ impl RetryPolicy {
         if let Some(wait) = retry_after {
             return wait.min(self.max_delay);
         }
-        let exponential =
-            self.base_delay.saturating_mul(2_u32.saturating_pow(attempt.saturating_sub(1))).min(self.max_delay);
+        let exponential = durations::doubled(self.base_delay, attempt.saturating_sub(1), self.max_delay);
         let half = exponential / 2;
-        let jitter_ms = rand::rng().random_range(0..=u64::try_from(half.as_millis()).unwrap_or(u64::MAX));
+        let jitter_ms = rand::rng().random_range(0..=durations::millis(half));
         half + Duration::from_millis(jitter_ms)
     }
 }
@@ -114,7 +113,7 @@ impl HandleEmailEvent {
         let delay = self.retry.delay_after(attempt, retry_after);
         tracing::warn!(
             attempt,
-            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            retry_in_ms = durations::millis(delay),
             reason = reason.as_str(),
             "email delivery failed; will retry"
         );

@@ -1,4 +1,6 @@
-//! Adapters: the technology behind each port, named after that technology.
+//! Adapters: the technology behind each port, named after that technology,
+//! and the outbox relay that moves committed events to a publisher (in
+//! process, or RabbitMQ, whose consumer runs the mailer's use case).
 
 pub mod argon2;
 pub mod email;
