@@ -7,6 +7,8 @@ pub mod deliver_email;
 pub mod email_checks;
 pub mod email_rendering;
 mod error;
+#[cfg(test)]
+mod fakes;
 pub mod get_current_user;
 pub mod handle_email_event;
 pub mod login;
