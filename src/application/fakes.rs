@@ -153,6 +153,9 @@ pub fn throttle_policy() -> ThrottlePolicy {
     }
 }
 
+/// What `change_password` was asked: user, new hash, verified version, kept session.
+pub type PasswordChange = (UserId, PasswordHash, i32, Option<Uuid>);
+
 /// Users with their credentials, for `UserRepository` and `AccountRepository`.
 /// With `gate` set, `find_by_id` reads, then waits for the gate's lock before
 /// answering, so that a test holding it can change things while a read is in
@@ -164,7 +167,7 @@ pub struct FakeUsers {
     /// What `change_password` and `complete_password_reset` answer.
     pub change_outcome: Mutex<Option<Result<Revocation, PasswordChangeRefused>>>,
     pub reset_outcome: Mutex<Option<Revocation>>,
-    pub changes: Mutex<Vec<(UserId, PasswordHash, i32, Option<Uuid>)>>,
+    pub changes: Mutex<Vec<PasswordChange>>,
 }
 
 impl FakeUsers {
