@@ -37,3 +37,22 @@ impl HashingObserver for crate::observability::Metrics {
         self.argon2_shed.inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observability::Metrics;
+
+    #[test]
+    fn the_metrics_observer_exports_sheds_the_queue_depth_and_waits() {
+        let metrics = Metrics::new();
+        metrics.shed();
+        metrics.shed();
+        metrics.queue_depth(3);
+        metrics.waited(Duration::from_millis(2));
+        let rendered = metrics.render();
+        assert!(rendered.contains("identity_argon2_shed_total 2"), "{rendered}");
+        assert!(rendered.contains("identity_argon2_queue_depth 3"), "{rendered}");
+        assert!(rendered.contains("identity_argon2_wait_seconds_count 1"), "{rendered}");
+    }
+}
