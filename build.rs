@@ -4,9 +4,10 @@
 use std::{env, error::Error, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn Error>> {
-    // A vendored protoc, so that a fresh machine needs no system install.
-    // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
-    unsafe { env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
+    // A vendored protoc, so that a fresh machine needs no system install; given
+    // to prost-build directly, so no environment variable needs setting.
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
 
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     tonic_prost_build::configure()
@@ -25,7 +26,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             ".identity.v1.ChangePasswordRequest",
             ".identity.v1.ResetPasswordRequest",
         ])
-        .compile_protos(
+        .compile_with_config(
+            config,
             &["proto/identity/v1/user_service.proto", "proto/identity/v1/admin_service.proto"],
             &["proto"],
         )?;

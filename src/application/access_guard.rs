@@ -215,3 +215,69 @@ fn user_state(user: Option<&User>) -> UserState {
         updated_at: user.map(User::updated_at),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::application::fakes::{
+        FakeSessions, FakeTokenIssuer, FakeUsers, FixedClock, T0, active_user, guard, issuer,
+    };
+
+    struct World {
+        user: User,
+        users: Arc<FakeUsers>,
+        guard: Arc<AccessGuard>,
+        access: String,
+        session_id: Uuid,
+    }
+
+    fn world() -> World {
+        let clock = FixedClock::at(T0);
+        let user = active_user("ada@example.com");
+        let users = FakeUsers::with(&user, "correct horse battery");
+        let sessions = Arc::new(FakeSessions::default());
+        let (session, _) = issuer(&clock, Duration::from_secs(86_400)).new_session(&user);
+        sessions.store(&session, |_| {});
+        let access = FakeTokenIssuer.issue(user.id(), session.id, T0).unwrap().token.expose_secret().to_owned();
+        let guard = guard(&users, &sessions, &clock);
+        World { user, users, guard, access, session_id: session.id }
+    }
+
+    #[tokio::test]
+    async fn a_session_revoked_on_this_replica_is_refused_at_once_though_the_cache_had_it_live() {
+        let w = world();
+        w.guard.authenticate(&w.access).await.expect("a live session's token works");
+        w.guard.sessions_ended(&[w.session_id]);
+        let result = w.guard.authenticate(&w.access).await;
+        assert!(matches!(result, Err(ApplicationError::InvalidAccessToken(InvalidAccessToken::Revoked))), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_read_started_before_a_local_revocation_does_not_overwrite_it() {
+        let w = world();
+        let gate = Arc::new(futures_util::lock::Mutex::new(()));
+        *w.users.gate.lock().unwrap() = Some(Arc::clone(&gate));
+        let held = gate.lock().await;
+        // `join!` polls in order: the read finds the user active and waits at
+        // the gate before the second future disables the user on this replica
+        // and opens the gate.
+        let read = w.guard.authenticate(&w.access);
+        let revoke_meanwhile = async {
+            let mut disabled = w.user.clone();
+            disabled.disable(T0 + Duration::from_secs(1)).unwrap();
+            w.guard.remember(&disabled);
+            drop(held);
+        };
+        let (stale, ()) = futures_util::join!(read, revoke_meanwhile);
+        assert!(matches!(stale, Err(ApplicationError::InvalidAccessToken(_))), "{stale:?}");
+        let after = w.guard.authenticate(&w.access).await;
+        assert!(
+            matches!(after, Err(ApplicationError::InvalidAccessToken(_))),
+            "the stale read was not cached: {after:?}"
+        );
+    }
+}

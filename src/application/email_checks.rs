@@ -4,15 +4,15 @@
 
 use secrecy::ExposeSecret;
 
-use super::VerificationLinkTemplate;
+use super::LinkTemplate;
 use crate::domain::{DomainEvent, Email, PersonName};
 
 /// The links the server makes (`IDENTITY_VERIFICATION_URL`,
 /// `IDENTITY_PASSWORD_RESET_URL`), read from the same configuration.
 #[derive(Debug, Clone)]
 pub struct ExpectedEmails {
-    pub verification_links: VerificationLinkTemplate,
-    pub reset_links: VerificationLinkTemplate,
+    pub verification_links: LinkTemplate,
+    pub reset_links: LinkTemplate,
 }
 
 impl ExpectedEmails {

@@ -4,7 +4,7 @@ use rand::Rng;
 
 use super::{DeliverEmail, ExpectedEmails};
 use crate::domain::{
-    DomainEvent,
+    DomainEvent, durations,
     ports::{Clock, DeliveryLog, SendEmailError},
 };
 
@@ -36,10 +36,9 @@ impl RetryPolicy {
         if let Some(wait) = retry_after {
             return wait.min(self.max_delay);
         }
-        let exponential =
-            self.base_delay.saturating_mul(2_u32.saturating_pow(attempt.saturating_sub(1))).min(self.max_delay);
+        let exponential = durations::doubled(self.base_delay, attempt.saturating_sub(1), self.max_delay);
         let half = exponential / 2;
-        let jitter_ms = rand::rng().random_range(0..=u64::try_from(half.as_millis()).unwrap_or(u64::MAX));
+        let jitter_ms = rand::rng().random_range(0..=durations::millis(half));
         half + Duration::from_millis(jitter_ms)
     }
 }
@@ -114,7 +113,7 @@ impl HandleEmailEvent {
         let delay = self.retry.delay_after(attempt, retry_after);
         tracing::warn!(
             attempt,
-            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            retry_in_ms = durations::millis(delay),
             reason = reason.as_str(),
             "email delivery failed; will retry"
         );
@@ -133,7 +132,7 @@ mod tests {
     use uuid::Uuid;
 
     use crate::{
-        application::VerificationLinkTemplate,
+        application::LinkTemplate,
         domain::{
             AccountNotice, Email, OpaqueToken, PasswordResetRequested, UserId, VerificationEmailRequested,
             ports::{EmailSender, OutgoingEmail, RepositoryError},
@@ -181,7 +180,7 @@ mod tests {
     const RESET: &str = "https://app.example/reset?token={token}";
 
     fn link(template: &str) -> SecretString {
-        VerificationLinkTemplate::parse(template).unwrap().link_for(&OpaqueToken::generate())
+        LinkTemplate::parse(template).unwrap().link_for(&OpaqueToken::generate())
     }
 
     fn verification(to: Email, display_name: &str, link: SecretString) -> DomainEvent {
@@ -218,8 +217,8 @@ mod tests {
             log: Arc::new(MemoryLog::default()),
             deliver: DeliverEmail { sender: Arc::clone(&sender) as Arc<dyn EmailSender> },
             expected: ExpectedEmails {
-                verification_links: VerificationLinkTemplate::parse(VERIFY).unwrap(),
-                reset_links: VerificationLinkTemplate::parse(RESET).unwrap(),
+                verification_links: LinkTemplate::parse(VERIFY).unwrap(),
+                reset_links: LinkTemplate::parse(RESET).unwrap(),
             },
             clock: Arc::new(FixedClock),
             retry: POLICY,

@@ -115,3 +115,94 @@ impl Login {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use super::*;
+    use crate::{
+        application::fakes::{
+            FakeHasher, FakeSessions, FakeThrottles, FakeUsers, FixedClock, T0, active_user, email, issuer, password,
+            throttle_policy,
+        },
+        domain::{PersonNames, User, UserId},
+    };
+
+    const PASSWORD: &str = "correct horse battery";
+
+    struct World {
+        sessions: Arc<FakeSessions>,
+        hasher: Arc<FakeHasher>,
+        throttles: Arc<FakeThrottles>,
+        login: Login,
+    }
+
+    fn world(user: &User, is_enumeration_safe: bool) -> World {
+        let clock = FixedClock::at(T0);
+        let sessions = Arc::new(FakeSessions::default());
+        let hasher = Arc::new(FakeHasher::default());
+        let throttles = Arc::new(FakeThrottles::default());
+        let login = Login {
+            users: FakeUsers::with(user, PASSWORD),
+            sessions: sessions.clone(),
+            hasher: hasher.clone(),
+            throttles: throttles.clone(),
+            throttle_policy: throttle_policy(),
+            issuer: issuer(&clock, Duration::from_secs(30 * 86_400)),
+            clock,
+            is_enumeration_safe,
+        };
+        World { sessions, hasher, throttles, login }
+    }
+
+    fn command(address: &str, raw_password: &str) -> LoginCommand {
+        LoginCommand { email: email(address), password: password(raw_password), client: None }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_email_and_a_wrong_password_are_answered_alike_and_both_count_a_failed_attempt() {
+        let w = world(&active_user("ada@example.com"), false);
+        let unknown = w.login.execute(command("nobody@example.com", PASSWORD)).await;
+        let wrong = w.login.execute(command("ada@example.com", "wrong horse battery")).await;
+        assert!(matches!(unknown, Err(ApplicationError::InvalidCredentials)), "{unknown:?}");
+        assert!(matches!(wrong, Err(ApplicationError::InvalidCredentials)), "{wrong:?}");
+        assert_eq!(w.hasher.verifications(), 2, "the unknown address costs a verification too");
+        assert_eq!((w.throttles.admitted(), w.throttles.succeeded()), (2, 0));
+        assert!(w.sessions.inserted.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_throttled_login_is_refused_without_checking_the_password() {
+        let w = world(&active_user("ada@example.com"), false);
+        *w.throttles.refuse_with.lock().unwrap() = Some(Duration::from_secs(30));
+        let result = w.login.execute(command("ada@example.com", PASSWORD)).await;
+        assert!(
+            matches!(result, Err(ApplicationError::RateLimited { retry_after }) if retry_after == Duration::from_secs(30)),
+            "{result:?}"
+        );
+        assert_eq!(w.hasher.verifications(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unverified_account_in_enumeration_safe_mode_is_answered_like_a_wrong_password() {
+        let pending = User::sign_up(UserId::new_v7(), email("ada@example.com"), PersonNames::default(), T0);
+        let safe = world(&pending, true);
+        let result = safe.login.execute(command("ada@example.com", PASSWORD)).await;
+        assert!(matches!(result, Err(ApplicationError::InvalidCredentials)), "{result:?}");
+        assert_eq!((safe.throttles.admitted(), safe.throttles.succeeded()), (1, 0), "the failure is kept");
+        // Without the mode, the right password learns the account's state.
+        let plain = world(&pending, false);
+        let result = plain.login.execute(command("ada@example.com", PASSWORD)).await;
+        assert!(matches!(result, Err(ApplicationError::EmailNotVerified)), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_password_changed_between_verification_and_commit_gives_invalid_credentials() {
+        let w = world(&active_user("ada@example.com"), false);
+        *w.sessions.login_commit.lock().unwrap() = Some(LoginCommit::CredentialsChanged);
+        let result = w.login.execute(command("ada@example.com", PASSWORD)).await;
+        assert!(matches!(result, Err(ApplicationError::InvalidCredentials)), "{result:?}");
+        assert!(w.sessions.inserted.lock().unwrap().is_empty());
+    }
+}

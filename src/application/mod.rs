@@ -7,6 +7,8 @@ pub mod deliver_email;
 pub mod email_checks;
 pub mod email_rendering;
 mod error;
+#[cfg(test)]
+mod fakes;
 pub mod get_current_user;
 pub mod handle_email_event;
 pub mod login;
@@ -36,6 +38,6 @@ pub use rate_limiter::RateLimiter;
 pub use resend_verification_email::ResendVerificationEmail;
 pub use session_issuer::{SessionIssuer, SessionTokens};
 pub use sessions::{Logout, LogoutAll, RefreshSession};
-pub use sign_up::{SignUp, SignUpCommand, SignUpInput, VerificationLinkTemplate};
+pub use sign_up::{LinkTemplate, SignUp, SignUpCommand, SignUpInput};
 pub use validate_token::ValidateToken;
 pub use verify_email::VerifyEmail;

@@ -2,13 +2,13 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::{AccessGuard, ApplicationError, PasswordRules, VerificationLinkTemplate};
+use super::{AccessGuard, ApplicationError, LinkTemplate, PasswordRules};
 use crate::domain::{
     AccountNotice, ClientAddress, DomainEvent, Email, LoginAttemptKeys, NewPassword, OpaqueToken,
     PasswordResetRequested, PlaintextPassword, ResendPolicy, ThrottleKey, ThrottlePolicy, User, UserStatus,
     ports::{
         AccountRepository, Clock, InvalidAccessToken, LoginThrottles, NewSingleUseToken, PasswordChangeRefused,
-        PasswordHasher, UserRepository,
+        PasswordHasher, SingleUseTokens, TokenPurpose, UserRepository,
     },
     resend_policy::RESEND_WINDOW,
 };
@@ -127,9 +127,9 @@ impl ChangePassword {
 /// Emails a reset link to an active user; answers the same for everyone.
 pub struct RequestPasswordReset {
     pub users: Arc<dyn UserRepository>,
-    pub accounts: Arc<dyn AccountRepository>,
+    pub tokens: Arc<dyn SingleUseTokens>,
     pub clock: Arc<dyn Clock>,
-    pub links: VerificationLinkTemplate,
+    pub links: LinkTemplate,
     pub ttl: Duration,
     pub policy: ResendPolicy,
 }
@@ -147,7 +147,7 @@ impl RequestPasswordReset {
             return Ok(());
         }
         let now = self.clock.now();
-        let history = self.accounts.password_reset_history(user.id(), now - RESEND_WINDOW).await?;
+        let history = self.tokens.history(TokenPurpose::PasswordReset, user.id(), now - RESEND_WINDOW).await?;
         if !self.policy.allows(history, now) {
             tracing::info!(user_id = %user.id(), "password reset email not sent: rate limited");
             return Ok(());
@@ -164,7 +164,7 @@ impl RequestPasswordReset {
             expires_at,
             occurred_at: now,
         });
-        if self.accounts.replace_password_reset_token(user.id(), history.last_sent_at, &record, &event).await? {
+        if self.tokens.replace(TokenPurpose::PasswordReset, user.id(), history.last_sent_at, &record, &event).await? {
             tracing::info!(user_id = %user.id(), event_id = %event.id(), "password reset requested");
         }
         Ok(())
@@ -178,6 +178,7 @@ pub const MAX_RESET_ATTEMPTS: u32 = 5;
 /// Sets a new password from a reset link and ends every session.
 pub struct ResetPassword {
     pub accounts: Arc<dyn AccountRepository>,
+    pub tokens: Arc<dyn SingleUseTokens>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub throttles: Arc<dyn LoginThrottles>,
     pub guard: Arc<AccessGuard>,
@@ -195,8 +196,8 @@ impl ResetPassword {
         // Counted before anything is checked, so that concurrent attempts
         // cannot exceed the budget.
         let record = self
-            .accounts
-            .count_password_reset_attempt(&hash, MAX_RESET_ATTEMPTS)
+            .tokens
+            .count_attempt(TokenPurpose::PasswordReset, &hash, MAX_RESET_ATTEMPTS)
             .await?
             .ok_or(ApplicationError::InvalidResetToken)?;
         if record.is_spent || self.clock.now() >= record.expires_at {
@@ -227,5 +228,167 @@ impl ResetPassword {
         self.throttles.reset(&ThrottleKey::for_email(user.email())).await?;
         tracing::info!(user_id = %user.id(), revoked = revocation.revoked_sessions.len(), "password reset; every session revoked");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::{
+        application::{
+            SessionIssuer,
+            fakes::{
+                FakeHasher, FakeSessions, FakeThrottles, FakeTokenIssuer, FakeTokens, FakeUsers, FixedClock, T0,
+                active_user, guard, issuer, password, throttle_policy,
+            },
+            password_rules::fake::LengthMeter,
+        },
+        domain::{
+            PasswordPolicy,
+            ports::{AccessTokenIssuer, Revocation, SingleUseTokenRecord},
+        },
+    };
+
+    const CURRENT: &str = "correct horse battery";
+    const NEW: &str = "an entirely new passphrase";
+
+    struct World {
+        user: User,
+        users: Arc<FakeUsers>,
+        sessions: Arc<FakeSessions>,
+        throttles: Arc<FakeThrottles>,
+        guard: Arc<AccessGuard>,
+        issuer: Arc<SessionIssuer>,
+        clock: Arc<FixedClock>,
+    }
+
+    fn world() -> World {
+        let clock = FixedClock::at(T0);
+        let user = active_user("ada@example.com");
+        let users = FakeUsers::with(&user, CURRENT);
+        let sessions = Arc::new(FakeSessions::default());
+        let guard = guard(&users, &sessions, &clock);
+        let issuer = issuer(&clock, Duration::from_secs(30 * 86_400));
+        World { user, users, sessions, throttles: Arc::new(FakeThrottles::default()), guard, issuer, clock }
+    }
+
+    fn rules() -> PasswordRules {
+        PasswordRules { policy: PasswordPolicy { min_length: 12 }, meter: Arc::new(LengthMeter) }
+    }
+
+    impl World {
+        /// A live session of the user and an access token for it.
+        fn logged_in(&self) -> (Uuid, String) {
+            let (session, _) = self.issuer.new_session(&self.user);
+            self.sessions.store(&session, |_| {});
+            let access = FakeTokenIssuer.issue(self.user.id(), session.id, T0).unwrap();
+            (session.id, access.token.expose_secret().to_owned())
+        }
+
+        fn change_password(&self) -> ChangePassword {
+            ChangePassword {
+                guard: self.guard.clone(),
+                accounts: self.users.clone(),
+                hasher: Arc::new(FakeHasher::default()),
+                throttles: self.throttles.clone(),
+                throttle_policy: throttle_policy(),
+                rules: rules(),
+                clock: self.clock.clone(),
+            }
+        }
+
+        fn reset_password(&self, tokens: Arc<FakeTokens>) -> ResetPassword {
+            ResetPassword {
+                accounts: self.users.clone(),
+                tokens,
+                hasher: Arc::new(FakeHasher::default()),
+                throttles: self.throttles.clone(),
+                guard: self.guard.clone(),
+                rules: rules(),
+                clock: self.clock.clone(),
+            }
+        }
+
+        fn reset_token(&self, attempts: u32) -> (OpaqueToken, Arc<FakeTokens>) {
+            let token = OpaqueToken::generate();
+            let record = SingleUseTokenRecord {
+                user_id: self.user.id(),
+                expires_at: T0 + Duration::from_secs(3600),
+                is_spent: false,
+            };
+            let tokens = Arc::new(FakeTokens::default());
+            tokens.tokens.lock().unwrap().insert(token.hash(), (record, attempts));
+            (token, tokens)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_current_password_counts_as_a_failed_login_and_changes_nothing() {
+        let w = world();
+        let (_, access) = w.logged_in();
+        let result = w.change_password().execute(&access, password("wrong horse battery"), NEW.into(), None).await;
+        assert!(
+            matches!(&result, Err(ApplicationError::InvalidInput(v)) if v[0].field == "current_password"),
+            "{result:?}"
+        );
+        assert_eq!((w.throttles.admitted(), w.throttles.succeeded()), (1, 0));
+        assert!(w.users.changes.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_password_change_keeps_the_callers_login_and_ends_the_other_sessions_through_the_repository() {
+        let w = world();
+        let (mine, access) = w.logged_in();
+        let (other, other_access) = w.logged_in();
+        w.guard.authenticate(&other_access).await.expect("the other session works before the change");
+        let mut after = w.user.clone();
+        after.touch(T0);
+        *w.users.change_outcome.lock().unwrap() =
+            Some(Ok(Revocation { user: after, revoked_sessions: vec![other], changed: true }));
+
+        w.change_password().execute(&access, password(CURRENT), NEW.into(), None).await.expect("the change is made");
+        let changes = w.users.changes.lock().unwrap().clone();
+        assert_eq!(changes.len(), 1);
+        let (user_id, hash, verified_version, keep) = &changes[0];
+        assert_eq!((*user_id, *verified_version, *keep), (w.user.id(), 0, Some(mine)));
+        assert_eq!(hash.as_str(), FakeHasher::hash_of(NEW).as_str());
+        // The revoked session is refused here at once, though the fake store still calls it live.
+        let refused = w.guard.authenticate(&other_access).await;
+        assert!(matches!(refused, Err(ApplicationError::InvalidAccessToken(_))), "{refused:?}");
+        w.guard.authenticate(&access).await.expect("the caller's own session goes on");
+    }
+
+    #[tokio::test]
+    async fn a_reset_token_presented_too_often_is_refused_even_with_an_acceptable_password() {
+        let w = world();
+        let (token, tokens) = w.reset_token(MAX_RESET_ATTEMPTS - 1);
+        let reset = w.reset_password(tokens);
+        // The last attempt is spent on a refused password...
+        let refused = reset.execute(OpaqueToken::parse(token.expose()).unwrap(), "short".into()).await;
+        assert!(matches!(refused, Err(ApplicationError::InvalidInput(_))), "{refused:?}");
+        // ...so the next one is refused before the password is looked at.
+        let result = reset.execute(token, NEW.into()).await;
+        assert!(matches!(result, Err(ApplicationError::InvalidResetToken)), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_reset_applies_the_revocation_so_that_this_replica_refuses_the_ended_sessions_at_once() {
+        let w = world();
+        let (session, access) = w.logged_in();
+        w.guard.authenticate(&access).await.expect("the session works before the reset");
+        let (token, tokens) = w.reset_token(0);
+        let mut after = w.user.clone();
+        after.revoke_tokens(T0);
+        *w.users.reset_outcome.lock().unwrap() =
+            Some(Revocation { user: after, revoked_sessions: vec![session], changed: true });
+
+        w.reset_password(tokens).execute(token, NEW.into()).await.expect("the reset is made");
+        let refused = w.guard.authenticate(&access).await;
+        assert!(matches!(refused, Err(ApplicationError::InvalidAccessToken(_))), "{refused:?}");
+        assert_eq!(*w.throttles.resets.lock().unwrap(), [ThrottleKey::for_email(w.user.email())]);
     }
 }

@@ -3,17 +3,18 @@ use std::{sync::Arc, time::Duration};
 use super::{ApplicationError, sign_up::new_verification};
 use crate::domain::{
     Email, ResendPolicy,
-    ports::{Clock, UserRepository},
+    ports::{Clock, SingleUseTokens, TokenPurpose, UserRepository},
     resend_policy::RESEND_WINDOW,
 };
 
-use super::VerificationLinkTemplate;
+use super::LinkTemplate;
 
 /// Sends a fresh verification link to a user still pending verification.
 pub struct ResendVerificationEmail {
     pub users: Arc<dyn UserRepository>,
+    pub tokens: Arc<dyn SingleUseTokens>,
     pub clock: Arc<dyn Clock>,
-    pub links: VerificationLinkTemplate,
+    pub links: LinkTemplate,
     pub verification_ttl: Duration,
     pub policy: ResendPolicy,
 }
@@ -33,13 +34,14 @@ impl ResendVerificationEmail {
             return Ok(());
         }
         let now = self.clock.now();
-        let history = self.users.verification_history(user.id(), now - RESEND_WINDOW).await?;
+        let history = self.tokens.history(TokenPurpose::EmailVerification, user.id(), now - RESEND_WINDOW).await?;
         if !self.policy.allows(history, now) {
             tracing::info!(user_id = %user.id(), "verification email not resent: rate limited");
             return Ok(());
         }
         let (token, event) = new_verification(&user, &self.links, self.verification_ttl, now);
-        if self.users.replace_verification_token(user.id(), history.last_sent_at, &token, &event).await? {
+        if self.tokens.replace(TokenPurpose::EmailVerification, user.id(), history.last_sent_at, &token, &event).await?
+        {
             tracing::info!(user_id = %user.id(), event_id = %event.id(), "verification email resent");
         } else {
             tracing::info!(user_id = %user.id(), "verification email not resent: a concurrent resend won");

@@ -115,3 +115,88 @@ impl LogoutAll {
         Ok(revoked)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::{
+        application::fakes::{FakeSessions, FakeTokenIssuer, FakeUsers, FixedClock, T0, active_user, guard, issuer},
+        domain::{User, ports::AccessTokenIssuer},
+    };
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    struct World {
+        user: User,
+        sessions: Arc<FakeSessions>,
+        issuer: Arc<SessionIssuer>,
+        guard: Arc<AccessGuard>,
+        refresh: RefreshSession,
+    }
+
+    fn world(max_lifetime: Duration) -> World {
+        let clock = FixedClock::at(T0);
+        let user = active_user("ada@example.com");
+        let users = FakeUsers::with(&user, "correct horse battery");
+        let sessions = Arc::new(FakeSessions::default());
+        let guard = guard(&users, &sessions, &clock);
+        let issuer = issuer(&clock, max_lifetime);
+        let refresh = RefreshSession {
+            sessions: sessions.clone(),
+            issuer: issuer.clone(),
+            guard: guard.clone(),
+            clock: clock.clone(),
+        };
+        World { user, sessions, issuer, guard, refresh }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_rotates_the_session_into_a_new_one_of_the_same_family() {
+        let w = world(30 * 24 * HOUR);
+        let (session, token) = w.issuer.new_session(&w.user);
+        w.sessions.store(&session, |_| {});
+        *w.sessions.rotation.lock().unwrap() = Some(Rotation::Rotated(w.user.clone()));
+        let presented = token.expose().to_owned();
+        let tokens = w.refresh.execute(token).await.expect("a live session refreshes");
+        let inserted = w.sessions.inserted.lock().unwrap().clone();
+        assert_eq!(inserted.len(), 1);
+        assert_eq!(inserted[0].family_id, session.family_id);
+        assert_eq!(inserted[0].authenticated_at, session.authenticated_at, "rotation keeps the login time");
+        assert_ne!(inserted[0].id, session.id);
+        assert_ne!(tokens.refresh_token.token.expose_secret(), presented);
+    }
+
+    #[tokio::test]
+    async fn a_reused_refresh_token_revokes_its_whole_family() {
+        let w = world(30 * 24 * HOUR);
+        let (old, old_token) = w.issuer.new_session(&w.user);
+        w.sessions.store(&old, |r| r.is_rotated = true);
+        let (next, _) = w.issuer.rotated(&FakeSessions::record_of(&old)).expect("within the lifetime");
+        w.sessions.store(&next, |_| {});
+        let access = FakeTokenIssuer.issue(w.user.id(), next.id, T0).unwrap();
+        w.guard.authenticate(access.token.expose_secret()).await.expect("the live session's token works");
+
+        let result = w.refresh.execute(old_token).await;
+        assert!(matches!(result, Err(ApplicationError::InvalidRefreshToken(_))), "{result:?}");
+        assert_eq!(*w.sessions.revoked_families.lock().unwrap(), [old.family_id]);
+        // The family's live session ends on this replica at once, access token included.
+        let refused = w.guard.authenticate(access.token.expose_secret()).await;
+        assert!(matches!(refused, Err(ApplicationError::InvalidAccessToken(_))), "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn a_family_past_its_absolute_lifetime_is_refused_though_its_session_has_not_expired() {
+        let w = world(2 * HOUR);
+        let (session, token) = w.issuer.new_session(&w.user);
+        // A session rotated into recently, of a login two hours ago.
+        w.sessions.store(&session, |r| r.authenticated_at = T0 - 2 * HOUR);
+        let result = w.refresh.execute(token).await;
+        assert!(matches!(result, Err(ApplicationError::InvalidRefreshToken(_))), "{result:?}");
+        assert!(w.sessions.inserted.lock().unwrap().is_empty());
+        assert!(w.sessions.revoked_families.lock().unwrap().is_empty(), "expiry is not reuse");
+    }
+}

@@ -67,11 +67,12 @@ impl SignUpCommand {
     }
 }
 
-/// Builds verification links from `IDENTITY_VERIFICATION_URL`.
+/// Builds the links of single-use tokens from a URL template with a `{token}`
+/// placeholder (`IDENTITY_VERIFICATION_URL`, `IDENTITY_PASSWORD_RESET_URL`).
 #[derive(Debug, Clone)]
-pub struct VerificationLinkTemplate(String);
+pub struct LinkTemplate(String);
 
-impl VerificationLinkTemplate {
+impl LinkTemplate {
     pub const PLACEHOLDER: &'static str = "{token}";
 
     /// # Errors
@@ -108,7 +109,7 @@ impl VerificationLinkTemplate {
 /// Creates a fresh verification token and the event that emails it.
 pub(crate) fn new_verification(
     user: &User,
-    links: &VerificationLinkTemplate,
+    links: &LinkTemplate,
     ttl: Duration,
     now: OffsetDateTime,
 ) -> (NewSingleUseToken, DomainEvent) {
@@ -136,7 +137,7 @@ pub struct SignUp {
     pub notice_policy: ResendPolicy,
     pub hasher: Arc<dyn PasswordHasher>,
     pub clock: Arc<dyn Clock>,
-    pub links: VerificationLinkTemplate,
+    pub links: LinkTemplate,
     pub verification_ttl: Duration,
     /// Answer a taken address like a fresh sign-up, and tell its owner by email.
     pub is_enumeration_safe: bool,
@@ -237,7 +238,7 @@ mod tests {
 
     #[test]
     fn only_links_made_from_the_template_match_it() {
-        let template = VerificationLinkTemplate::parse("https://app.example/verify?token={token}").unwrap();
+        let template = LinkTemplate::parse("https://app.example/verify?token={token}").unwrap();
         let token = OpaqueToken::generate();
         let t = token.expose();
         use secrecy::ExposeSecret;
@@ -258,8 +259,8 @@ mod tests {
 
     #[test]
     fn link_templates_need_the_placeholder() {
-        assert!(VerificationLinkTemplate::parse("https://example.com/verify").is_err());
-        let template = VerificationLinkTemplate::parse("https://example.com/verify?t={token}").unwrap();
+        assert!(LinkTemplate::parse("https://example.com/verify").is_err());
+        let template = LinkTemplate::parse("https://example.com/verify?t={token}").unwrap();
         let token = OpaqueToken::generate();
         use secrecy::ExposeSecret;
         assert_eq!(

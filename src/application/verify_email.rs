@@ -3,12 +3,13 @@ use std::sync::Arc;
 use super::ApplicationError;
 use crate::domain::{
     OpaqueToken, User,
-    ports::{Clock, UserRepository},
+    ports::{Clock, SingleUseTokens, TokenPurpose, UserRepository},
 };
 
 /// Spends a verification token and activates its user.
 pub struct VerifyEmail {
     pub users: Arc<dyn UserRepository>,
+    pub tokens: Arc<dyn SingleUseTokens>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -22,8 +23,11 @@ impl VerifyEmail {
     pub async fn execute(&self, token: OpaqueToken) -> Result<User, ApplicationError> {
         let hash = token.hash();
         let now = self.clock.now();
-        let record =
-            self.users.find_verification_token(&hash).await?.ok_or(ApplicationError::InvalidVerificationToken)?;
+        let record = self
+            .tokens
+            .find(TokenPurpose::EmailVerification, &hash)
+            .await?
+            .ok_or(ApplicationError::InvalidVerificationToken)?;
         if record.is_spent || now >= record.expires_at {
             return Err(ApplicationError::InvalidVerificationToken);
         }

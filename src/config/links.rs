@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use super::{ConfigError, Source, error};
-use crate::application::{ExpectedEmails, VerificationLinkTemplate};
+use crate::application::{ExpectedEmails, LinkTemplate};
 
 #[derive(Debug, Clone)]
 pub struct LinkSettings {
-    pub verification_url: VerificationLinkTemplate,
+    pub verification_url: LinkTemplate,
     pub verification_token_ttl: Duration,
-    pub password_reset_url: VerificationLinkTemplate,
+    pub password_reset_url: LinkTemplate,
     pub password_reset_token_ttl: Duration,
 }
 
@@ -36,11 +36,11 @@ pub fn links<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<LinkSetti
 /// A template without the `{token}` placeholder.
 pub fn expected_emails<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<ExpectedEmails, ConfigError> {
     Ok(ExpectedEmails {
-        verification_links: VerificationLinkTemplate::parse(
+        verification_links: LinkTemplate::parse(
             &env.string("IDENTITY_VERIFICATION_URL", "http://localhost:3000/verify-email?token={token}"),
         )
         .map_err(|e| error("IDENTITY_VERIFICATION_URL", e))?,
-        reset_links: VerificationLinkTemplate::parse(
+        reset_links: LinkTemplate::parse(
             &env.string("IDENTITY_PASSWORD_RESET_URL", "http://localhost:3000/reset-password?token={token}"),
         )
         .map_err(|e| error("IDENTITY_PASSWORD_RESET_URL", e))?,

@@ -26,7 +26,7 @@ fn hex_digest(parts: &[&[u8]]) -> String {
     for part in parts {
         hasher.update(part);
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(hasher.finalize())
 }
 
 impl ThrottleKey {
@@ -99,7 +99,7 @@ impl ThrottlePolicy {
             return Some(now + self.hard_cap_window);
         }
         let over = failures.checked_sub(self.free_attempts)?;
-        let delay = self.base_delay.saturating_mul(2_u32.saturating_pow(over.min(30))).min(self.max_delay);
+        let delay = super::durations::doubled(self.base_delay, over.min(30), self.max_delay);
         Some(now + delay)
     }
 

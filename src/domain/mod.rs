@@ -1,8 +1,13 @@
 //! The pure core: value types that can only hold valid values, the `User` entity
 //! with its status transitions, domain events and the ports (traits) the use cases
-//! need. Nothing here knows about gRPC, SQL, brokers or crypto libraries.
+//! need. Nothing here knows about gRPC, SQL or brokers. Two primitives are used
+//! directly because they are what the values are: `rand` draws opaque tokens
+//! from the OS generator and `sha2` digests them (and throttle keys), so that
+//! how a token is stored is decided once, here, not by each adapter; `hex`
+//! spells the digests. Password hashing and token signing are behind ports.
 
 pub mod client_address;
+pub mod durations;
 pub mod email;
 pub mod events;
 pub mod login_throttle;

@@ -73,7 +73,7 @@ pub enum PasswordChangeRefused {
     PasswordChanged,
 }
 
-/// A stored verification token as read back.
+/// A stored single-use token as read back.
 #[derive(Debug, Clone)]
 pub struct SingleUseTokenRecord {
     pub user_id: UserId,
@@ -87,6 +87,78 @@ pub struct SingleUseTokenRecord {
 pub struct SendHistory {
     pub sent_since: u32,
     pub last_sent_at: Option<OffsetDateTime>,
+}
+
+/// What a single-use token is for. Both kinds live in one store and share its
+/// rules (one outstanding token per user and purpose, spent once); the purpose
+/// keeps a verification link from resetting a password and the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenPurpose {
+    EmailVerification,
+    PasswordReset,
+}
+
+impl TokenPurpose {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::EmailVerification => "email_verification",
+            Self::PasswordReset => "password_reset",
+        }
+    }
+}
+
+/// Single-use tokens (email verification, password reset): their lookup, send
+/// history and replacement. Spending one together with the account change it
+/// authorises is the account's transaction ([`UserRepository::complete_verification`],
+/// [`AccountRepository::complete_password_reset`]).
+#[async_trait]
+pub trait SingleUseTokens: Send + Sync {
+    /// # Errors
+    /// Storage failures only.
+    async fn find(
+        &self,
+        purpose: TokenPurpose,
+        hash: &TokenHash,
+    ) -> Result<Option<SingleUseTokenRecord>, RepositoryError>;
+
+    /// Counts one more attempt with a token, before anything is checked, and
+    /// returns the token unless it is unknown, spent, or has been presented
+    /// `max_attempts` times already (a refused new password spends an attempt,
+    /// so that one reset link is not an unlimited oracle).
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn count_attempt(
+        &self,
+        purpose: TokenPurpose,
+        hash: &TokenHash,
+        max_attempts: u32,
+    ) -> Result<Option<SingleUseTokenRecord>, RepositoryError>;
+
+    /// # Errors
+    /// Storage failures only.
+    async fn history(
+        &self,
+        purpose: TokenPurpose,
+        user_id: UserId,
+        since: OffsetDateTime,
+    ) -> Result<SendHistory, RepositoryError>;
+
+    /// Spends every earlier token of the user for this purpose, stores the new
+    /// one and the event, atomically, but only if the newest token is still the
+    /// one created at `expected_last_sent_at`; returns `false` when a concurrent
+    /// request got there first.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn replace(
+        &self,
+        purpose: TokenPurpose,
+        user_id: UserId,
+        expected_last_sent_at: Option<OffsetDateTime>,
+        token: &NewSingleUseToken,
+        event: &DomainEvent,
+    ) -> Result<bool, RepositoryError>;
 }
 
 /// A refresh-token session to store.
@@ -104,8 +176,9 @@ pub struct NewSession {
     pub authenticated_at: OffsetDateTime,
 }
 
-/// Users, their credentials and their verification tokens. Operations that must
-/// be atomic with an outbox event take the event and write both in one transaction.
+/// Users and their credentials, with the sign-up and verification steps that
+/// must change a user and a single-use token together. Operations that must be
+/// atomic with an outbox event take the event and write both in one transaction.
 #[async_trait]
 pub trait UserRepository: Send + Sync {
     /// Stores a new user, their password hash, their first verification token and
@@ -139,39 +212,13 @@ pub trait UserRepository: Send + Sync {
         email: &Email,
     ) -> Result<Option<(User, StoredCredentials)>, RepositoryError>;
 
-    /// # Errors
-    /// Storage failures only.
-    async fn find_verification_token(&self, hash: &TokenHash) -> Result<Option<SingleUseTokenRecord>, RepositoryError>;
-
-    /// Spends the token and saves the verified user, atomically. Returns `false`
-    /// when the token was spent in the meantime (a concurrent verification won).
+    /// Under the user's row lock, spends the verification token and saves the
+    /// verified user, atomically. Returns `false` when the token was spent in
+    /// the meantime (a concurrent verification won).
     ///
     /// # Errors
     /// Storage failures only.
     async fn complete_verification(&self, hash: &TokenHash, user: &User) -> Result<bool, RepositoryError>;
-
-    /// # Errors
-    /// Storage failures only.
-    async fn verification_history(
-        &self,
-        user_id: UserId,
-        since: OffsetDateTime,
-    ) -> Result<SendHistory, RepositoryError>;
-
-    /// Spends every earlier verification token of the user, stores the new one
-    /// and the event, atomically, but only if the newest token is still the one
-    /// created at `expected_last_sent_at`; returns `false` when a concurrent resend
-    /// got there first.
-    ///
-    /// # Errors
-    /// Storage failures only.
-    async fn replace_verification_token(
-        &self,
-        user_id: UserId,
-        expected_last_sent_at: Option<OffsetDateTime>,
-        token: &NewSingleUseToken,
-        event: &DomainEvent,
-    ) -> Result<bool, RepositoryError>;
 }
 
 /// A stored refresh-token session.
@@ -291,39 +338,6 @@ pub trait AccountRepository: Send + Sync {
     /// # Errors
     /// Storage failures only.
     async fn record_event(&self, event: &DomainEvent) -> Result<(), RepositoryError>;
-
-    /// Counts one more attempt with a reset token, before anything is checked,
-    /// and returns the token unless it is unknown, spent, or has been presented
-    /// `max_attempts` times already (a refused new password spends an attempt,
-    /// so that one link is not an unlimited oracle).
-    ///
-    /// # Errors
-    /// Storage failures only.
-    async fn count_password_reset_attempt(
-        &self,
-        hash: &TokenHash,
-        max_attempts: u32,
-    ) -> Result<Option<SingleUseTokenRecord>, RepositoryError>;
-
-    /// # Errors
-    /// Storage failures only.
-    async fn password_reset_history(
-        &self,
-        user_id: UserId,
-        since: OffsetDateTime,
-    ) -> Result<SendHistory, RepositoryError>;
-
-    /// Like [`UserRepository::replace_verification_token`], for reset tokens.
-    ///
-    /// # Errors
-    /// Storage failures only.
-    async fn replace_password_reset_token(
-        &self,
-        user_id: UserId,
-        expected_last_sent_at: Option<OffsetDateTime>,
-        token: &NewSingleUseToken,
-        event: &DomainEvent,
-    ) -> Result<bool, RepositoryError>;
 
     /// Spends the reset token (and every other outstanding one of the user),
     /// stores the new hash, refuses every access token issued before `now`, ends

@@ -24,16 +24,8 @@ pub struct AdminGrpcService {
 impl AdminGrpcService {
     /// Parses the configured lower-case hex digests.
     pub fn new(admin: AdminUsers, hex_hashes: &[String], trusted_client_ip_header: Option<String>) -> Self {
-        let key_hashes = hex_hashes
-            .iter()
-            .filter_map(|hex| {
-                let bytes: Vec<u8> = (0..hex.len())
-                    .step_by(2)
-                    .filter_map(|i| hex.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-                    .collect();
-                <[u8; 32]>::try_from(bytes).ok()
-            })
-            .collect();
+        let key_hashes =
+            hex_hashes.iter().filter_map(|digest| <[u8; 32] as hex::FromHex>::from_hex(digest).ok()).collect();
         Self { admin, key_hashes, trusted_client_ip_header }
     }
 
@@ -62,7 +54,7 @@ impl AdminGrpcService {
         // Compare against every key in constant time, without stopping early.
         let matched = self.key_hashes.iter().fold(subtle::Choice::from(0), |found, known| found | known.ct_eq(&digest));
         if bool::from(matched) {
-            Ok(digest[..4].iter().map(|b| format!("{b:02x}")).collect())
+            Ok(hex::encode(&digest[..4]))
         } else {
             tracing::warn!(client_address = %client(), "admin call refused: unknown API key");
             Err(Status::unauthenticated("unknown API key"))

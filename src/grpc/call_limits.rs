@@ -126,6 +126,6 @@ pub fn client_address<T>(request: &Request<T>, trusted_header: Option<&str>) -> 
 }
 
 fn limited(retry_after: std::time::Duration) -> Status {
-    tracing::info!(retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX), "call rate limited");
+    tracing::info!(retry_after_ms = crate::domain::durations::millis(retry_after), "call rate limited");
     ApplicationError::RateLimited { retry_after }.into()
 }

@@ -72,7 +72,7 @@ impl From<ApplicationError> for Status {
             }
             ApplicationError::Saturated { retry_after } => {
                 tracing::warn!(
-                    retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+                    retry_after_ms = crate::domain::durations::millis(retry_after),
                     "request shed: server saturated"
                 );
                 Status::with_error_details(

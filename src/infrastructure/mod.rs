@@ -1,6 +1,8 @@
-//! Adapters: the technology behind each port, named after that technology.
+//! Adapters: the technology behind each port, named after that technology,
+//! and the outbox relay that moves committed events to a publisher (in
+//! process, or RabbitMQ, whose consumer runs the mailer's use case).
 
-pub mod argon2_hasher;
+pub mod argon2;
 pub mod email;
 pub mod outbox;
 pub mod paseto_tokens;
@@ -9,7 +11,7 @@ pub mod sea_orm;
 pub mod system_clock;
 pub mod zxcvbn_meter;
 
-pub use argon2_hasher::{Argon2Hasher, Argon2Settings};
+pub use self::argon2::{Argon2Hasher, Argon2Settings, HashingObserver};
 pub use paseto_tokens::{PasetoSettings, PasetoTokens};
 pub use system_clock::SystemClock;
 pub use zxcvbn_meter::ZxcvbnMeter;

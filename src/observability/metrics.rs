@@ -57,6 +57,7 @@ pub struct Metrics {
     pub login_attempts: Family<OutcomeLabels, Counter>,
     pub argon2_queue_depth: Gauge,
     pub argon2_wait: Histogram,
+    pub argon2_shed: Counter,
     pub outbox_backlog: Gauge,
     pub outbox_oldest_age: Gauge<f64, AtomicU64>,
     pub outbox_publish_errors: Family<PublisherLabels, Counter>,
@@ -103,6 +104,12 @@ impl Metrics {
             Unit::Seconds,
             argon2_wait.clone(),
         );
+        let argon2_shed = Counter::default();
+        registry.register(
+            "argon2_shed",
+            "Password hashes refused (RESOURCE_EXHAUSTED) because no hashing worker took them in time",
+            argon2_shed.clone(),
+        );
         let outbox_backlog = Gauge::default();
         registry.register("outbox_backlog", "Outbox events not yet published", outbox_backlog.clone());
         let outbox_oldest_age = Gauge::<f64, AtomicU64>::default();
@@ -145,6 +152,7 @@ impl Metrics {
             login_attempts,
             argon2_queue_depth,
             argon2_wait,
+            argon2_shed,
             outbox_backlog,
             outbox_oldest_age,
             outbox_publish_errors,

@@ -11,7 +11,7 @@ use crate::{
     config::{Settings, TokenSettings},
     domain::ports::{
         AccessTokenIssuer, AccountRepository, Clock, LoginThrottles, OutboxPublisher, OutboxStore, PasswordHasher,
-        RegistrationNotices, SessionRepository, UserRepository,
+        RegistrationNotices, SessionRepository, SingleUseTokens, UserRepository,
     },
     infrastructure::{
         Argon2Hasher, PasetoSettings, PasetoTokens,
@@ -37,8 +37,7 @@ pub(super) struct Adapters {
     pub notices: Arc<dyn RegistrationNotices>,
     pub sessions: Arc<dyn SessionRepository>,
     pub throttles: Arc<dyn LoginThrottles>,
-    /// The pool itself, for its queue depth; `hasher` is the same pool as a port.
-    pub argon2: Arc<Argon2Hasher>,
+    pub single_use_tokens: Arc<dyn SingleUseTokens>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub tokens: Arc<dyn AccessTokenIssuer>,
     pub outbox: Arc<dyn OutboxStore>,
@@ -57,21 +56,19 @@ impl Adapters {
         let access_token_lifetime = settings.tokens.access_token_ttl + TOKEN_LEEWAY;
         let repository = SeaOrmUserRepository::new(db.clone(), Arc::clone(&outbox_written))
             .with_access_token_lifetime(access_token_lifetime);
-        let wait_histogram = metrics.argon2_wait.clone();
-        let argon2 = Arc::new(Argon2Hasher::with_wait_observer(settings.passwords.argon2, move |wait| {
-            wait_histogram.observe(wait.as_secs_f64());
-        })?);
+        let hasher: Arc<dyn PasswordHasher> =
+            Arc::new(Argon2Hasher::with_observer(settings.passwords.argon2, metrics.clone())?);
         Ok(Self {
             clock: overrides.clock(),
             users: Arc::new(repository.clone()),
             accounts: Arc::new(repository.clone()),
-            notices: Arc::new(repository),
+            notices: Arc::new(repository.clone()),
             sessions: Arc::new(
                 SeaOrmSessionRepository::new(db.clone()).with_access_token_lifetime(access_token_lifetime),
             ),
             throttles: Arc::new(SeaOrmLoginThrottles::new(db.clone())),
-            hasher: argon2.clone(),
-            argon2,
+            hasher,
+            single_use_tokens: Arc::new(repository.clone()),
             tokens: token_issuer(&settings.tokens)?,
             outbox: Arc::new(SeaOrmOutboxStore::new(db.clone())),
             publisher: outbox_publisher(settings, overrides, &metrics)?,

@@ -27,7 +27,7 @@ use crate::{
     },
     infrastructure::sea_orm::SeaOrmPruner,
     observability::{Metrics, metrics_server},
-    workers::{OutboxRelay, prune_periodically, sample_hashing_queue},
+    workers::{OutboxRelay, prune_periodically},
 };
 
 /// Rows of one kind one prune statement deletes, and statements per run: at
@@ -169,7 +169,6 @@ fn spawn_background_tasks(a: &Adapters, settings: &Settings, stop: &Cancellation
     vec![
         tokio::spawn(relay.run(stop.clone())),
         tokio::spawn(prune_periodically(pruning, settings.pruning.interval, stop.clone())),
-        tokio::spawn(sample_hashing_queue(Arc::downgrade(&a.argon2), a.metrics.clone(), stop.clone())),
     ]
 }
 

@@ -110,9 +110,14 @@ fn registration(a: &Adapters, settings: &Settings, shared: &Shared) -> Registrat
             verification_ttl: settings.links.verification_token_ttl,
             is_enumeration_safe: settings.server.signup_enumeration_safe,
         },
-        verify_email: VerifyEmail { users: a.users.clone(), clock: a.clock.clone() },
+        verify_email: VerifyEmail {
+            users: a.users.clone(),
+            tokens: a.single_use_tokens.clone(),
+            clock: a.clock.clone(),
+        },
         resend_verification_email: ResendVerificationEmail {
             users: a.users.clone(),
+            tokens: a.single_use_tokens.clone(),
             clock: a.clock.clone(),
             links: settings.links.verification_url.clone(),
             verification_ttl: settings.links.verification_token_ttl,
@@ -166,7 +171,7 @@ fn passwords(a: &Adapters, settings: &Settings, shared: &Shared) -> Passwords {
         },
         request_password_reset: RequestPasswordReset {
             users: a.users.clone(),
-            accounts: a.accounts.clone(),
+            tokens: a.single_use_tokens.clone(),
             clock: a.clock.clone(),
             links: settings.links.password_reset_url.clone(),
             ttl: settings.links.password_reset_token_ttl,
@@ -174,6 +179,7 @@ fn passwords(a: &Adapters, settings: &Settings, shared: &Shared) -> Passwords {
         },
         reset_password: ResetPassword {
             accounts: a.accounts.clone(),
+            tokens: a.single_use_tokens.clone(),
             hasher: a.hasher.clone(),
             throttles: a.throttles.clone(),
             guard: shared.guard.clone(),

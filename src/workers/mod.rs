@@ -5,13 +5,11 @@
 //! through the ports, or through the technology they are bound to (the
 //! consumer speaks AMQP).
 
-mod hashing_queue;
 mod in_process_email;
 mod mailer_consumer;
 mod outbox_relay;
 mod pruning;
 
-pub use hashing_queue::sample_hashing_queue;
 pub use in_process_email::InProcessEmailPublisher;
 pub use mailer_consumer::MailerConsumer;
 pub use outbox_relay::{OutboxRelay, RelaySettings};

@@ -21,7 +21,7 @@ on_both_databases!(
 );
 
 async fn admin_app(backend: Backend) -> Option<TestApp> {
-    let hash: String = Sha256::digest(ADMIN_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hash: String = hex::encode(Sha256::digest(ADMIN_KEY.as_bytes()));
     spawn_app_with(backend, move |s| s.server.admin_api_key_hashes = vec![hash]).await
 }
 
@@ -176,7 +176,7 @@ async fn refused_admin_keys_are_logged_with_the_callers_address_and_never_the_ke
 
     let database = TempDatabase::new();
     let port = testkit::free_port().unwrap();
-    let hash: String = Sha256::digest(ADMIN_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hash: String = hex::encode(Sha256::digest(ADMIN_KEY.as_bytes()));
     let mut server =
         LoggedProcess::start(server_command(port, &database.0, &[("IDENTITY_ADMIN_API_KEY_HASHES", &hash)]));
     server.until_message("identity server listening").await;

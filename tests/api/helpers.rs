@@ -132,7 +132,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.telemetry.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
     settings.limits.per_address = 0;
     settings.limits.per_email = 0;
-    settings.links.verification_url = identity::application::VerificationLinkTemplate::parse(VERIFICATION_URL).unwrap();
+    settings.links.verification_url = identity::application::LinkTemplate::parse(VERIFICATION_URL).unwrap();
     settings
 }
 

@@ -252,10 +252,6 @@ impl TraceService for Collector {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_signup_is_one_trace_from_the_caller_through_rabbitmq_to_sendgrid() {
     if !broker_available().await {
@@ -343,7 +339,7 @@ async fn one_signup_is_one_trace_from_the_caller_through_rabbitmq_to_sendgrid() 
 
     let (server_service, rpc) = spans
         .iter()
-        .find(|(_, s)| s.name == "identity.v1.UserService/SignUp" && hex(&s.trace_id) == trace_id)
+        .find(|(_, s)| s.name == "identity.v1.UserService/SignUp" && hex::encode(&s.trace_id) == trace_id)
         .cloned()
         .expect("the server's SignUp span, in the caller's trace");
     let (mailer_service, process) = spans.iter().find(|(_, s)| s.name.ends_with(" process")).cloned().unwrap();
@@ -357,10 +353,10 @@ async fn one_signup_is_one_trace_from_the_caller_through_rabbitmq_to_sendgrid() 
         .expect("the mailer continues one of the relay's publish spans");
     let (_, post) = find(&spans, "POST").unwrap();
     for span in [&rpc, &publish, &process, &post] {
-        assert_eq!(hex(&span.trace_id), trace_id, "{} is not in the caller's trace", span.name);
+        assert_eq!(hex::encode(&span.trace_id), trace_id, "{} is not in the caller's trace", span.name);
     }
     assert!(server_service.contains("identity-server") && mailer_service.contains("identity-mailer"));
-    assert_eq!(hex(&rpc.parent_span_id), caller_span, "the server span continues the caller's");
+    assert_eq!(hex::encode(&rpc.parent_span_id), caller_span, "the server span continues the caller's");
     // The tree: rpc → … → publish → process → … → POST.
     let parent_of = |span: &Span| spans.iter().find(|(_, s)| s.span_id == span.parent_span_id).map(|(_, s)| s.clone());
     let mut ancestor = parent_of(&publish);

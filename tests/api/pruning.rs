@@ -83,7 +83,11 @@ async fn pruning_deletes_stale_sessions_throttles_tokens_and_abandoned_sign_ups_
     assert_eq!(report.pending_users, 1);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users WHERE email = 'abandoned@example.com'").await, 0);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users WHERE email = 'recent@example.com'").await, 1);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM verification_tokens").await, 1, "recent's link");
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM single_use_tokens WHERE purpose = 'email_verification'").await,
+        1,
+        "recent's link"
+    );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM outbox WHERE event_type = 'user.deleted'").await, 1);
 
     // Live sessions were kept: both still refresh.

@@ -50,7 +50,7 @@ async fn storm_app(backend: Backend) -> Option<TestApp> {
 }
 
 async fn race_app(backend: Backend) -> Option<TestApp> {
-    let hash: String = Sha256::digest(ADMIN_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hash: String = hex::encode(Sha256::digest(ADMIN_KEY.as_bytes()));
     spawn_app_with(backend, move |s| {
         s.server.admin_api_key_hashes = vec![hash];
         // A few milliseconds per hash, many at once: the windows the races need

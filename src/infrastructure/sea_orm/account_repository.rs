@@ -1,8 +1,6 @@
 use async_trait::async_trait;
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
 use time::OffsetDateTime;
@@ -10,21 +8,18 @@ use uuid::Uuid;
 
 use super::{
     SeaOrmUserRepository, classify,
-    entities::{password_reset_tokens, sessions, users},
-    is_postgres, outbox_store,
+    entities::{sessions, users},
+    outbox_store, single_use_tokens,
     user_lock::{Lock, lock_user, revoke_sessions, write_changes},
-    user_repository::{credentials_of, history_of, to_user},
+    user_repository::{credentials_of, to_user},
 };
 use crate::domain::{
     DomainEvent, PasswordHash, TokenHash, User, UserId, UserStatus,
     ports::{
-        AccountRepository, NewSingleUseToken, PasswordChangeRefused, RepositoryError, Revocation, SendHistory,
-        SingleUseTokenRecord, StoredCredentials, UserListQuery,
+        AccountRepository, PasswordChangeRefused, RepositoryError, Revocation, StoredCredentials, TokenPurpose,
+        UserListQuery,
     },
 };
-
-/// More than the hourly cap, so that counting the newest rows is enough.
-const HISTORY_ROWS: u64 = 16;
 
 /// A new hash of a new password: its version moves on, so that a login that
 /// verified the old one creates no session.
@@ -50,27 +45,7 @@ async fn spend_reset_tokens(
     user_id: UserId,
     now: OffsetDateTime,
 ) -> Result<(), RepositoryError> {
-    password_reset_tokens::Entity::update_many()
-        .col_expr(password_reset_tokens::Column::SpentAt, Expr::value(now))
-        .filter(password_reset_tokens::Column::UserId.eq(user_id.as_uuid()))
-        .filter(password_reset_tokens::Column::SpentAt.is_null())
-        .exec(txn)
-        .await
-        .map_err(classify)?;
-    Ok(())
-}
-
-async fn recent_reset_tokens(
-    db: &impl ConnectionTrait,
-    user_id: UserId,
-) -> Result<Vec<password_reset_tokens::Model>, RepositoryError> {
-    password_reset_tokens::Entity::find()
-        .filter(password_reset_tokens::Column::UserId.eq(user_id.as_uuid()))
-        .order_by_desc(password_reset_tokens::Column::Id)
-        .limit(HISTORY_ROWS)
-        .all(db)
-        .await
-        .map_err(classify)
+    single_use_tokens::spend_outstanding(txn, TokenPurpose::PasswordReset, user_id, now).await
 }
 
 /// Escapes LIKE wildcards so that a prefix matches literally.
@@ -210,87 +185,6 @@ impl AccountRepository for SeaOrmUserRepository {
         Ok(())
     }
 
-    async fn count_password_reset_attempt(
-        &self,
-        hash: &TokenHash,
-        max_attempts: u32,
-    ) -> Result<Option<SingleUseTokenRecord>, RepositoryError> {
-        let limit = i32::try_from(max_attempts).unwrap_or(i32::MAX);
-        // The conditional increment is the count: of concurrent attempts over
-        // the budget, none gets through, however they interleave.
-        let counted = password_reset_tokens::Entity::update_many()
-            .col_expr(
-                password_reset_tokens::Column::Attempts,
-                Expr::col(password_reset_tokens::Column::Attempts).add(1),
-            )
-            .filter(password_reset_tokens::Column::TokenHash.eq(hash.to_hex()))
-            .filter(password_reset_tokens::Column::SpentAt.is_null())
-            .filter(password_reset_tokens::Column::Attempts.lt(limit))
-            .exec(&self.db)
-            .await
-            .map_err(classify)?;
-        if counted.rows_affected != 1 {
-            return Ok(None);
-        }
-        let row = password_reset_tokens::Entity::find()
-            .filter(password_reset_tokens::Column::TokenHash.eq(hash.to_hex()))
-            .one(&self.db)
-            .await
-            .map_err(classify)?;
-        Ok(row.map(|row| SingleUseTokenRecord {
-            user_id: UserId::from_uuid(row.user_id),
-            expires_at: row.expires_at,
-            is_spent: row.spent_at.is_some(),
-        }))
-    }
-
-    async fn password_reset_history(
-        &self,
-        user_id: UserId,
-        since: OffsetDateTime,
-    ) -> Result<SendHistory, RepositoryError> {
-        let rows = recent_reset_tokens(&self.db, user_id).await?;
-        Ok(history_of(rows.iter().map(|row| row.created_at), since))
-    }
-
-    async fn replace_password_reset_token(
-        &self,
-        user_id: UserId,
-        expected_last_sent_at: Option<OffsetDateTime>,
-        token: &NewSingleUseToken,
-        event: &DomainEvent,
-    ) -> Result<bool, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
-        if is_postgres(&txn) {
-            users::Entity::find_by_id(user_id.as_uuid()).lock_exclusive().one(&txn).await.map_err(classify)?;
-        }
-        let newest = recent_reset_tokens(&txn, user_id).await?.first().map(|row| row.created_at);
-        if newest != expected_last_sent_at {
-            return Ok(false);
-        }
-        password_reset_tokens::Entity::update_many()
-            .col_expr(password_reset_tokens::Column::SpentAt, Expr::value(token.created_at))
-            .filter(password_reset_tokens::Column::UserId.eq(user_id.as_uuid()))
-            .filter(password_reset_tokens::Column::SpentAt.is_null())
-            .exec(&txn)
-            .await
-            .map_err(classify)?;
-        let row = password_reset_tokens::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            user_id: Set(user_id.as_uuid()),
-            token_hash: Set(token.hash.to_hex()),
-            created_at: Set(token.created_at),
-            expires_at: Set(token.expires_at),
-            spent_at: Set(None),
-            attempts: Set(0),
-        };
-        password_reset_tokens::Entity::insert(row).exec_without_returning(&txn).await.map_err(classify)?;
-        outbox_store::insert_event(&txn, event).await?;
-        txn.commit().await.map_err(classify)?;
-        self.outbox_written.notify_one();
-        Ok(true)
-    }
-
     async fn complete_password_reset(
         &self,
         token: &TokenHash,
@@ -301,16 +195,9 @@ impl AccountRepository for SeaOrmUserRepository {
     ) -> Result<Option<Revocation>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
-        let claimed = password_reset_tokens::Entity::update_many()
-            .col_expr(password_reset_tokens::Column::SpentAt, Expr::value(now))
-            .filter(password_reset_tokens::Column::TokenHash.eq(token.to_hex()))
-            .filter(password_reset_tokens::Column::UserId.eq(user_id.as_uuid()))
-            .filter(password_reset_tokens::Column::SpentAt.is_null())
-            .exec(&txn)
-            .await
-            .map_err(classify)?;
+        let claimed = single_use_tokens::claim(&txn, TokenPurpose::PasswordReset, token, user_id, now).await?;
         let before = to_user(&row)?;
-        if claimed.rows_affected != 1 || before.status() != UserStatus::Active {
+        if !claimed || before.status() != UserStatus::Active {
             return Ok(None);
         }
         let mut after = before.clone();

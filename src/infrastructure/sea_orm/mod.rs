@@ -12,6 +12,7 @@ mod outbox_store;
 mod pruner;
 mod registration_notices;
 mod session_repository;
+mod single_use_tokens;
 mod user_lock;
 mod user_repository;
 

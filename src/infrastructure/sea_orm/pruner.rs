@@ -10,12 +10,13 @@ use uuid::Uuid;
 
 use super::{
     classify,
-    entities::{login_throttles, password_reset_tokens, sessions, users, verification_tokens},
+    entities::{login_throttles, sessions, single_use_tokens, users},
     is_postgres, outbox_store,
+    single_use_tokens::of_purpose,
 };
 use crate::domain::{
     DomainEvent, UserDeleted, UserId, UserStatus,
-    ports::{PruneCutoffs, PruneReport, Pruner, RepositoryError},
+    ports::{PruneCutoffs, PruneReport, Pruner, RepositoryError, TokenPurpose},
 };
 
 /// Deletes stale rows in batches: each delete names at most `batch` primary keys
@@ -95,6 +96,29 @@ impl SeaOrmPruner {
         Ok(deleted.rows_affected)
     }
 
+    /// Deletes at most `batch` single-use tokens that are `stale`.
+    async fn tokens(&self, stale: Condition, batch: u64) -> Result<u64, RepositoryError> {
+        let ids: Vec<Uuid> = single_use_tokens::Entity::find()
+            .select_only()
+            .column(single_use_tokens::Column::Id)
+            .filter(stale.clone())
+            .limit(batch)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(classify)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = single_use_tokens::Entity::delete_many()
+            .filter(single_use_tokens::Column::Id.is_in(ids))
+            .filter(stale)
+            .exec(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(deleted.rows_affected)
+    }
+
     async fn verification_tokens(&self, c: &PruneCutoffs, batch: u64) -> Result<u64, RepositoryError> {
         // A pending user's unspent token is their last one: it stays, expired or
         // not, because it tells how long ago the sign-up was abandoned (the user
@@ -104,55 +128,23 @@ impl SeaOrmPruner {
             .from(users::Entity)
             .and_where(users::Column::Status.eq(UserStatus::PendingVerification.as_str()))
             .to_owned();
-        let stale = Condition::any().add(verification_tokens::Column::SpentAt.lt(c.single_use_tokens)).add(
-            Condition::all()
-                .add(verification_tokens::Column::ExpiresAt.lt(c.single_use_tokens))
-                .add(verification_tokens::Column::UserId.not_in_subquery(pending)),
+        let stale = Condition::all().add(of_purpose(TokenPurpose::EmailVerification)).add(
+            Condition::any().add(single_use_tokens::Column::SpentAt.lt(c.single_use_tokens)).add(
+                Condition::all()
+                    .add(single_use_tokens::Column::ExpiresAt.lt(c.single_use_tokens))
+                    .add(single_use_tokens::Column::UserId.not_in_subquery(pending)),
+            ),
         );
-        let ids: Vec<Uuid> = verification_tokens::Entity::find()
-            .select_only()
-            .column(verification_tokens::Column::Id)
-            .filter(stale.clone())
-            .limit(batch)
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .map_err(classify)?;
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let deleted = verification_tokens::Entity::delete_many()
-            .filter(verification_tokens::Column::Id.is_in(ids))
-            .filter(stale)
-            .exec(&self.db)
-            .await
-            .map_err(classify)?;
-        Ok(deleted.rows_affected)
+        self.tokens(stale, batch).await
     }
 
     async fn password_reset_tokens(&self, c: &PruneCutoffs, batch: u64) -> Result<u64, RepositoryError> {
-        let stale = Condition::any()
-            .add(password_reset_tokens::Column::SpentAt.lt(c.single_use_tokens))
-            .add(password_reset_tokens::Column::ExpiresAt.lt(c.single_use_tokens));
-        let ids: Vec<Uuid> = password_reset_tokens::Entity::find()
-            .select_only()
-            .column(password_reset_tokens::Column::Id)
-            .filter(stale.clone())
-            .limit(batch)
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .map_err(classify)?;
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let deleted = password_reset_tokens::Entity::delete_many()
-            .filter(password_reset_tokens::Column::Id.is_in(ids))
-            .filter(stale)
-            .exec(&self.db)
-            .await
-            .map_err(classify)?;
-        Ok(deleted.rows_affected)
+        let stale = Condition::all().add(of_purpose(TokenPurpose::PasswordReset)).add(
+            Condition::any()
+                .add(single_use_tokens::Column::SpentAt.lt(c.single_use_tokens))
+                .add(single_use_tokens::Column::ExpiresAt.lt(c.single_use_tokens)),
+        );
+        self.tokens(stale, batch).await
     }
 
     /// Users still pending verification, signed up before the cut-off, with no
@@ -160,9 +152,10 @@ impl SeaOrmPruner {
     /// event each, like an operator's deletion; their tokens cascade.
     async fn pending_users(&self, c: &PruneCutoffs, batch: u64) -> Result<u64, RepositoryError> {
         let live_tokens = Query::select()
-            .column(verification_tokens::Column::UserId)
-            .from(verification_tokens::Entity)
-            .and_where(verification_tokens::Column::ExpiresAt.gte(c.pending_users))
+            .column(single_use_tokens::Column::UserId)
+            .from(single_use_tokens::Entity)
+            .and_where(of_purpose(TokenPurpose::EmailVerification))
+            .and_where(single_use_tokens::Column::ExpiresAt.gte(c.pending_users))
             .to_owned();
         let abandoned = Condition::all()
             .add(users::Column::Status.eq(UserStatus::PendingVerification.as_str()))

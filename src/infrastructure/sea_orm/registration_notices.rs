@@ -6,7 +6,7 @@ use super::{
     SeaOrmUserRepository, classify,
     entities::{outbox, users},
     is_postgres, outbox_store,
-    user_repository::history_of,
+    single_use_tokens::history_of,
 };
 use crate::domain::{
     AccountNotice, DomainEvent, UserId,

@@ -3,29 +3,24 @@ use std::sync::Arc;
 use anyhow::Context;
 use async_trait::async_trait;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr,
 };
 use time::OffsetDateTime;
 use tokio::sync::Notify;
-use uuid::Uuid;
 
 use super::{
     classify,
-    entities::{users, verification_tokens},
+    entities::users,
     errors::is_unique_violation,
-    is_postgres, outbox_store,
+    outbox_store, single_use_tokens,
     user_lock::{Lock, lock_user},
 };
 use crate::domain::{
     DomainEvent, Email, PasswordHash, PersonName, PersonNames, TokenHash, User, UserId, UserStatus, UserTimestamps,
-    ports::{
-        InsertUserError, NewSingleUseToken, RepositoryError, SendHistory, SingleUseTokenRecord, StoredCredentials,
-        UserRepository,
-    },
+    ports::{InsertUserError, NewSingleUseToken, RepositoryError, StoredCredentials, TokenPurpose, UserRepository},
 };
 
-/// Users and verification tokens in SQL, with outbox events written in the same
+/// Users, their credentials and their single-use tokens in SQL, with outbox events written in the same
 /// transaction as the change. `outbox_written` wakes the relay after a commit.
 #[derive(Clone)]
 pub struct SeaOrmUserRepository {
@@ -53,9 +48,6 @@ impl SeaOrmUserRepository {
     }
 }
 
-/// More than the hourly resend cap, so that counting the newest rows is enough.
-const HISTORY_ROWS: u64 = 16;
-
 #[async_trait]
 impl UserRepository for SeaOrmUserRepository {
     async fn insert_with_verification(
@@ -74,10 +66,7 @@ impl UserRepository for SeaOrmUserRepository {
                 classify(error).into()
             });
         }
-        verification_tokens::Entity::insert(token_row(user.id(), token))
-            .exec_without_returning(&txn)
-            .await
-            .map_err(classify)?;
+        single_use_tokens::insert(&txn, TokenPurpose::EmailVerification, user.id(), token).await?;
         outbox_store::insert_event(&txn, event).await?;
         txn.commit().await.map_err(classify)?;
         self.outbox_written.notify_one();
@@ -110,19 +99,6 @@ impl UserRepository for SeaOrmUserRepository {
         row.map(|row| Ok((to_user(&row)?, credentials_of(row)))).transpose()
     }
 
-    async fn find_verification_token(&self, hash: &TokenHash) -> Result<Option<SingleUseTokenRecord>, RepositoryError> {
-        let row = verification_tokens::Entity::find()
-            .filter(verification_tokens::Column::TokenHash.eq(hash.to_hex()))
-            .one(&self.db)
-            .await
-            .map_err(classify)?;
-        Ok(row.map(|row| SingleUseTokenRecord {
-            user_id: UserId::from_uuid(row.user_id),
-            expires_at: row.expires_at,
-            is_spent: row.spent_at.is_some(),
-        }))
-    }
-
     async fn complete_verification(&self, hash: &TokenHash, user: &User) -> Result<bool, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         // The user's row first, as every other change to the account takes it:
@@ -131,17 +107,8 @@ impl UserRepository for SeaOrmUserRepository {
         if lock_user(&txn, user.id(), Lock::Update).await?.is_none() {
             return Ok(false);
         }
-        // The conditional update is the claim: of concurrent verifications only
-        // one sees a row affected (PostgreSQL re-checks the condition after the
-        // winner commits; SQLite runs them one after another).
-        let claimed = verification_tokens::Entity::update_many()
-            .col_expr(verification_tokens::Column::SpentAt, Expr::value(user.updated_at()))
-            .filter(verification_tokens::Column::TokenHash.eq(hash.to_hex()))
-            .filter(verification_tokens::Column::SpentAt.is_null())
-            .exec(&txn)
-            .await
-            .map_err(classify)?;
-        if claimed.rows_affected != 1 {
+        // Of concurrent verifications, only one claims the token.
+        if !single_use_tokens::claim(&txn, TokenPurpose::EmailVerification, hash, user.id(), user.updated_at()).await? {
             return Ok(false);
         }
         let updated = users::Entity::update_many()
@@ -160,72 +127,6 @@ impl UserRepository for SeaOrmUserRepository {
         txn.commit().await.map_err(classify)?;
         Ok(true)
     }
-
-    async fn verification_history(
-        &self,
-        user_id: UserId,
-        since: OffsetDateTime,
-    ) -> Result<SendHistory, RepositoryError> {
-        let rows = recent_tokens(&self.db, user_id).await?;
-        Ok(history_of(rows.iter().map(|row| row.created_at), since))
-    }
-
-    async fn replace_verification_token(
-        &self,
-        user_id: UserId,
-        expected_last_sent_at: Option<OffsetDateTime>,
-        token: &NewSingleUseToken,
-        event: &DomainEvent,
-    ) -> Result<bool, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
-        if is_postgres(&txn) {
-            // Serialises concurrent resends for one user on PostgreSQL; SQLite
-            // runs write transactions one at a time already.
-            users::Entity::find_by_id(user_id.as_uuid()).lock_exclusive().one(&txn).await.map_err(classify)?;
-        }
-        let newest = recent_tokens(&txn, user_id).await?.first().map(|row| row.created_at);
-        if newest != expected_last_sent_at {
-            return Ok(false);
-        }
-        verification_tokens::Entity::update_many()
-            .col_expr(verification_tokens::Column::SpentAt, Expr::value(token.created_at))
-            .filter(verification_tokens::Column::UserId.eq(user_id.as_uuid()))
-            .filter(verification_tokens::Column::SpentAt.is_null())
-            .exec(&txn)
-            .await
-            .map_err(classify)?;
-        verification_tokens::Entity::insert(token_row(user_id, token))
-            .exec_without_returning(&txn)
-            .await
-            .map_err(classify)?;
-        outbox_store::insert_event(&txn, event).await?;
-        txn.commit().await.map_err(classify)?;
-        self.outbox_written.notify_one();
-        Ok(true)
-    }
-}
-
-async fn recent_tokens(
-    db: &impl sea_orm::ConnectionTrait,
-    user_id: UserId,
-) -> Result<Vec<verification_tokens::Model>, RepositoryError> {
-    // Ids are UUIDv7, so id order is creation order on both backends.
-    verification_tokens::Entity::find()
-        .filter(verification_tokens::Column::UserId.eq(user_id.as_uuid()))
-        .order_by_desc(verification_tokens::Column::Id)
-        .limit(HISTORY_ROWS)
-        .all(db)
-        .await
-        .map_err(classify)
-}
-
-/// What was sent since `since`, from the creation times of a user's newest tokens
-/// (newest first), whichever table they come from.
-pub(super) fn history_of(newest_first: impl IntoIterator<Item = OffsetDateTime>, since: OffsetDateTime) -> SendHistory {
-    let mut created = newest_first.into_iter().peekable();
-    let last_sent_at = created.peek().copied();
-    let sent_since = created.filter(|at| *at >= since).count();
-    SendHistory { sent_since: u32::try_from(sent_since).unwrap_or(u32::MAX), last_sent_at }
 }
 
 pub(super) fn user_row(user: &User, password_hash: &PasswordHash) -> users::ActiveModel {
@@ -248,17 +149,6 @@ pub(super) fn user_row(user: &User, password_hash: &PasswordHash) -> users::Acti
 
 pub(super) fn credentials_of(row: users::Model) -> StoredCredentials {
     StoredCredentials { hash: PasswordHash::from_phc(row.password_hash), version: row.password_version }
-}
-
-fn token_row(user_id: UserId, token: &NewSingleUseToken) -> verification_tokens::ActiveModel {
-    verification_tokens::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        user_id: Set(user_id.as_uuid()),
-        token_hash: Set(token.hash.to_hex()),
-        created_at: Set(token.created_at),
-        expires_at: Set(token.expires_at),
-        spent_at: Set(None),
-    }
 }
 
 /// Rebuilds the domain user from a row; a row that breaks an invariant is a

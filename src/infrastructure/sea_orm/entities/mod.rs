@@ -4,7 +4,6 @@
 pub mod login_throttles;
 pub mod mailer_deliveries;
 pub mod outbox;
-pub mod password_reset_tokens;
 pub mod sessions;
+pub mod single_use_tokens;
 pub mod users;
-pub mod verification_tokens;
