@@ -115,7 +115,7 @@ impl OutboxRelay {
                 tracing::warn!(
                     publisher = self.publisher.name(),
                     error = format!("{error:#}"),
-                    retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                    retry_in_ms = crate::domain::durations::millis(backoff),
                     "outbox relay could not publish; will retry"
                 );
                 Round { backoff, is_more_waiting: false }

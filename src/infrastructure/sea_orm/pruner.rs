@@ -19,6 +19,34 @@ use crate::domain::{
     ports::{PruneCutoffs, PruneReport, Pruner, RepositoryError, TokenPurpose},
 };
 
+/// Deletes at most `batch` rows of `E` that are `stale`: selects their keys
+/// first, then deletes those keys whose rows are still stale.
+async fn delete_batch<E, K>(
+    db: &DatabaseConnection,
+    key: E::Column,
+    stale: Condition,
+    batch: u64,
+) -> Result<u64, RepositoryError>
+where
+    E: EntityTrait,
+    K: sea_orm::TryGetableMany + Into<sea_orm::Value> + Send + Sync,
+{
+    let keys: Vec<K> = E::find()
+        .select_only()
+        .column(key)
+        .filter(stale.clone())
+        .limit(batch)
+        .into_tuple()
+        .all(db)
+        .await
+        .map_err(classify)?;
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let deleted = E::delete_many().filter(key.is_in(keys)).filter(stale).exec(db).await.map_err(classify)?;
+    Ok(deleted.rows_affected)
+}
+
 /// Deletes stale rows in batches: each delete names at most `batch` primary keys
 /// it selected first (and re-checks the condition), so one run holds no lock
 /// for long and its work is bounded, on SQLite and PostgreSQL alike.
@@ -39,25 +67,7 @@ impl SeaOrmPruner {
             .add(sessions::Column::ExpiresAt.lt(c.sessions))
             .add(sessions::Column::RevokedAt.lt(c.sessions))
             .add(sessions::Column::RotatedAt.lt(c.sessions));
-        let ids: Vec<Uuid> = sessions::Entity::find()
-            .select_only()
-            .column(sessions::Column::Id)
-            .filter(stale.clone())
-            .limit(batch)
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .map_err(classify)?;
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let deleted = sessions::Entity::delete_many()
-            .filter(sessions::Column::Id.is_in(ids))
-            .filter(stale)
-            .exec(&self.db)
-            .await
-            .map_err(classify)?;
-        Ok(deleted.rows_affected)
+        delete_batch::<sessions::Entity, Uuid>(&self.db, sessions::Column::Id, stale, batch).await
     }
 
     async fn login_throttles(&self, c: &PruneCutoffs, batch: u64) -> Result<u64, RepositoryError> {
@@ -75,48 +85,13 @@ impl SeaOrmPruner {
                     .add(login_throttles::Column::LastSuccessAt.is_null())
                     .add(login_throttles::Column::LastSuccessAt.lt(c.known_addresses)),
             );
-        let keys: Vec<String> = login_throttles::Entity::find()
-            .select_only()
-            .column(login_throttles::Column::EmailHash)
-            .filter(stale.clone())
-            .limit(batch)
-            .into_tuple()
-            .all(&self.db)
+        delete_batch::<login_throttles::Entity, String>(&self.db, login_throttles::Column::EmailHash, stale, batch)
             .await
-            .map_err(classify)?;
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        let deleted = login_throttles::Entity::delete_many()
-            .filter(login_throttles::Column::EmailHash.is_in(keys))
-            .filter(stale)
-            .exec(&self.db)
-            .await
-            .map_err(classify)?;
-        Ok(deleted.rows_affected)
     }
 
     /// Deletes at most `batch` single-use tokens that are `stale`.
     async fn tokens(&self, stale: Condition, batch: u64) -> Result<u64, RepositoryError> {
-        let ids: Vec<Uuid> = single_use_tokens::Entity::find()
-            .select_only()
-            .column(single_use_tokens::Column::Id)
-            .filter(stale.clone())
-            .limit(batch)
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .map_err(classify)?;
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let deleted = single_use_tokens::Entity::delete_many()
-            .filter(single_use_tokens::Column::Id.is_in(ids))
-            .filter(stale)
-            .exec(&self.db)
-            .await
-            .map_err(classify)?;
-        Ok(deleted.rows_affected)
+        delete_batch::<single_use_tokens::Entity, Uuid>(&self.db, single_use_tokens::Column::Id, stale, batch).await
     }
 
     async fn verification_tokens(&self, c: &PruneCutoffs, batch: u64) -> Result<u64, RepositoryError> {

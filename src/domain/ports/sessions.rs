@@ -1,0 +1,135 @@
+//! Refresh-token sessions and login throttling.
+
+// The shared imports and sibling ports, as declared in `ports`.
+use super::*;
+
+/// A refresh-token session to store.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: Uuid,
+    /// Every session rotated out of one login shares its family id, so that the
+    /// whole family can be revoked when a rotated token is replayed.
+    pub family_id: Uuid,
+    pub user_id: UserId,
+    pub token_hash: TokenHash,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    /// When the login that started the family happened; rotations keep it.
+    pub authenticated_at: OffsetDateTime,
+}
+
+/// A stored refresh-token session.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub family_id: Uuid,
+    pub user_id: UserId,
+    pub expires_at: OffsetDateTime,
+    pub authenticated_at: OffsetDateTime,
+    pub is_rotated: bool,
+    pub is_revoked: bool,
+}
+
+/// How storing a login's session went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginCommit {
+    Created,
+    /// The password changed (or the user was deleted) after it was verified:
+    /// what was verified is no longer the password.
+    CredentialsChanged,
+    /// The account's state changed meanwhile and no longer allows a session.
+    Refused(LoginRefusal),
+}
+
+/// How a refresh-token rotation went.
+#[derive(Debug, Clone)]
+pub enum Rotation {
+    /// The new session is stored; the user as it stands now.
+    Rotated(User),
+    /// The old session was rotated or revoked meanwhile (a concurrent refresh won).
+    Lost,
+    /// The user is gone, may no longer log in, or revoked every session that
+    /// started before a time this family started before.
+    Refused,
+}
+
+/// Refresh-token sessions.
+#[async_trait]
+pub trait SessionRepository: Send + Sync {
+    /// Stores a login's session under the user's row lock, provided the user
+    /// may still log in and the password version is still the one verified; with
+    /// `upgraded_hash`, replaces the stored hash (same password, today's cost)
+    /// in the same transaction.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn insert_for_login(
+        &self,
+        session: &NewSession,
+        verified_version: i32,
+        upgraded_hash: Option<&PasswordHash>,
+    ) -> Result<LoginCommit, RepositoryError>;
+
+    /// # Errors
+    /// Storage failures only.
+    async fn find_by_token_hash(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, RepositoryError>;
+
+    /// # Errors
+    /// Storage failures only.
+    async fn find_by_id(&self, id: Uuid) -> Result<Option<SessionRecord>, RepositoryError>;
+
+    /// Under the user's row lock: checks that the user may still log in and did
+    /// not revoke everything since `old` was authenticated, marks `old` rotated
+    /// if it is neither rotated nor revoked, and stores `new`, atomically.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn rotate(
+        &self,
+        old: &SessionRecord,
+        new: &NewSession,
+        now: OffsetDateTime,
+    ) -> Result<Rotation, RepositoryError>;
+
+    /// Revokes every live session of a family; returns their ids.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn revoke_family(&self, family_id: Uuid, now: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError>;
+
+    /// Revokes one session; `false` if it was already revoked.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn revoke(&self, session_id: Uuid, now: OffsetDateTime) -> Result<bool, RepositoryError>;
+}
+
+/// Consecutive failed logins (see [`crate::domain::login_throttle`]), shared by
+/// every replica.
+#[async_trait]
+pub trait LoginThrottles: Send + Sync {
+    /// Atomically decides an attempt with [`ThrottlePolicy::admit`] and, when
+    /// admitted, stores it as a failure before the password is checked.
+    ///
+    /// # Errors
+    /// `Ok(Err(wait))` when the attempt is refused; storage failures.
+    async fn admit(
+        &self,
+        keys: &LoginAttemptKeys,
+        now: OffsetDateTime,
+        policy: ThrottlePolicy,
+    ) -> Result<Result<(), std::time::Duration>, RepositoryError>;
+
+    /// The password was right: forgets both runs of failures and remembers the
+    /// address as one the account logs in from.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn succeeded(&self, keys: &LoginAttemptKeys, now: OffsetDateTime) -> Result<(), RepositoryError>;
+
+    /// Forgets one counter's failures (after a password reset).
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn reset(&self, key: &ThrottleKey) -> Result<(), RepositoryError>;
+}

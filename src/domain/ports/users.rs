@@ -1,0 +1,179 @@
+//! Users, their credentials and account state.
+
+// The shared imports and sibling ports, as declared in `ports`.
+use super::*;
+
+/// A user's stored password hash and its version, which every password change
+/// or reset bumps: a login that verified an older version creates no session.
+#[derive(Debug, Clone)]
+pub struct StoredCredentials {
+    pub hash: PasswordHash,
+    pub version: i32,
+}
+
+/// What a state change that ends sessions left behind: the user as now stored,
+/// and the sessions it revoked (so that this replica refuses their access
+/// tokens at once).
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    pub user: User,
+    pub revoked_sessions: Vec<Uuid>,
+    /// `false` when there was nothing to change (disabling a disabled user).
+    pub changed: bool,
+}
+
+/// Why a password change found, under the lock, that it no longer applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordChangeRefused {
+    /// Disabled or deleted meanwhile.
+    NotActive,
+    /// The caller's own login ended meanwhile.
+    SessionEnded,
+    /// The password changed since the current one was verified.
+    PasswordChanged,
+}
+
+/// Users and their credentials, with the sign-up and verification steps that
+/// must change a user and a single-use token together. Operations that must be
+/// atomic with an outbox event take the event and write both in one transaction.
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    /// Stores a new user, their password hash, their first verification token and
+    /// the event asking for the verification email, atomically.
+    ///
+    /// # Errors
+    /// [`InsertUserError::DuplicateEmail`] when the canonical email is taken
+    /// (enforced by a unique index, so concurrent sign-ups cannot both win).
+    async fn insert_with_verification(
+        &self,
+        user: &User,
+        password_hash: &PasswordHash,
+        token: &NewSingleUseToken,
+        event: &DomainEvent,
+    ) -> Result<(), InsertUserError>;
+
+    /// # Errors
+    /// Storage failures only; an unknown id is `Ok(None)`.
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError>;
+
+    /// # Errors
+    /// Storage failures only.
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepositoryError>;
+
+    /// The user and their password hash, for login.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn find_credentials_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<(User, StoredCredentials)>, RepositoryError>;
+
+    /// Under the user's row lock, spends the verification token and saves the
+    /// verified user, atomically. Returns `false` when the token was spent in
+    /// the meantime (a concurrent verification won).
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn complete_verification(&self, hash: &TokenHash, user: &User) -> Result<bool, RepositoryError>;
+}
+
+/// Filters and position of one page of users.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserListQuery {
+    pub status: Option<crate::domain::UserStatus>,
+    /// Lower-case; matched literally (no wildcards).
+    pub email_prefix: Option<String>,
+    /// Only users created after this one (ids sort by creation).
+    pub after: Option<UserId>,
+    pub limit: u64,
+}
+
+/// Account changes beyond sign-up and verification: passwords, resets, account
+/// state, deletion, listing.
+#[async_trait]
+pub trait AccountRepository: Send + Sync {
+    /// # Errors
+    /// Storage failures only.
+    async fn find_credentials_by_id(&self, id: UserId) -> Result<Option<(User, StoredCredentials)>, RepositoryError>;
+
+    /// Every account change below locks the user's row, re-reads it, applies
+    /// only its own transition and writes only the columns that transition
+    /// changes, so that concurrent changes compose instead of overwriting each
+    /// other; session creation takes the same lock, so that no session slips in
+    /// beside a revocation.
+    ///
+    /// Stores a new password hash (bumping the password version), ends every
+    /// session but those of `keep`'s family (the caller's login, whatever it was
+    /// rotated into), spends outstanding reset links and writes the notice,
+    /// atomically, provided the password is still the `verified_version`.
+    ///
+    /// # Errors
+    /// `Ok(Err(_))` when the change no longer applies; storage failures.
+    async fn change_password(
+        &self,
+        user_id: UserId,
+        hash: &PasswordHash,
+        verified_version: i32,
+        keep: Option<Uuid>,
+        now: OffsetDateTime,
+        event: &DomainEvent,
+    ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError>;
+
+    /// Refuses every access token issued before `now` and ends every session
+    /// (log out everywhere). `None` for an unknown user.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn revoke_all_sessions(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Revocation>, RepositoryError>;
+
+    /// Disables the user and ends every session; unchanged when already
+    /// disabled. `None` for an unknown user.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn disable(&self, user_id: UserId, now: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError>;
+
+    /// Re-enables a disabled user; unchanged otherwise. `None` for an unknown user.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn enable(&self, user_id: UserId, now: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError>;
+
+    /// Deletes the user with everything that hangs off them, and writes the
+    /// event, atomically. Returns whether there was such a user.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn delete(&self, user_id: UserId, event: &DomainEvent) -> Result<bool, RepositoryError>;
+
+    /// # Errors
+    /// Storage failures only.
+    async fn list(&self, query: &UserListQuery) -> Result<Vec<User>, RepositoryError>;
+
+    /// Writes an event on its own (a notice with no state change).
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn record_event(&self, event: &DomainEvent) -> Result<(), RepositoryError>;
+
+    /// Spends the reset token (and every other outstanding one of the user),
+    /// stores the new hash, refuses every access token issued before `now`, ends
+    /// every session and writes the notice, atomically. `None` when the token
+    /// was spent meanwhile or the user is no longer active.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn complete_password_reset(
+        &self,
+        token: &TokenHash,
+        user_id: UserId,
+        hash: &PasswordHash,
+        now: OffsetDateTime,
+        event: &DomainEvent,
+    ) -> Result<Option<Revocation>, RepositoryError>;
+}
