@@ -390,7 +390,8 @@ impl SessionRepository for FakeSessions {
         Ok(rotation)
     }
 
-    async fn revoke_family(&self, family_id: Uuid, _: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError> {
+    async fn revoke_family(&self, member: &SessionRecord, _: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError> {
+        let family_id = member.family_id;
         lock(&self.revoked_families).push(family_id);
         let mut revoked = Vec::new();
         for record in lock(&self.by_id).values_mut().filter(|r| r.family_id == family_id && !r.is_revoked) {

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use super::{AccessGuard, ApplicationError, SessionIssuer, SessionTokens};
 use crate::domain::{
     OpaqueToken,
-    ports::{AccountRepository, Clock, InvalidRefreshToken, Rotation, SessionRepository},
+    ports::{AccountRepository, Clock, InvalidRefreshToken, Rotation, SessionRecord, SessionRepository},
 };
 
 fn invalid_refresh_token() -> ApplicationError {
@@ -33,7 +33,7 @@ impl RefreshSession {
             return Err(invalid_refresh_token());
         }
         if session.is_rotated {
-            return Err(self.reuse_detected(session.family_id, now).await);
+            return Err(self.reuse_detected(&session, now).await);
         }
         if now >= session.expires_at {
             return Err(invalid_refresh_token());
@@ -44,15 +44,16 @@ impl RefreshSession {
             Rotation::Rotated(user) => user,
             // Rotated (or revoked) between our read and our write: the token was
             // presented twice at once, which is reuse too.
-            Rotation::Lost => return Err(self.reuse_detected(session.family_id, now).await),
+            Rotation::Lost => return Err(self.reuse_detected(&session, now).await),
             Rotation::Refused => return Err(invalid_refresh_token()),
         };
         tracing::info!(user_id = %user.id(), session_id = %next.id, "session refreshed");
         self.issuer.tokens_for(user, &next, &refresh)
     }
 
-    async fn reuse_detected(&self, family_id: uuid::Uuid, now: time::OffsetDateTime) -> ApplicationError {
-        match self.sessions.revoke_family(family_id, now).await {
+    async fn reuse_detected(&self, session: &SessionRecord, now: time::OffsetDateTime) -> ApplicationError {
+        let family_id = session.family_id;
+        match self.sessions.revoke_family(session, now).await {
             Ok(revoked) => {
                 self.guard.sessions_ended(&revoked);
                 tracing::warn!(family_id = %family_id, revoked = revoked.len(), "refresh token reused: revoked its whole session family");
@@ -81,7 +82,7 @@ impl Logout {
         if session.is_revoked || session.is_rotated || now >= session.expires_at {
             return Err(invalid_refresh_token());
         }
-        let revoked = self.sessions.revoke_family(session.family_id, now).await?;
+        let revoked = self.sessions.revoke_family(&session, now).await?;
         if !revoked.contains(&session.id) {
             return Err(invalid_refresh_token());
         }

@@ -12,7 +12,6 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
-use tracing::Instrument;
 
 use crate::domain::{
     PasswordStrength, PlaintextPassword,
@@ -78,7 +77,6 @@ impl PasswordStrengthMeter for ZxcvbnMeter {
             let _permit = permit;
             span.in_scope(|| assess_now(password.expose(), &user_inputs))
         })
-        .instrument(tracing::Span::current())
         .await
         .map_err(|e| HashingError::Unexpected(anyhow::anyhow!("the strength check failed: {e}")))
     }

@@ -7,7 +7,8 @@ use tonic_types::StatusExt;
 use testkit::on_both_databases;
 
 use crate::helpers::{
-    Backend, STRONG_PASSWORD, TestApp, sign_up_request, spawn_app, spawn_app_with, verified_user, wait_for_email,
+    Backend, STRONG_PASSWORD, TestApp, from_address, sign_up_request, spawn_app, spawn_app_with, verified_user,
+    wait_for_email,
 };
 
 on_both_databases!(
@@ -82,11 +83,8 @@ async fn behind_a_proxy_the_trusted_header_names_the_caller() {
     else {
         return;
     };
-    let from = |ip: &str, email: &str| {
-        let mut request = Request::new(sign_up_request(email));
-        request.metadata_mut().insert("x-forwarded-for", format!("198.51.100.7, {ip}").parse().unwrap());
-        request
-    };
+    let from =
+        |ip: &str, email: &str| from_address(&format!("198.51.100.7, {ip}"), Request::new(sign_up_request(email)));
     app.client.sign_up(from("203.0.113.1", "a1@example.com")).await.unwrap();
     app.client.sign_up(from("203.0.113.1", "a2@example.com")).await.unwrap();
     let limited = app.client.sign_up(from("203.0.113.1", "a3@example.com")).await.unwrap_err();
@@ -106,9 +104,7 @@ async fn one_email_is_rate_limited_across_callers() {
         return;
     };
     let resend = |email: &str, from: &str| {
-        let mut request = Request::new(identity::grpc::proto::ResendVerificationEmailRequest { email: email.into() });
-        request.metadata_mut().insert("x-forwarded-for", from.parse().unwrap());
-        request
+        from_address(from, Request::new(identity::grpc::proto::ResendVerificationEmailRequest { email: email.into() }))
     };
     app.client.resend_verification_email(resend("target@example.com", "198.51.100.1")).await.unwrap();
     app.client.resend_verification_email(resend("target@example.com", "198.51.100.2")).await.unwrap();
@@ -127,11 +123,8 @@ async fn logins_naming_one_email_are_limited_per_caller_so_a_stranger_cannot_spe
         return;
     };
     verified_user(&mut app, "target@example.com").await;
-    let login_from = |password: &str, from: &str| {
-        let mut request = Request::new(login("target@example.com", password));
-        request.metadata_mut().insert("x-forwarded-for", from.parse().unwrap());
-        request
-    };
+    let login_from =
+        |password: &str, from: &str| from_address(from, Request::new(login("target@example.com", password)));
     for _ in 0..2 {
         app.client.login(login_from("whatever-it-is", "198.51.100.9")).await.unwrap_err();
     }

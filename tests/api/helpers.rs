@@ -198,6 +198,13 @@ pub fn with_bearer<T>(token: &str, message: T) -> tonic::Request<T> {
     request
 }
 
+/// Adds the trusted client-IP header of a proxy (`x-forwarded-for`) naming
+/// `address` as the caller.
+pub fn from_address<T>(address: &str, mut request: tonic::Request<T>) -> tonic::Request<T> {
+    request.metadata_mut().insert("x-forwarded-for", address.parse().unwrap());
+    request
+}
+
 /// Whether ValidateToken accepts the token.
 pub async fn is_valid(app: &mut TestApp, token: &str) -> bool {
     let request = identity::grpc::proto::ValidateTokenRequest { access_token: token.into() };

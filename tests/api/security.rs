@@ -14,8 +14,8 @@ use tonic_types::StatusExt;
 use testkit::on_both_databases;
 
 use crate::helpers::{
-    Backend, STRONG_PASSWORD, TestApp, is_valid, logged_in, login_tokens, spawn_app, spawn_app_with, token_in,
-    verified_user, wait_for_email, with_bearer,
+    Backend, STRONG_PASSWORD, TestApp, from_address, is_valid, logged_in, login_tokens, spawn_app, spawn_app_with,
+    token_in, verified_user, wait_for_email, with_bearer,
 };
 
 const NEW_PASSWORD: &str = "velvet harbor lantern ninety";
@@ -49,9 +49,7 @@ on_both_databases!(
 );
 
 fn login_from(email: &str, password: &str, address: &str) -> Request<LoginRequest> {
-    let mut request = Request::new(LoginRequest { email: email.into(), password: password.into() });
-    request.metadata_mut().insert("x-forwarded-for", address.parse().unwrap());
-    request
+    from_address(address, Request::new(LoginRequest { email: email.into(), password: password.into() }))
 }
 
 async fn a_strangers_failures_do_not_lock_the_owner_out_of_their_own_address(mut app: TestApp) {
@@ -192,11 +190,8 @@ async fn ipv6_callers_share_one_budget_per_slash_64() {
     else {
         return;
     };
-    let verify_from = |address: &str| {
-        let mut request = Request::new(VerifyEmailRequest { token: "not-a-token".into() });
-        request.metadata_mut().insert("x-forwarded-for", address.parse().unwrap());
-        request
-    };
+    let verify_from =
+        |address: &str| from_address(address, Request::new(VerifyEmailRequest { token: "not-a-token".into() }));
     for host in 1..=3 {
         let status = app.client.verify_email(verify_from(&format!("2001:db8:0:0::{host}"))).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
@@ -220,9 +215,8 @@ async fn every_rpc_that_takes_a_secret_is_rate_limited() {
     };
     let (_, access, _) = logged_in(&mut app, "ada@example.com").await;
     // From an address of its own, so that the set-up above spent nothing of it.
-    fn from<T>(mut request: Request<T>) -> Request<T> {
-        request.metadata_mut().insert("x-forwarded-for", "198.51.100.77".parse().unwrap());
-        request
+    fn from<T>(request: Request<T>) -> Request<T> {
+        from_address("198.51.100.77", request)
     }
     let mut client = app.client.clone();
     for call in 0..3 {

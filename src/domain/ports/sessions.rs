@@ -91,11 +91,11 @@ pub trait SessionRepository: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<Rotation, RepositoryError>;
 
-    /// Revokes every live session of a family; returns their ids.
+    /// Revokes every live session of `member`'s family; returns their ids.
     ///
     /// # Errors
     /// Storage failures only.
-    async fn revoke_family(&self, family_id: Uuid, now: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError>;
+    async fn revoke_family(&self, member: &SessionRecord, now: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError>;
 
     /// Revokes one session; `false` if it was already revoked.
     ///

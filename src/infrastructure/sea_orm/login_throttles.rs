@@ -2,12 +2,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, EntityTrait, QuerySelect, TransactionTrait,
-    sea_query::OnConflict,
+    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, EntityTrait, TransactionTrait, sea_query::OnConflict,
 };
 use time::OffsetDateTime;
 
-use super::{classify, entities::login_throttles, is_postgres};
+use super::{classify, entities::login_throttles};
 use crate::domain::{
     LoginAttemptKeys, ThrottleKey, ThrottlePolicy, ThrottleState,
     ports::{LoginThrottles, RepositoryError},
@@ -36,15 +35,33 @@ fn to_state(row: &login_throttles::Model) -> ThrottleState {
     }
 }
 
-/// Reads a counter for the rest of the transaction: locked on PostgreSQL (a
-/// missing row is serialised by the insert's conflict instead, see `store`);
-/// SQLite runs one transaction at a time anyway.
-async fn read_locked(txn: &DatabaseTransaction, key: &ThrottleKey) -> Result<Option<ThrottleState>, RepositoryError> {
-    let mut select = login_throttles::Entity::find_by_id(key.as_str().to_owned());
-    if is_postgres(txn) {
-        select = select.lock_exclusive();
-    }
-    Ok(select.one(txn).await.map_err(classify)?.as_ref().map(to_state))
+/// Reads a counter, locked for the rest of the transaction. An upsert that
+/// changes nothing does both at once: it creates a missing row (so that two
+/// first attempts on PostgreSQL wait on one row lock instead of both reading
+/// "no row") and locks and returns an existing one; SQLite runs one
+/// transaction at a time anyway.
+async fn read_locked(
+    txn: &DatabaseTransaction,
+    key: &ThrottleKey,
+    now: OffsetDateTime,
+) -> Result<ThrottleState, RepositoryError> {
+    let fresh = login_throttles::ActiveModel {
+        email_hash: Set(key.as_str().to_owned()),
+        failures: Set(0),
+        last_failure_at: Set(now),
+        locked_until: Set(None),
+        last_success_at: Set(None),
+    };
+    let row = login_throttles::Entity::insert(fresh)
+        .on_conflict(
+            OnConflict::column(login_throttles::Column::EmailHash)
+                .update_column(login_throttles::Column::EmailHash)
+                .to_owned(),
+        )
+        .exec_with_returning(txn)
+        .await
+        .map_err(classify)?;
+    Ok(to_state(&row))
 }
 
 async fn store(
@@ -77,34 +94,6 @@ async fn store(
     Ok(())
 }
 
-/// Makes sure both rows exist before they are locked, so that two first
-/// attempts at once on PostgreSQL both wait on the same row lock rather than
-/// both reading "no row".
-async fn ensure_rows(
-    txn: &DatabaseTransaction,
-    keys: &LoginAttemptKeys,
-    now: OffsetDateTime,
-) -> Result<(), RepositoryError> {
-    if !is_postgres(txn) {
-        return Ok(());
-    }
-    for key in [&keys.account, &keys.from_address] {
-        let row = login_throttles::ActiveModel {
-            email_hash: Set(key.as_str().to_owned()),
-            failures: Set(0),
-            last_failure_at: Set(now),
-            locked_until: Set(None),
-            last_success_at: Set(None),
-        };
-        login_throttles::Entity::insert(row)
-            .on_conflict_do_nothing_on([login_throttles::Column::EmailHash])
-            .exec_without_returning(txn)
-            .await
-            .map_err(classify)?;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl LoginThrottles for SeaOrmLoginThrottles {
     async fn admit(
@@ -114,11 +103,10 @@ impl LoginThrottles for SeaOrmLoginThrottles {
         policy: ThrottlePolicy,
     ) -> Result<Result<(), Duration>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
-        ensure_rows(&txn, keys, now).await?;
         // Always account first, then address: one lock order for every caller.
-        let account = read_locked(&txn, &keys.account).await?;
-        let from_address = read_locked(&txn, &keys.from_address).await?;
-        let admitted = match policy.admit(account, from_address, now) {
+        let account = read_locked(&txn, &keys.account, now).await?;
+        let from_address = read_locked(&txn, &keys.from_address, now).await?;
+        let admitted = match policy.admit(Some(account), Some(from_address), now) {
             Ok(admitted) => admitted,
             Err(wait) => return Ok(Err(wait)),
         };

@@ -145,19 +145,12 @@ impl SessionRepository for SeaOrmSessionRepository {
         Ok(Rotation::Rotated(user))
     }
 
-    async fn revoke_family(&self, family_id: Uuid, now: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError> {
+    async fn revoke_family(&self, member: &SessionRecord, now: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError> {
+        let family_id = member.family_id;
         let txn = self.db.begin().await.map_err(classify)?;
-        let Some(any) = sessions::Entity::find()
-            .filter(sessions::Column::FamilyId.eq(family_id))
-            .one(&txn)
-            .await
-            .map_err(classify)?
-        else {
-            return Ok(Vec::new());
-        };
         // The user's lock keeps a concurrent rotation from adding to the family
         // between the read of its live members and their revocation.
-        lock_user(&txn, UserId::from_uuid(any.user_id), Lock::Update).await?;
+        lock_user(&txn, member.user_id, Lock::Update).await?;
         let still_matters = still_matters(self.access_token_lifetime.map(|lifetime| now - lifetime));
         let ids: Vec<Uuid> = sessions::Entity::find()
             .select_only()
