@@ -400,10 +400,6 @@ impl SessionRepository for FakeSessions {
         }
         Ok(revoked)
     }
-
-    async fn revoke(&self, _: Uuid, _: OffsetDateTime) -> Result<bool, RepositoryError> {
-        Err(not_faked("revoke"))
-    }
 }
 
 /// Access tokens spelled `user-id/session-id/unix-seconds`: no signature, as

@@ -34,9 +34,15 @@ on_both_databases!(
     a_thief_refreshing_in_a_loop_does_not_survive_a_disable,
     two_password_changes_proving_one_password_change_it_once,
     verifying_while_a_resend_runs_never_fails_inside,
+    concurrent_resets_with_one_link_succeed_once_within_its_attempts,
 );
 
 on_both_databases!(builder = storm_app; concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts);
+on_both_databases!(builder = enumeration_safe_app; concurrent_sign_ups_with_a_taken_address_notify_its_owner_once);
+
+async fn enumeration_safe_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |s| s.server.signup_enumeration_safe = true).await
+}
 
 /// Hashes slow enough that every guess of a burst is read in before the first
 /// failure could be written: a check-then-act throttle lets them all through.
@@ -286,4 +292,54 @@ async fn verifying_while_a_resend_runs_never_fails_inside(mut app: TestApp) {
             assert_eq!(status.code(), Code::InvalidArgument, "trial {trial}: {status:?}");
         }
     }
+}
+
+async fn concurrent_resets_with_one_link_succeed_once_within_its_attempts(mut app: TestApp) {
+    for trial in 0..TRIALS {
+        let email = format!("relink{trial}@example.com");
+        crate::helpers::verified_user(&mut app, &email).await;
+        app.client.request_password_reset(RequestPasswordResetRequest { email: email.clone() }).await.unwrap();
+        let token = token_in(&wait_for_email(&app, &email, "Reset your password").await);
+        // Eight refused passwords and four acceptable ones, all at once.
+        let attempts = (0..12).map(|i| {
+            let mut client = app.client.clone();
+            let new_password =
+                if i % 3 == 0 { format!("amber falcon winter {i} ninety") } else { "password1234".into() };
+            let request = ResetPasswordRequest { token: token.clone(), new_password };
+            tokio::spawn(async move { client.reset_password(request).await.map(|_| ()) })
+        });
+        let (mut succeeded, mut weak, mut spent) = (0, 0, 0);
+        for attempt in attempts {
+            match attempt.await.unwrap() {
+                Ok(()) => succeeded += 1,
+                Err(status) => {
+                    assert_eq!(status.code(), Code::InvalidArgument, "trial {trial}: {status:?}");
+                    let details = tonic_types::StatusExt::get_error_details(&status);
+                    match details.bad_request().unwrap().field_violations[0].field.as_str() {
+                        "new_password" => weak += 1,
+                        _ => spent += 1,
+                    }
+                }
+            }
+        }
+        assert!(succeeded <= 1, "trial {trial}: one link reset the password {succeeded} times");
+        assert!(succeeded + weak <= 5, "trial {trial}: {} attempts got past the budget of 5", succeeded + weak);
+        assert_eq!(succeeded + weak + spent, 12, "trial {trial}");
+    }
+}
+
+async fn concurrent_sign_ups_with_a_taken_address_notify_its_owner_once(mut app: TestApp) {
+    let owner = "owner@example.com";
+    crate::helpers::verified_user(&mut app, owner).await;
+    let sign_ups = (0..10).map(|_| {
+        let mut client = app.client.clone();
+        tokio::spawn(async move { client.sign_up(crate::helpers::sign_up_request(owner)).await })
+    });
+    for sign_up in sign_ups {
+        sign_up.await.unwrap().expect("a taken address answers like a free one");
+    }
+    wait_for_email(&app, owner, "Someone tried to sign up with your email address").await;
+    app.emails.settle().await;
+    let notices = crate::helpers::emails_to(&app, owner, "Someone tried to sign up with your email address");
+    assert_eq!(notices.len(), 1, "the cooldown let {} notices through", notices.len());
 }

@@ -96,12 +96,6 @@ pub trait SessionRepository: Send + Sync {
     /// # Errors
     /// Storage failures only.
     async fn revoke_family(&self, member: &SessionRecord, now: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError>;
-
-    /// Revokes one session; `false` if it was already revoked.
-    ///
-    /// # Errors
-    /// Storage failures only.
-    async fn revoke(&self, session_id: Uuid, now: OffsetDateTime) -> Result<bool, RepositoryError>;
 }
 
 /// Consecutive failed logins (see [`crate::domain::login_throttle`]), shared by

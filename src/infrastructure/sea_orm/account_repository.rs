@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use sea_orm::{
     ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-    sea_query::{Expr, ExprTrait, LikeExpr},
+    sea_query::{Expr, ExprTrait, LikeExpr, Query},
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -92,20 +92,21 @@ impl AccountRepository for SeaOrmUserRepository {
         let kept_family = match keep {
             None => None,
             Some(session_id) => {
-                let Some(session) = sessions::Entity::find_by_id(session_id).one(&txn).await.map_err(classify)? else {
-                    return Ok(Err(PasswordChangeRefused::SessionEnded));
-                };
+                // The live end of the family the caller's session belongs to.
+                let family_of_kept = Query::select()
+                    .column(sessions::Column::FamilyId)
+                    .from(sessions::Entity)
+                    .and_where(sessions::Column::Id.eq(session_id))
+                    .to_owned();
                 let live_tip = sessions::Entity::find()
-                    .filter(sessions::Column::FamilyId.eq(session.family_id))
+                    .filter(sessions::Column::FamilyId.in_subquery(family_of_kept))
                     .filter(sessions::Column::RevokedAt.is_null())
                     .filter(sessions::Column::RotatedAt.is_null())
                     .one(&txn)
                     .await
                     .map_err(classify)?;
-                if session.revoked_at.is_some() || live_tip.is_none() {
-                    return Ok(Err(PasswordChangeRefused::SessionEnded));
-                }
-                Some(session.family_id)
+                let Some(tip) = live_tip else { return Ok(Err(PasswordChangeRefused::SessionEnded)) };
+                Some(tip.family_id)
             }
         };
         let mut after = before.clone();

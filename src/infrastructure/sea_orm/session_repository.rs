@@ -171,15 +171,4 @@ impl SessionRepository for SeaOrmSessionRepository {
         txn.commit().await.map_err(classify)?;
         Ok(ids)
     }
-
-    async fn revoke(&self, session_id: Uuid, now: OffsetDateTime) -> Result<bool, RepositoryError> {
-        let revoked = sessions::Entity::update_many()
-            .col_expr(sessions::Column::RevokedAt, Expr::value(now))
-            .filter(sessions::Column::Id.eq(session_id))
-            .filter(sessions::Column::RevokedAt.is_null())
-            .exec(&self.db)
-            .await
-            .map_err(classify)?;
-        Ok(revoked.rows_affected == 1)
-    }
 }
