@@ -135,6 +135,44 @@ pub async fn closed_loop(plan: Plan, mut make_caller: impl FnMut(usize) -> Box<d
     total
 }
 
+/// Open loop: `count` calls at `per_second`, each sent on schedule whether or
+/// not the earlier ones were answered, so that a slow server shows as latency
+/// (measured from the scheduled send) rather than as fewer calls.
+pub async fn open_loop<C, F>(per_second: u32, count: usize, call: C) -> Outcome
+where
+    C: Fn(usize) -> F,
+    F: Future<Output = Result<(), tonic::Status>> + Send + 'static,
+{
+    let started = Instant::now();
+    let period = Duration::from_secs(1) / per_second.max(1);
+    let mut calls = tokio::task::JoinSet::new();
+    for index in 0..count {
+        let scheduled = started + period * u32::try_from(index).unwrap_or(u32::MAX);
+        tokio::time::sleep_until(scheduled.into()).await;
+        let answer = call(index);
+        calls.spawn(async move {
+            let answer = tokio::time::timeout(CALL_TIMEOUT, answer).await;
+            (scheduled.elapsed(), answer)
+        });
+    }
+    let mut total = Outcome::default();
+    while let Some(joined) = calls.join_next().await {
+        let Ok((took, answer)) = joined else {
+            *total.errors.entry("caller panicked".to_owned()).or_default() += 1;
+            continue;
+        };
+        total.latencies.push(took);
+        match answer {
+            Ok(Ok(())) => total.ok += 1,
+            Ok(Err(status)) => *total.errors.entry(code_name(&status)).or_default() += 1,
+            Err(_) => *total.errors.entry("client timeout".to_owned()).or_default() += 1,
+        }
+    }
+    total.elapsed = started.elapsed();
+    total.latencies.sort_unstable();
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +193,16 @@ mod tests {
         assert_eq!((outcome.calls(), outcome.ok), (30, 20));
         assert_eq!(outcome.errors.get("Unavailable"), Some(&10));
         assert!(outcome.latencies.is_sorted());
+    }
+
+    #[tokio::test]
+    async fn an_open_loop_makes_every_call_and_counts_failures_by_code() {
+        let outcome = open_loop(1_000, 30, |index| async move {
+            if index % 3 == 2 { Err(tonic::Status::unavailable("down")) } else { Ok(()) }
+        })
+        .await;
+        assert_eq!((outcome.calls(), outcome.ok), (30, 20));
+        assert_eq!(outcome.errors.get("Unavailable"), Some(&10));
     }
 
     #[tokio::test]

@@ -68,6 +68,11 @@ impl CpuSnapshot {
         Some(Self { total, busy, processes })
     }
 
+    /// The ticks `pid` had used when the snapshot was taken.
+    pub fn ticks_of(&self, pid: u32) -> Option<u64> {
+        self.processes.iter().find(|(_, p, _)| *p == pid).map(|(_, _, ticks)| *ticks)
+    }
+
     /// "server 96%, bench 61%, everything else 31% (of 200%)" since `self`.
     pub fn usage_since(&self, later: &Self, cores: usize) -> String {
         let total = later.total.saturating_sub(self.total).max(1) as f64;

@@ -55,11 +55,18 @@ enum Command {
     SignupToEmail,
     LoginEnumeration,
     LoginBurst,
+    /// ValidateToken's p99 while 64 callers log in, against its p99 at rest
+    LoginStorm,
+    /// SignUp, Login, RefreshSession and ValidateToken with argon2 at its minimum
+    /// cost (m=8, t=1, p=1): what everything around the crypto costs, as server
+    /// CPU per request
+    Framework,
     /// The three ceilings only (raw argon2, bare echo server, bare verifying server)
     Ceilings,
     /// Peak RSS of 64 concurrent hashes through the hashing pool vs per-call allocation
     PoolRss,
-    /// pool-rss, the ceilings, then every scenario on every database
+    /// pool-rss, the ceilings, then every scenario (the framework ones
+    /// included) on every database
     All,
 }
 
@@ -81,12 +88,21 @@ pub enum Scenario {
     SignUpToEmail,
     LoginEnumeration,
     LoginBurst,
+    LoginStorm,
+    /// SignUp with argon2 at its minimum cost.
+    SignUpFramework,
+    /// Login with argon2 at its minimum cost (as the users' hashes are).
+    LoginFramework,
 }
 
 impl Scenario {
+    /// What `framework` runs: the calls that hash, at the minimum cost, and the
+    /// two that never hash, as they are.
+    pub const FRAMEWORK: [Self; 4] = [Self::SignUpFramework, Self::LoginFramework, Self::Refresh, Self::ValidateToken];
+
     /// The order of `all`: sign-up first, because it creates the users the
     /// other scenarios log in as.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 12] = [
         Self::SignUp,
         Self::Login,
         Self::ValidateToken,
@@ -95,7 +111,10 @@ impl Scenario {
         Self::Mixed,
         Self::LoginEnumeration,
         Self::LoginBurst,
+        Self::LoginStorm,
         Self::SignUpToEmail,
+        Self::SignUpFramework,
+        Self::LoginFramework,
     ];
 
     pub fn name(self) -> &'static str {
@@ -109,7 +128,16 @@ impl Scenario {
             Self::SignUpToEmail => "signup-to-email",
             Self::LoginEnumeration => "login-enumeration",
             Self::LoginBurst => "login-burst",
+            Self::LoginStorm => "login-storm",
+            Self::SignUpFramework => "signup-framework",
+            Self::LoginFramework => "login-framework",
         }
+    }
+
+    /// Scenarios that measure the service around the crypto run with argon2
+    /// at its minimum cost, and log in as users whose hashes have that cost.
+    pub fn is_framework(self) -> bool {
+        matches!(self, Self::SignUpFramework | Self::LoginFramework)
     }
 
     /// Sized so that `all` stays within a few minutes on two cores: the
@@ -125,6 +153,10 @@ impl Scenario {
             Self::SignUpToEmail => 500,
             Self::LoginEnumeration => 200,
             Self::LoginBurst => 1_000,
+            // Validations sampled at rest and then during the storm.
+            Self::LoginStorm => 4_000,
+            Self::SignUpFramework => 10_000,
+            Self::LoginFramework => 10_000,
         }
     }
 
@@ -178,6 +210,8 @@ impl From<Cli> for Options {
             Command::SignupToEmail => scenario(Scenario::SignUpToEmail),
             Command::LoginEnumeration => scenario(Scenario::LoginEnumeration),
             Command::LoginBurst => scenario(Scenario::LoginBurst),
+            Command::LoginStorm => scenario(Scenario::LoginStorm),
+            Command::Framework => (Scenario::FRAMEWORK.to_vec(), false, false),
             Command::Ceilings => (Vec::new(), false, true),
             Command::PoolRss => (Vec::new(), true, false),
             Command::All => (Scenario::ALL.to_vec(), true, true),
@@ -237,9 +271,17 @@ mod tests {
 
     #[test]
     fn each_scenario_is_asked_for_by_its_name() {
-        for scenario in Scenario::ALL {
+        for scenario in Scenario::ALL.into_iter().filter(|scenario| !scenario.is_framework()) {
             assert_eq!(parse(scenario.name()).unwrap().scenarios, vec![scenario]);
         }
+    }
+
+    #[test]
+    fn framework_runs_the_hashing_calls_at_minimum_cost_and_the_others_as_they_are() {
+        let options = parse("framework --database both").unwrap();
+        assert_eq!(options.scenarios, Scenario::FRAMEWORK.to_vec());
+        assert_eq!(options.backends, vec![Backend::Sqlite, Backend::Postgres]);
+        assert!(Scenario::SignUpFramework.is_framework() && !Scenario::Refresh.is_framework());
     }
 
     #[test]

@@ -30,11 +30,16 @@ use crate::{
 mod ceiling_runs;
 mod email_run;
 mod enumeration;
+mod storm;
+mod tokens;
 
 /// Users the login scenarios spread their calls over.
 const LOGIN_USERS: usize = 64;
-/// Distinct access tokens the token scenarios present.
+/// Logins whose access tokens the token scenarios present (as re-signed copies
+/// for validate-token).
 const TOKENS: usize = 16;
+/// Distinct tokens the bare verifying server is loaded with.
+const DISTINCT_TOKENS: usize = 20_000;
 /// Concurrency of the sign-ups that create users for other scenarios.
 const SEED_CONCURRENCY: usize = 16;
 /// How long each ceiling is measured in the ceilings section.
@@ -58,8 +63,12 @@ impl Ceiling {
         match scenario {
             Scenario::Login | Scenario::LoginBurst => Some(Self::Argon2),
             Scenario::ValidateToken | Scenario::GetCurrentUser => Some(Self::Verify),
-            Scenario::SignUp | Scenario::Refresh | Scenario::Mixed => Some(Self::Echo),
-            Scenario::SignUpToEmail | Scenario::LoginEnumeration => None,
+            Scenario::SignUp
+            | Scenario::Refresh
+            | Scenario::Mixed
+            | Scenario::SignUpFramework
+            | Scenario::LoginFramework => Some(Self::Echo),
+            Scenario::SignUpToEmail | Scenario::LoginEnumeration | Scenario::LoginStorm => None,
         }
     }
 
@@ -75,7 +84,21 @@ impl Ceiling {
 /// A ceiling's throughput, and the line describing the measurement.
 struct Measured {
     value: f64,
+    /// CPU the ceiling's own process spent per call (none for raw argon2).
+    cpu_per_call: Option<Duration>,
     line: String,
+}
+
+/// Linux reports process CPU time in clock ticks of 1/100 s (`USER_HZ`, fixed
+/// at 100 for user space whatever the kernel's own tick rate).
+const TICK: Duration = Duration::from_millis(10);
+
+/// CPU `pid` used between the two snapshots, per successful call.
+fn cpu_per_call(before: Option<&CpuSnapshot>, pid: Option<u32>, calls: u64) -> Option<Duration> {
+    let (before, pid) = (before?, pid?);
+    let after = CpuSnapshot::take(&[("process", pid)])?;
+    let ticks = after.ticks_of(pid)?.checked_sub(before.ticks_of(pid)?)?;
+    (calls > 0).then(|| TICK * u32::try_from(ticks).unwrap_or(u32::MAX) / u32::try_from(calls).unwrap_or(u32::MAX))
 }
 
 /// "; cpu: …" since `before`, or nothing where /proc is missing.
@@ -135,7 +158,20 @@ impl Server {
     }
 }
 
-/// The users a backend's scenarios log in as.
+/// The users a backend's scenarios log in as: one set per hashing cost, since
+/// a login verifies with the parameters its user's hash was made with.
+#[derive(Default)]
+struct UserSets {
+    production: Users,
+    framework: Users,
+}
+
+impl UserSets {
+    fn for_scenario(&mut self, scenario: Scenario) -> &mut Users {
+        if scenario.is_framework() { &mut self.framework } else { &mut self.production }
+    }
+}
+
 #[derive(Default)]
 struct Users {
     verified: Vec<String>,
@@ -151,6 +187,8 @@ struct Report<'a> {
     outcome: &'a Outcome,
     ceilings: &'a [(Ceiling, Measured)],
     cpu: String,
+    /// The server's CPU per successful call.
+    server_cpu_per_call: Option<Duration>,
     server: Option<ServerFigures>,
 }
 
@@ -163,6 +201,8 @@ struct Row {
     p50: String,
     p99: String,
     errors: String,
+    /// Server CPU per call, and the ceiling's where it has one.
+    cpu_per_call: String,
     server: Option<ServerFigures>,
 }
 
@@ -171,6 +211,8 @@ pub struct Bench {
     run_id: String,
     dir: PathBuf,
     argon2: Argon2Settings,
+    /// argon2 at its minimum cost, for the framework scenarios.
+    argon2_minimum: Argon2Settings,
     /// The servers' signing key, so that tokens survive between scenarios' servers.
     token_secret: String,
     /// `identity-server` and `identity-mailer`, found once next to the bench.
@@ -193,6 +235,7 @@ impl Bench {
             run_id,
             dir,
             argon2: Argon2Settings::recommended(),
+            argon2_minimum: Argon2Settings { m_cost: 8, t_cost: 1, p_cost: 1, ..Argon2Settings::recommended() },
             token_secret: secret.expose_secret().to_owned(),
             binaries: None,
             batches: 0,
@@ -230,9 +273,10 @@ impl Bench {
                 (Some(_), None) => None,
                 (None, _) => Some(BenchDatabase::create(backend, &self.run_id, &self.options.postgres_url).await?),
             };
-            let mut users = Users::default();
+            let mut users = UserSets::default();
             for scenario in self.options.scenarios.clone() {
-                if let Err(error) = self.run_scenario(scenario, backend, database.as_ref(), &mut users).await {
+                let users = users.for_scenario(scenario);
+                if let Err(error) = self.run_scenario(scenario, backend, database.as_ref(), users).await {
                     println!("== {} · {} ==\n  FAILED: {error:#}\n", scenario.name(), self.backend_name(backend));
                 }
             }
@@ -259,12 +303,22 @@ impl Bench {
         label: &str,
         amqp: Option<&identity::infrastructure::rabbitmq::MailerTopology>,
     ) -> anyhow::Result<Server> {
+        self.start_server_with(database, label, amqp, self.argon2).await
+    }
+
+    /// [`Self::start_server`] with the hashing cost given.
+    async fn start_server_with(
+        &self,
+        database: Option<&BenchDatabase>,
+        label: &str,
+        amqp: Option<&identity::infrastructure::rabbitmq::MailerTopology>,
+        argon2: Argon2Settings,
+    ) -> anyhow::Result<Server> {
         if let Some(target) = &self.options.target {
             return Ok(Server { process: None, url: target.clone(), cold_start: None, idle: None });
         }
         let database = database.context("no database for the server")?;
         let port = free_port().context("finding a free port")?;
-        let argon2 = self.argon2;
         let mut env: Vec<(String, String)> = [
             ("IDENTITY_GRPC_ADDR", format!("127.0.0.1:{port}")),
             ("IDENTITY_DATABASE_URL", database.url()),
@@ -344,6 +398,7 @@ impl Bench {
         match scenario {
             Scenario::SignUpToEmail => return self.signup_to_email(backend, database).await,
             Scenario::LoginEnumeration => return self.login_enumeration(backend, database, users).await,
+            Scenario::LoginStorm => return self.login_storm(backend, database, users).await,
             _ => {}
         }
         let concurrency = self.options.concurrency(scenario);
@@ -357,25 +412,29 @@ impl Bench {
             ceilings.push((ceiling, self.measure_ceiling(ceiling, concurrency, QUICK_SAMPLE).await?));
         }
         let label = format!("{}-{}", backend.name(), scenario.name());
-        let server = self.start_server(database, &label, None).await?;
+        let argon2 = if scenario.is_framework() { self.argon2_minimum } else { self.argon2 };
+        let server = self.start_server_with(database, &label, None, argon2).await?;
         let (channels, client) = server.client(concurrency).await?;
         let channels = Arc::new(channels);
         let client_for = move |slot: usize| Client::new(channels[slot % channels.len()].clone());
         let created = Arc::new(Mutex::new(Vec::new()));
         let make_caller: Box<dyn FnMut(usize) -> Box<dyn Caller>> = match scenario {
-            Scenario::SignUp => {
+            Scenario::SignUp | Scenario::SignUpFramework => {
                 let (created, series) = (Arc::clone(&created), self.next_series());
                 Box::new(move |slot| {
                     let created = Arc::clone(&created);
                     Box::new(SignUpCaller { client: client_for(slot), series: series.clone(), created })
                 })
             }
-            Scenario::Login | Scenario::LoginBurst => {
+            Scenario::Login | Scenario::LoginBurst | Scenario::LoginFramework => {
                 let verified = self.verified_users(&client, database, users, LOGIN_USERS).await?;
                 Box::new(move |slot| Box::new(LoginCaller { client: client_for(slot), users: Arc::clone(&verified) }))
             }
             Scenario::ValidateToken => {
-                let tokens = Arc::new(self.access_tokens(&client, database, users).await?);
+                // One token per request, as many distinct clients present: a
+                // cache keyed by the token would otherwise measure itself.
+                let sessions = self.access_tokens(&client, database, users).await?;
+                let tokens = Arc::new(self.distinct_copies(&sessions, self.options.requests(scenario))?);
                 Box::new(move |slot| {
                     Box::new(ValidateTokenCaller { client: client_for(slot), tokens: Arc::clone(&tokens) })
                 })
@@ -410,7 +469,9 @@ impl Bench {
                     })
                 })
             }
-            Scenario::SignUpToEmail | Scenario::LoginEnumeration => unreachable!("handled above"),
+            Scenario::SignUpToEmail | Scenario::LoginEnumeration | Scenario::LoginStorm => {
+                unreachable!("handled above")
+            }
         };
         let plan =
             Plan { concurrency, requests: self.options.requests(scenario), time_limit: self.options.duration_limit };
@@ -418,6 +479,7 @@ impl Bench {
             server.pid().map(|pid| ("server", pid)).into_iter().chain([("bench", std::process::id())]).collect();
         let before = CpuSnapshot::take(&processes);
         let outcome = load::closed_loop(plan, make_caller).await;
+        let server_cpu_per_call = cpu_per_call(before.as_ref(), server.pid(), outcome.ok);
         let cpu = cpu_line(before, &processes);
         users.pending.extend(std::mem::take(&mut *created.lock().unwrap_or_else(PoisonError::into_inner)));
         let figures = server.finish().await;
@@ -428,6 +490,7 @@ impl Bench {
             outcome: &outcome,
             ceilings: &ceilings,
             cpu,
+            server_cpu_per_call,
             server: figures,
         });
         Ok(())
@@ -445,7 +508,7 @@ impl Bench {
     }
 
     fn report(&mut self, report: Report<'_>) {
-        let Report { scenario, backend, concurrency, outcome, ceilings, cpu, server } = report;
+        let Report { scenario, backend, concurrency, outcome, ceilings, cpu, server_cpu_per_call, server } = report;
         let backend = self.backend_name(backend);
         println!("== {} · {backend} · {concurrency} callers ==", scenario.name());
         for (_, measured) in ceilings {
@@ -473,6 +536,10 @@ impl Bench {
             ms(percentile(latencies, 1.0))
         );
         println!("  errors: {}{cpu}", outcome.errors_line());
+        let cpu_per_call = cpu_per_call_line(server_cpu_per_call, ceilings);
+        if !cpu_per_call.is_empty() {
+            println!("  server CPU per call: {cpu_per_call}");
+        }
         if let Some(figures) = &server {
             println!("  {}", figures.line("server"));
         }
@@ -485,6 +552,7 @@ impl Bench {
             p50: ms(percentile(latencies, 0.5)),
             p99: ms(percentile(latencies, 0.99)),
             errors: outcome.errors_line(),
+            cpu_per_call: if cpu_per_call.is_empty() { "–".to_owned() } else { cpu_per_call },
             server,
         });
     }
@@ -494,16 +562,18 @@ impl Bench {
             return;
         }
         println!("== summary ==");
-        println!("| scenario | db | ok/s | vs ceiling | p50 | p99 | errors | start→SERVING | RSS idle | RSS peak |");
-        println!("|---|---|---:|---|---:|---:|---|---:|---:|---:|");
+        println!(
+            "| scenario | db | ok/s | vs ceiling | p50 | p99 | errors | server CPU/call | start→SERVING | RSS idle | RSS peak |"
+        );
+        println!("|---|---|---:|---|---:|---:|---|---|---:|---:|---:|");
         for row in &self.rows {
             let (start, idle, peak) = row.server.map_or_else(
                 || ("–".to_owned(), "–".to_owned(), "–".to_owned()),
                 |f| (ms(f.cold_start), mib(f.idle.rss_kib), mib(f.end.peak_kib)),
             );
             println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {start} | {idle} | {peak} |",
-                row.scenario, row.backend, row.throughput, row.versus, row.p50, row.p99, row.errors
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {start} | {idle} | {peak} |",
+                row.scenario, row.backend, row.throughput, row.versus, row.p50, row.p99, row.errors, row.cpu_per_call
             );
         }
         for note in &self.notes {
@@ -511,4 +581,33 @@ impl Bench {
         }
         println!("\nlogs: {}", self.dir.display());
     }
+}
+
+/// "0.41 ms (bare verifying server 0.22 ms = 54%)": the server's CPU per call
+/// against each ceiling's that has one; the share is the ceiling's cost over
+/// the server's, so 100% means nothing is spent beyond what the ceiling does.
+fn cpu_per_call_line(server: Option<Duration>, ceilings: &[(Ceiling, Measured)]) -> String {
+    let Some(server) = server else { return String::new() };
+    let mut line = per_call(server);
+    let versus: Vec<String> = ceilings
+        .iter()
+        .filter_map(|(ceiling, measured)| {
+            let bare = measured.cpu_per_call?;
+            Some(format!(
+                "{} {} = {}",
+                ceiling.name(),
+                per_call(bare),
+                percent(bare.as_secs_f64(), server.as_secs_f64())
+            ))
+        })
+        .collect();
+    if !versus.is_empty() {
+        line.push_str(&format!(" ({})", versus.join(", ")));
+    }
+    line
+}
+
+/// A per-call cost to the microsecond.
+fn per_call(cost: Duration) -> String {
+    format!("{:.3} ms", cost.as_secs_f64() * 1000.0)
 }

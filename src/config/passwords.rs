@@ -23,7 +23,11 @@ pub fn passwords<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<Passw
         p_cost: env.parsed("IDENTITY_ARGON2_P_COST", recommended.p_cost)?,
         max_concurrent: env.parsed("IDENTITY_ARGON2_MAX_CONCURRENT", recommended.max_concurrent)?,
         queue_timeout: env.positive_duration("IDENTITY_ARGON2_QUEUE_TIMEOUT", recommended.queue_timeout)?,
+        nice: env.parsed("IDENTITY_ARGON2_NICE", recommended.nice)?,
     };
+    if !(0..=19).contains(&argon2.nice) {
+        return Err(error("IDENTITY_ARGON2_NICE", "must be between 0 (as the rest of the process) and 19"));
+    }
     argon2.params().map_err(|e| error("IDENTITY_ARGON2_M_COST", format!("{e} (with the T and P costs given)")))?;
     if argon2.max_concurrent == 0 {
         return Err(error("IDENTITY_ARGON2_MAX_CONCURRENT", "must be at least 1"));

@@ -1,7 +1,7 @@
 //! One span per RPC, with the method, a request id (the caller's `x-request-id`
 //! or a fresh one, echoed back in the response metadata), the user id where a
 //! handler learns it, the gRPC status code and the latency; and one log line when
-//! the call ends.
+//! the call ends, with the SQL statements it ran.
 //!
 //! Paths are the caller's to choose, and the router answers any of them
 //! (UNIMPLEMENTED). So the metrics' `method` label takes its values from a closed
@@ -24,7 +24,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{Instrument, field::Empty};
 
-use crate::observability::{Metrics, trace_context};
+use crate::observability::{Metrics, RpcSeries, statements, trace_context};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Caller-supplied ids longer than this are replaced, so logs stay bounded.
@@ -75,26 +75,46 @@ impl ServedMethods {
     }
 }
 
+/// Every served path's metrics series, resolved when the server starts, and
+/// the one series of all other paths.
+struct SeriesByPath {
+    served: HashMap<String, Arc<RpcSeries>>,
+    unknown: Arc<RpcSeries>,
+}
+
+impl SeriesByPath {
+    /// The series of `path`, and whether the server serves it.
+    fn of(&self, path: &str) -> (&Arc<RpcSeries>, bool) {
+        self.served.get(path).map_or((&self.unknown, false), |series| (series, true))
+    }
+}
+
 /// Wraps every RPC: span, request id, caller's trace context, metrics.
 #[derive(Clone)]
 pub struct RequestContextLayer {
-    pub metrics: Arc<Metrics>,
-    pub methods: Arc<ServedMethods>,
+    series: Arc<SeriesByPath>,
+}
+
+impl RequestContextLayer {
+    pub fn new(metrics: &Metrics, methods: &ServedMethods) -> Self {
+        let served =
+            methods.labels.iter().map(|(path, label)| (path.clone(), Arc::new(metrics.rpc_series(label)))).collect();
+        Self { series: Arc::new(SeriesByPath { served, unknown: Arc::new(metrics.rpc_series(UNKNOWN)) }) }
+    }
 }
 
 impl<S> Layer<S> for RequestContextLayer {
     type Service = RequestContext<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestContext { inner, metrics: Arc::clone(&self.metrics), methods: Arc::clone(&self.methods) }
+        RequestContext { inner, series: Arc::clone(&self.series) }
     }
 }
 
 #[derive(Clone)]
 pub struct RequestContext<S> {
     inner: S,
-    metrics: Arc<Metrics>,
-    methods: Arc<ServedMethods>,
+    series: Arc<SeriesByPath>,
 }
 
 /// At most `max` bytes of `raw`, cut at a character boundary.
@@ -141,17 +161,18 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
         let path = request.uri().path();
-        let label = self.methods.label(path);
+        let (series, is_served) = self.series.of(path);
+        let series = Arc::clone(series);
         let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("", path));
         let request_id = request_id(&request);
         // Probes and reflection are frequent and uninteresting: debug level.
-        let is_infrastructure = label.is_some() && service.starts_with("grpc.");
+        let is_infrastructure = is_served && service.starts_with("grpc.");
         // Unknown paths are logged cut short: their length is the caller's choice.
-        let (name, service, method) = match label {
-            Some(_) => (path.trim_start_matches('/'), service, method),
-            None => (UNKNOWN, truncated(service, MAX_UNKNOWN_PART_LENGTH), truncated(method, MAX_UNKNOWN_PART_LENGTH)),
+        let (name, service, method) = if is_served {
+            (path.trim_start_matches('/'), service, method)
+        } else {
+            (UNKNOWN, truncated(service, MAX_UNKNOWN_PART_LENGTH), truncated(method, MAX_UNKNOWN_PART_LENGTH))
         };
-        let label = label.unwrap_or(UNKNOWN).to_owned();
         let span = tracing::info_span!(
             "rpc",
             otel.name = %name,
@@ -169,11 +190,10 @@ where
         // A caller's `traceparent` makes this call part of its trace.
         trace_context::continue_from_headers(&span, request.headers());
         trace_context::record_ids(&span);
-        let metrics = Arc::clone(&self.metrics);
         Box::pin(
             async move {
                 let started = Instant::now();
-                let mut result = inner.call(request).await;
+                let (mut result, db_statements) = statements::counted(inner.call(request)).await;
                 let elapsed = started.elapsed().as_secs_f64();
                 let latency_ms = elapsed * 1000.0;
                 let span = tracing::Span::current();
@@ -181,14 +201,14 @@ where
                 if let Ok(response) = &mut result {
                     let code = grpc_code(response);
                     span.record("rpc.grpc.status_code", code);
-                    metrics.record_rpc(&label, code, elapsed);
+                    series.record(code, elapsed);
                     if let Ok(value) = HeaderValue::from_str(&request_id) {
                         response.headers_mut().insert(REQUEST_ID_HEADER, value);
                     }
                     if is_infrastructure {
-                        tracing::debug!(code, latency_ms, "rpc finished");
+                        tracing::debug!(code, latency_ms, db_statements, "rpc finished");
                     } else {
-                        tracing::info!(code, latency_ms, "rpc finished");
+                        tracing::info!(code, latency_ms, db_statements, "rpc finished");
                     }
                 } else {
                     tracing::warn!(latency_ms, "rpc failed at the transport");

@@ -1,7 +1,7 @@
 //! The Prometheus metrics of both binaries, in one registry per process (no
 //! global state: each test server has its own).
 
-use std::sync::atomic::AtomicU64;
+use std::sync::{OnceLock, atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -177,6 +177,17 @@ impl Metrics {
         self.rpc_duration.get_or_create(&labels).observe(seconds);
     }
 
+    /// One method's RPC series, resolved once per status code and then held,
+    /// so that recording a call neither allocates labels nor looks them up.
+    pub fn rpc_series(&self, method: &str) -> RpcSeries {
+        RpcSeries {
+            method: method.to_owned(),
+            requests: self.rpc_requests.clone(),
+            duration: self.rpc_duration.clone(),
+            by_code: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
     pub fn record_login(&self, outcome: &str) {
         self.login_attempts.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
     }
@@ -189,6 +200,31 @@ impl Metrics {
     pub fn record_provider_response(&self, provider: &str, status: &str) {
         let labels = ProviderStatusLabels { provider: provider.to_owned(), status: status.to_owned() };
         self.mailer_provider_responses.get_or_create(&labels).inc();
+    }
+}
+
+/// gRPC status codes 0–16; anything else is recorded as UNKNOWN (2).
+const GRPC_CODES: usize = 17;
+
+/// The counter and histogram of one method, per status code (see
+/// [`Metrics::rpc_series`]); the same series `record_rpc` writes.
+pub struct RpcSeries {
+    method: String,
+    requests: Family<RpcLabels, Counter>,
+    duration: LatencyFamily,
+    by_code: [OnceLock<(Counter, Histogram)>; GRPC_CODES],
+}
+
+impl RpcSeries {
+    pub fn record(&self, code: i32, seconds: f64) {
+        let index = usize::try_from(code).ok().filter(|&index| index < GRPC_CODES).unwrap_or(2);
+        let (requests, duration) = self.by_code[index].get_or_init(|| {
+            let code = i32::try_from(index).unwrap_or(2);
+            let labels = RpcLabels { method: self.method.clone(), code: code_name(code).to_owned() };
+            (self.requests.get_or_create(&labels).clone(), self.duration.get_or_create(&labels).clone())
+        });
+        requests.inc();
+        duration.observe(seconds);
     }
 }
 
@@ -232,5 +268,18 @@ mod tests {
         assert!(text.contains(r#"identity_login_attempts_total{outcome="success"} 1"#), "{text}");
         assert!(text.contains("identity_mailer_retries_total 1"), "{text}");
         assert!(text.contains("identity_outbox_oldest_age_seconds"), "{text}");
+    }
+
+    #[test]
+    fn a_resolved_series_writes_the_same_series_as_record_rpc() {
+        let metrics = Metrics::new();
+        let series = metrics.rpc_series("Login");
+        series.record(16, 0.01);
+        series.record(16, 0.01);
+        metrics.record_rpc("Login", 16, 0.01);
+        series.record(99, 0.01);
+        let text = metrics.render();
+        assert!(text.contains(r#"identity_rpc_requests_total{method="Login",code="UNAUTHENTICATED"} 3"#), "{text}");
+        assert!(text.contains(r#"identity_rpc_requests_total{method="Login",code="UNKNOWN"} 1"#), "{text}");
     }
 }

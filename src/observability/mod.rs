@@ -3,6 +3,7 @@
 
 pub mod metrics;
 pub mod metrics_server;
+pub mod statements;
 pub mod trace_context;
 
-pub use metrics::Metrics;
+pub use metrics::{Metrics, RpcSeries};

@@ -198,10 +198,10 @@ async fn serve_grpc(
         TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (IDENTITY_GRPC_ADDR)"))?;
     let local_addr = listener.local_addr()?;
     let router = Server::builder()
-        .layer(RequestContextLayer {
-            metrics: metrics.clone(),
-            methods: Arc::new(crate::grpc::served_methods().context("listing the served gRPC methods")?),
-        })
+        .layer(RequestContextLayer::new(
+            metrics,
+            &crate::grpc::served_methods().context("listing the served gRPC methods")?,
+        ))
         .add_routes(routes);
     let shutdown = stop.clone().cancelled_owned();
     let serve: ServeFuture = match &settings.tls {

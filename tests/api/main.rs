@@ -24,6 +24,7 @@ mod security;
 mod sessions;
 mod sign_up;
 mod smtp_sender;
+mod statements;
 mod token_migration;
 mod tokens;
 mod unavailable_database;

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use identity::grpc::proto;
 
-use super::{Bench, CEILING_SAMPLE, Ceiling, Measured, SETTLE, TOKENS, cpu_line};
+use super::{Bench, CEILING_SAMPLE, Ceiling, DISTINCT_TOKENS, Measured, SETTLE, cpu_line, cpu_per_call};
 use testkit::free_port;
 
 use crate::{
@@ -48,6 +48,7 @@ impl Bench {
                 let cpu = cpu_line(before, &[("bench", std::process::id())]);
                 Ok(Measured {
                     value: rate,
+                    cpu_per_call: None,
                     line: format!(
                         "raw argon2: {rate:.1} hashes/s ({} threads hashing in a loop, memory allocated once){cpu}",
                         settings.max_concurrent
@@ -83,7 +84,8 @@ impl Bench {
                 .await
             }
             BareKind::Verify => {
-                let tokens = Arc::new((0..TOKENS).map(|_| mint.sign()).collect::<anyhow::Result<Vec<_>>>()?);
+                // Each with its own jti, as the real server's are.
+                let tokens = Arc::new((0..DISTINCT_TOKENS).map(|_| mint.sign()).collect::<anyhow::Result<Vec<_>>>()?);
                 load::closed_loop(plan, |slot| {
                     let client = Client::new(channels[slot % channels.len()].clone());
                     Box::new(ValidateTokenCaller { client, tokens: Arc::clone(&tokens) })
@@ -91,6 +93,7 @@ impl Bench {
                 .await
             }
         };
+        let cpu_per_call = cpu_per_call(before.as_ref(), Some(process.pid()), outcome.ok);
         let cpu = cpu_line(before, &processes);
         let end = process.memory()?;
         process.stop().await;
@@ -107,7 +110,7 @@ impl Bench {
             mib(idle.rss_kib),
             mib(end.peak_kib)
         );
-        Ok(Measured { value: outcome.throughput(), line })
+        Ok(Measured { value: outcome.throughput(), cpu_per_call, line })
     }
 }
 

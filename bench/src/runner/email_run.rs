@@ -147,6 +147,7 @@ impl Bench {
             } else {
                 sign_ups.errors_line()
             },
+            cpu_per_call: "–".to_owned(),
             server: figures,
         });
         Ok(())

@@ -97,6 +97,7 @@ impl Bench {
             p50: format!("{} / {}", ms(unknown_p50), ms(known_p50)),
             p99: format!("{} / {}", ms(percentile(&unknown_times, 0.99)), ms(percentile(&known_times, 0.99))),
             errors: unexpected.errors_line(),
+            cpu_per_call: "–".to_owned(),
             server: figures,
         });
         Ok(())

@@ -30,6 +30,10 @@ pub struct Argon2Settings {
     pub max_concurrent: usize,
     /// How long a request may wait for a worker before it is shed.
     pub queue_timeout: Duration,
+    /// The workers' nice value (0 to 19; they also run as `SCHED_BATCH` when
+    /// above 0): under a login storm the runtime's threads, which answer the
+    /// cheap calls, win the cores.
+    pub nice: i32,
 }
 
 impl Argon2Settings {
@@ -41,6 +45,7 @@ impl Argon2Settings {
             p_cost: 1,
             max_concurrent: std::thread::available_parallelism().map_or(2, usize::from),
             queue_timeout: Duration::from_secs(5),
+            nice: 10,
         }
     }
 
@@ -121,7 +126,15 @@ impl Argon2Hasher {
         rand::rng().fill_bytes(&mut dummy_output);
         let dummy_hash = phc_string(&params, &random_salt()?, &dummy_output)?;
         let workers = settings.max_concurrent.max(1);
-        let pool = pool::HashingPool::start(workers, params.block_count(), settings.queue_timeout, observer)?;
+        let pool = pool::HashingPool::start(
+            pool::PoolShape {
+                workers,
+                blocks: params.block_count(),
+                queue_timeout: settings.queue_timeout,
+                nice: settings.nice,
+            },
+            observer,
+        )?;
         Ok(Self { params, pool, dummy_hash })
     }
 
@@ -132,7 +145,6 @@ impl Argon2Hasher {
 
     /// Whether a stored hash's parameters stay within the ceiling.
     fn is_within_ceiling(&self, stored: &Params) -> bool {
-        let work = |p: &Params| u64::from(p.m_cost()) * u64::from(p.t_cost()) * u64::from(p.p_cost());
         let within = work(stored) <= work(&self.params).saturating_mul(COST_CEILING_FACTOR)
             && u64::from(stored.m_cost()) <= u64::from(self.params.m_cost()).saturating_mul(COST_CEILING_FACTOR);
         if !within {
@@ -177,6 +189,11 @@ impl Argon2Hasher {
     }
 }
 
+/// An argon2 computation's work in KiB-passes (`m × t × p`).
+fn work(params: &Params) -> u64 {
+    u64::from(params.m_cost()) * u64::from(params.t_cost()) * u64::from(params.p_cost())
+}
+
 fn random_salt() -> anyhow::Result<[u8; SALT_LEN]> {
     let mut salt = [0u8; SALT_LEN];
     rand::rngs::OsRng.try_fill_bytes(&mut salt).context("the system random source failed")?;
@@ -206,7 +223,8 @@ impl PasswordHasher for Argon2Hasher {
             password: SecretString::from(password.as_plaintext().expose().to_owned()),
             salt: salt.to_vec(),
         };
-        let output = self.pool.run(move |memory| computation.run(memory)).await?;
+        let work = work(&computation.params);
+        let output = self.pool.run_sized(work, move |memory| computation.run(memory)).await?;
         Ok(PasswordHash::from_phc(phc_string(&self.params, &salt, &output)?))
     }
 
@@ -223,7 +241,8 @@ impl PasswordHasher for Argon2Hasher {
                 None => return Ok(false),
             },
         };
-        let output = self.pool.run(move |memory| computation.run(memory)).await?;
+        let work = work(&computation.params);
+        let output = self.pool.run_sized(work, move |memory| computation.run(memory)).await?;
         let matches: bool = output.as_slice().ct_eq(expected.as_bytes()).into();
         Ok(matches && !is_dummy)
     }
@@ -245,7 +264,14 @@ mod tests {
     use super::*;
 
     fn fast() -> Argon2Settings {
-        Argon2Settings { m_cost: 64, t_cost: 1, p_cost: 1, max_concurrent: 2, queue_timeout: Duration::from_secs(5) }
+        Argon2Settings {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1,
+            max_concurrent: 2,
+            queue_timeout: Duration::from_secs(5),
+            nice: 0,
+        }
     }
 
     fn new_password(raw: &str) -> NewPassword {

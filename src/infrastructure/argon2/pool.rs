@@ -23,6 +23,13 @@ const QUEUE_SLOTS_PER_WORKER: usize = 4;
 /// What a shed caller is told to wait before retrying.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Computations of at most this much work (KiB-passes, `m × t × p`) run on the
+/// caller's thread: at argon2's ~1 GiB/s per pass that is a few tens of
+/// microseconds, less than the two thread hand-offs through the pool cost.
+/// Only hashes at about the minimum cost qualify; nothing a deployment would
+/// configure does.
+pub(super) const INLINE_WORK_LIMIT: u64 = 32;
+
 type Work = Box<dyn FnOnce(&mut WorkerMemory) -> anyhow::Result<Vec<u8>> + Send>;
 
 /// Hears what the pool does, for metrics. Called on the thread where it
@@ -120,6 +127,15 @@ impl WorkerMemory {
     }
 }
 
+/// How many workers, with how much memory each, how long a job may wait, and
+/// how nice the workers are to the rest of the process.
+pub(super) struct PoolShape {
+    pub workers: usize,
+    pub blocks: usize,
+    pub queue_timeout: Duration,
+    pub nice: i32,
+}
+
 pub(super) struct HashingPool {
     sender: mpsc::Sender<Job>,
     counters: Arc<Counters>,
@@ -130,12 +146,8 @@ pub(super) struct HashingPool {
 impl HashingPool {
     /// # Errors
     /// A thread could not be started.
-    pub(super) fn start(
-        workers: usize,
-        blocks: usize,
-        queue_timeout: Duration,
-        observer: Arc<dyn HashingObserver>,
-    ) -> anyhow::Result<Self> {
+    pub(super) fn start(shape: PoolShape, observer: Arc<dyn HashingObserver>) -> anyhow::Result<Self> {
+        let PoolShape { workers, blocks, queue_timeout, nice } = shape;
         let (sender, receiver) = mpsc::channel(workers.saturating_mul(QUEUE_SLOTS_PER_WORKER));
         // Workers take turns at the one receiver; the lock is held only while
         // a worker waits for its next job, never while it hashes.
@@ -152,10 +164,33 @@ impl HashingPool {
             let counters = Arc::clone(&counters);
             std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
-                .spawn(move || work(&receiver, &counters, WorkerMemory { blocks: Vec::new(), capacity: blocks }))
+                .spawn(move || {
+                    lower_priority(nice);
+                    work(&receiver, &counters, WorkerMemory { blocks: Vec::new(), capacity: blocks })
+                })
                 .context("starting a password hashing thread")?;
         }
         Ok(Self { sender, counters, workers, queue_timeout })
+    }
+
+    /// Runs `work`, which costs `work_units` KiB-passes: on the caller's thread
+    /// when that is below [`INLINE_WORK_LIMIT`], else on a worker ([`Self::run`]).
+    ///
+    /// # Errors
+    /// As [`Self::run`]; inline work is never shed.
+    pub(super) async fn run_sized(
+        &self,
+        work_units: u64,
+        work: impl FnOnce(&mut WorkerMemory) -> anyhow::Result<Vec<u8>> + Send + 'static,
+    ) -> Result<Vec<u8>, HashingError> {
+        if work_units > INLINE_WORK_LIMIT {
+            return self.run(work).await;
+        }
+        // A few KiB, allocated for this one computation.
+        let mut memory = WorkerMemory { blocks: Vec::new(), capacity: usize::try_from(work_units).unwrap_or(0) };
+        std::panic::catch_unwind(AssertUnwindSafe(|| work(&mut memory)))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("password hashing panicked")))
+            .map_err(HashingError::Unexpected)
     }
 
     /// Runs `work` on a worker thread with that worker's memory.
@@ -213,6 +248,33 @@ fn shed(counters: &Counters) -> HashingError {
     HashingError::Saturated { retry_after: RETRY_AFTER }
 }
 
+/// Makes the calling thread yield the cores to the rest of the process: a
+/// higher nice value and the `SCHED_BATCH` policy (CPU-bound, never preempt
+/// an interactive thread on wake-up). Unprivileged processes may always lower
+/// their own priority; a refusal is logged and the worker runs as it is.
+fn lower_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread (a tid of 0 is
+        // "this thread" for both), with a parameter that outlives the call.
+        let (policy, priority) = unsafe {
+            let parameter = libc::sched_param { sched_priority: 0 };
+            let policy = libc::sched_setscheduler(0, libc::SCHED_BATCH, &raw const parameter);
+            let priority = libc::setpriority(libc::PRIO_PROCESS, 0, nice.min(19));
+            (policy, priority)
+        };
+        if policy != 0 || priority != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "could not lower the priority of a password hashing thread"
+            );
+        }
+    }
+}
+
 /// A worker's life: take jobs until every sender is gone (the hasher was
 /// dropped), then return, freeing its memory.
 fn work(receiver: &Mutex<mpsc::Receiver<Job>>, counters: &Counters, mut memory: WorkerMemory) {
@@ -246,7 +308,7 @@ mod tests {
     use super::*;
 
     fn pool(workers: usize, queue_timeout: Duration) -> HashingPool {
-        HashingPool::start(workers, 8, queue_timeout, Arc::new(Unobserved)).unwrap()
+        HashingPool::start(PoolShape { workers, blocks: 8, queue_timeout, nice: 0 }, Arc::new(Unobserved)).unwrap()
     }
 
     /// A job that holds its worker until the returned sender is used or dropped.
@@ -309,7 +371,8 @@ mod tests {
     #[tokio::test]
     async fn the_observer_hears_of_sheds_and_of_the_queue_depth() {
         let recorder = Arc::new(Recorder::default());
-        let pool = Arc::new(HashingPool::start(1, 8, Duration::from_millis(20), recorder.clone()).unwrap());
+        let shape = PoolShape { workers: 1, blocks: 8, queue_timeout: Duration::from_millis(20), nice: 0 };
+        let pool = Arc::new(HashingPool::start(shape, recorder.clone()).unwrap());
         let (release, hold) = holding_job();
         let holder = tokio::spawn({
             let pool = Arc::clone(&pool);

@@ -38,7 +38,10 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
     } else {
         options.max_connections(settings.max_connections).min_connections(1);
     }
-    Database::connect(options).await.context("cannot connect to the database (IDENTITY_DATABASE_URL)")
+    let mut db = Database::connect(options).await.context("cannot connect to the database (IDENTITY_DATABASE_URL)")?;
+    // Every statement counts toward the RPC that runs it (its log line says how many).
+    db.set_metric_callback(|_| crate::observability::statements::count_one());
+    Ok(db)
 }
 
 pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
