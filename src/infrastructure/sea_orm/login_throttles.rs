@@ -35,49 +35,58 @@ fn to_state(row: &login_throttles::Model) -> ThrottleState {
     }
 }
 
-/// Reads a counter, locked for the rest of the transaction. An upsert that
-/// changes nothing does both at once: it creates a missing row (so that two
-/// first attempts on PostgreSQL wait on one row lock instead of both reading
-/// "no row") and locks and returns an existing one; SQLite runs one
-/// transaction at a time anyway.
+/// Reads both counters of an attempt, locked for the rest of the transaction,
+/// in one statement. An upsert that changes nothing does both at once: it
+/// creates a missing row (so that two first attempts on PostgreSQL wait on one
+/// row lock instead of both reading "no row") and locks and returns an
+/// existing one; its rows are taken in the order given, account first, the
+/// one lock order of every caller. SQLite runs one transaction at a time anyway.
 async fn read_locked(
     txn: &DatabaseTransaction,
-    key: &ThrottleKey,
+    keys: &LoginAttemptKeys,
     now: OffsetDateTime,
-) -> Result<ThrottleState, RepositoryError> {
-    let fresh = login_throttles::ActiveModel {
+) -> Result<(ThrottleState, ThrottleState), RepositoryError> {
+    let fresh = |key: &ThrottleKey| login_throttles::ActiveModel {
         email_hash: Set(key.as_str().to_owned()),
         failures: Set(0),
         last_failure_at: Set(now),
         locked_until: Set(None),
         last_success_at: Set(None),
     };
-    let row = login_throttles::Entity::insert(fresh)
+    let rows = login_throttles::Entity::insert_many([fresh(&keys.account), fresh(&keys.from_address)])
         .on_conflict(
             OnConflict::column(login_throttles::Column::EmailHash)
                 .update_column(login_throttles::Column::EmailHash)
                 .to_owned(),
         )
-        .exec_with_returning(txn)
+        .exec_with_returning_many(txn)
         .await
         .map_err(classify)?;
-    Ok(to_state(&row))
+    let state_of = |key: &ThrottleKey| {
+        rows.iter()
+            .find(|row| row.email_hash == key.as_str())
+            .map(to_state)
+            .ok_or_else(|| anyhow::anyhow!("the throttle upsert returned no row for one of its keys"))
+    };
+    Ok((state_of(&keys.account)?, state_of(&keys.from_address)?))
 }
 
-async fn store(
-    txn: &DatabaseTransaction,
-    key: &ThrottleKey,
-    state: ThrottleState,
-    now: OffsetDateTime,
-) -> Result<(), RepositoryError> {
-    let row = login_throttles::ActiveModel {
+fn row(key: &ThrottleKey, state: ThrottleState, now: OffsetDateTime) -> login_throttles::ActiveModel {
+    login_throttles::ActiveModel {
         email_hash: Set(key.as_str().to_owned()),
         failures: Set(i32::try_from(state.failures).unwrap_or(i32::MAX)),
         last_failure_at: Set(state.last_failure_at.unwrap_or(now)),
         locked_until: Set(state.locked_until),
         last_success_at: Set(state.last_success_at),
-    };
-    login_throttles::Entity::insert(row)
+    }
+}
+
+/// Writes counters, one row per key, in one statement.
+async fn store(
+    txn: &DatabaseTransaction,
+    rows: impl IntoIterator<Item = login_throttles::ActiveModel>,
+) -> Result<(), RepositoryError> {
+    login_throttles::Entity::insert_many(rows)
         .on_conflict(
             OnConflict::column(login_throttles::Column::EmailHash)
                 .update_columns([
@@ -103,15 +112,13 @@ impl LoginThrottles for SeaOrmLoginThrottles {
         policy: ThrottlePolicy,
     ) -> Result<Result<(), Duration>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
-        // Always account first, then address: one lock order for every caller.
-        let account = read_locked(&txn, &keys.account, now).await?;
-        let from_address = read_locked(&txn, &keys.from_address, now).await?;
+        let (account, from_address) = read_locked(&txn, keys, now).await?;
         let admitted = match policy.admit(Some(account), Some(from_address), now) {
             Ok(admitted) => admitted,
             Err(wait) => return Ok(Err(wait)),
         };
-        store(&txn, &keys.account, admitted.account, now).await?;
-        store(&txn, &keys.from_address, admitted.from_address, now).await?;
+        store(&txn, [row(&keys.account, admitted.account, now), row(&keys.from_address, admitted.from_address, now)])
+            .await?;
         txn.commit().await.map_err(classify)?;
         Ok(Ok(()))
     }
@@ -121,7 +128,7 @@ impl LoginThrottles for SeaOrmLoginThrottles {
         login_throttles::Entity::delete_by_id(keys.account.as_str().to_owned()).exec(&txn).await.map_err(classify)?;
         let known =
             ThrottleState { failures: 0, last_failure_at: None, locked_until: None, last_success_at: Some(now) };
-        store(&txn, &keys.from_address, known, now).await?;
+        store(&txn, [row(&keys.from_address, known, now)]).await?;
         txn.commit().await.map_err(classify)?;
         Ok(())
     }
