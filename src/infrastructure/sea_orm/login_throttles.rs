@@ -59,7 +59,7 @@ async fn read_locked(
                 .update_column(login_throttles::Column::EmailHash)
                 .to_owned(),
         )
-        .exec_with_returning_many(txn)
+        .exec_with_returning(txn)
         .await
         .map_err(classify)?;
     let state_of = |key: &ThrottleKey| {
