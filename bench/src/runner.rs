@@ -330,6 +330,7 @@ impl Bench {
             // Load tests call from one address and reuse emails on purpose.
             ("IDENTITY_RATE_LIMIT_PER_ADDRESS", "0".to_owned()),
             ("IDENTITY_RATE_LIMIT_PER_EMAIL", "0".to_owned()),
+            ("IDENTITY_RATE_LIMIT_REFRESH_PER_ADDRESS", "0".to_owned()),
             ("IDENTITY_LOGIN_THROTTLE_AFTER", "1000000".to_owned()),
             ("IDENTITY_LOG_FORMAT", "json".to_owned()),
             // Metrics stay on, as in production, on a port of their own.
