@@ -7,7 +7,7 @@ use super::ApplicationError;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    AccessGrant, AuthMethods, IssuedToken, OpaqueToken, User, UserId,
+    ClientContext, IssuedToken, OpaqueToken, User, UserId,
     ports::{AccessTokenIssuer, Clock, NewSession, SessionRecord},
 };
 
@@ -30,23 +30,18 @@ pub struct SessionIssuer {
 }
 
 impl SessionIssuer {
-    /// A password login's first session (a new family), and the secret refresh token for it.
-    pub fn new_session(&self, user: &User) -> (NewSession, OpaqueToken) {
-        self.login_session(user, AuthMethods::Password)
-    }
-
-    /// A login's first session, authenticated by `methods`.
-    pub fn login_session(&self, user: &User, methods: AuthMethods) -> (NewSession, OpaqueToken) {
+    /// A login's first session (a new family), and the secret refresh token for it.
+    pub fn new_session(&self, user: &User, context: ClientContext) -> (NewSession, OpaqueToken) {
         let now = self.clock.now();
         let id = Uuid::now_v7();
-        self.session(user.id(), id, now, now, methods)
+        self.session(user.id(), id, now, now, context)
     }
 
     /// The session a refresh rotates `old` into: same family, same login time,
     /// never past the family's absolute lifetime. `None` once that is over.
-    pub fn rotated(&self, old: &SessionRecord) -> Option<(NewSession, OpaqueToken)> {
+    pub fn rotated(&self, old: &SessionRecord, context: ClientContext) -> Option<(NewSession, OpaqueToken)> {
         let now = self.clock.now();
-        let (session, refresh) = self.session(old.user_id, old.family_id, old.authenticated_at, now, old.methods);
+        let (session, refresh) = self.session(old.user_id, old.family_id, old.authenticated_at, now, context);
         (session.expires_at > now).then_some((session, refresh))
     }
 
@@ -56,7 +51,7 @@ impl SessionIssuer {
         family_id: Uuid,
         authenticated_at: OffsetDateTime,
         now: OffsetDateTime,
-        methods: AuthMethods,
+        context: ClientContext,
     ) -> (NewSession, OpaqueToken) {
         let refresh = OpaqueToken::generate();
         let session = NewSession {
@@ -67,7 +62,7 @@ impl SessionIssuer {
             created_at: now,
             expires_at: (now + self.refresh_ttl).min(authenticated_at + self.max_lifetime),
             authenticated_at,
-            methods,
+            context,
         };
         (session, refresh)
     }
@@ -80,13 +75,7 @@ impl SessionIssuer {
         session: &NewSession,
         refresh: &OpaqueToken,
     ) -> Result<SessionTokens, ApplicationError> {
-        let grant = AccessGrant {
-            user_id: user.id(),
-            session_id: session.id,
-            methods: session.methods,
-            authenticated_at: session.authenticated_at,
-        };
-        let access_token = self.tokens.issue_for(&grant, self.clock.now())?;
+        let access_token = self.tokens.issue(user.id(), session.id, self.clock.now())?;
         Ok(SessionTokens {
             access_token,
             refresh_token: IssuedToken {

@@ -24,9 +24,6 @@ pub enum Operation {
     ChangePassword,
     RefreshSession,
     Logout,
-    CompleteMfaLogin,
-    /// Enrolment, disabling and new recovery codes: each takes a password or a code.
-    ManageMfa,
 }
 
 impl Operation {
@@ -41,8 +38,6 @@ impl Operation {
             Self::ChangePassword => "change_password",
             Self::RefreshSession => "refresh_session",
             Self::Logout => "logout",
-            Self::CompleteMfaLogin => "complete_mfa_login",
-            Self::ManageMfa => "manage_mfa",
         }
     }
 
