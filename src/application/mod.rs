@@ -12,6 +12,7 @@ mod fakes;
 pub mod get_current_user;
 pub mod handle_email_event;
 pub mod login;
+pub mod mfa;
 pub mod password_rules;
 pub mod passwords;
 pub mod prune;
@@ -27,17 +28,21 @@ pub use access_guard::AccessGuard;
 pub use admin::{AdminUsers, ListUsersInput};
 pub use deliver_email::DeliverEmail;
 pub use email_checks::ExpectedEmails;
-pub use error::{ApplicationError, FieldViolation};
+pub use error::{ApplicationError, FieldViolation, MfaChallengeIssued, MfaRefusal};
 pub use get_current_user::GetCurrentUser;
 pub use handle_email_event::{Disposition, HandleEmailEvent, RetryPolicy};
 pub use login::{Login, LoginCommand, LoginOutcome};
+pub use mfa::{
+    BeginTotpEnrollment, CompleteMfaLogin, ConfirmTotpEnrollment, DisableTotp, RegenerateRecoveryCodes, SecondFactors,
+    TotpEnrollmentStarted,
+};
 pub use password_rules::PasswordRules;
 pub use passwords::{ChangePassword, RequestPasswordReset, ResetPassword};
 pub use prune::PruneStaleRecords;
 pub use rate_limiter::RateLimiter;
 pub use resend_verification_email::ResendVerificationEmail;
 pub use session_issuer::{SessionIssuer, SessionTokens};
-pub use sessions::{ListSessions, ListedSession, Logout, LogoutAll, RefreshSession, RevokeSession};
+pub use sessions::{Logout, LogoutAll, RefreshSession};
 pub use sign_up::{LinkTemplate, SignUp, SignUpCommand, SignUpInput};
 pub use validate_token::ValidateToken;
 pub use verify_email::VerifyEmail;

@@ -5,9 +5,10 @@ use std::{sync::Arc, time::Duration};
 use super::adapters::Adapters;
 use crate::{
     application::{
-        AccessGuard, AdminUsers, ChangePassword, GetCurrentUser, ListSessions, Login, Logout, LogoutAll, PasswordRules,
-        RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, RevokeSession, SessionIssuer,
-        SignUp, ValidateToken, VerifyEmail,
+        AccessGuard, AdminUsers, BeginTotpEnrollment, ChangePassword, CompleteMfaLogin, ConfirmTotpEnrollment,
+        DisableTotp, GetCurrentUser, Login, Logout, LogoutAll, PasswordRules, RefreshSession, RegenerateRecoveryCodes,
+        RequestPasswordReset, ResendVerificationEmail, ResetPassword, SecondFactors, SessionIssuer, SignUp,
+        ValidateToken, VerifyEmail,
     },
     config::Settings,
     domain::{PasswordPolicy, ResendPolicy, ThrottlePolicy},
@@ -22,7 +23,16 @@ pub(super) struct UseCases {
     pub registration: Registration,
     pub sessions: Sessions,
     pub passwords: Passwords,
+    pub two_factor: TwoFactor,
     pub admin: AdminUsers,
+}
+
+pub(super) struct TwoFactor {
+    pub complete_mfa_login: CompleteMfaLogin,
+    pub begin_totp_enrollment: BeginTotpEnrollment,
+    pub confirm_totp_enrollment: ConfirmTotpEnrollment,
+    pub disable_totp: DisableTotp,
+    pub regenerate_recovery_codes: RegenerateRecoveryCodes,
 }
 
 pub(super) struct Registration {
@@ -36,8 +46,6 @@ pub(super) struct Sessions {
     pub validate_token: ValidateToken,
     pub get_current_user: GetCurrentUser,
     pub refresh_session: RefreshSession,
-    pub list_sessions: ListSessions,
-    pub revoke_session: RevokeSession,
     pub logout: Logout,
     pub logout_all: LogoutAll,
 }
@@ -52,6 +60,8 @@ pub(super) struct Passwords {
 /// of policies.
 struct Shared {
     guard: Arc<AccessGuard>,
+    issuer: Arc<SessionIssuer>,
+    factors: Arc<SecondFactors>,
     password_rules: PasswordRules,
     throttle_policy: ThrottlePolicy,
     resend_policy: ResendPolicy,
@@ -61,6 +71,18 @@ impl UseCases {
     pub fn build(a: &Adapters, settings: &Settings) -> Self {
         let argon2 = settings.passwords.argon2;
         let shared = Shared {
+            issuer: Arc::new(SessionIssuer {
+                tokens: a.tokens.clone(),
+                clock: a.clock.clone(),
+                refresh_ttl: settings.tokens.refresh_token_ttl,
+                max_lifetime: settings.tokens.session_max_lifetime,
+            }),
+            factors: Arc::new(SecondFactors {
+                mfa: a.mfa.clone(),
+                cipher: a.secret_cipher.clone(),
+                totp: a.totp.clone(),
+                clock: a.clock.clone(),
+            }),
             guard: Arc::new(AccessGuard::new(
                 a.tokens.clone(),
                 a.users.clone(),
@@ -89,10 +111,10 @@ impl UseCases {
             registration: registration(a, settings, &shared),
             sessions: sessions(a, settings, &shared),
             passwords: passwords(a, settings, &shared),
+            two_factor: two_factor(a, settings, &shared),
             admin: AdminUsers {
                 users: a.users.clone(),
                 accounts: a.accounts.clone(),
-                sessions: a.sessions.clone(),
                 guard: shared.guard,
                 clock: a.clock.clone(),
             },
@@ -130,12 +152,7 @@ fn registration(a: &Adapters, settings: &Settings, shared: &Shared) -> Registrat
 }
 
 fn sessions(a: &Adapters, settings: &Settings, shared: &Shared) -> Sessions {
-    let issuer = Arc::new(SessionIssuer {
-        tokens: a.tokens.clone(),
-        clock: a.clock.clone(),
-        refresh_ttl: settings.tokens.refresh_token_ttl,
-        max_lifetime: settings.tokens.session_max_lifetime,
-    });
+    let issuer = shared.issuer.clone();
     let guard = &shared.guard;
     Sessions {
         login: Login {
@@ -145,6 +162,7 @@ fn sessions(a: &Adapters, settings: &Settings, shared: &Shared) -> Sessions {
             throttles: a.throttles.clone(),
             throttle_policy: shared.throttle_policy,
             issuer: issuer.clone(),
+            mfa: a.mfa.clone(),
             clock: a.clock.clone(),
             is_enumeration_safe: settings.server.signup_enumeration_safe,
         },
@@ -156,8 +174,6 @@ fn sessions(a: &Adapters, settings: &Settings, shared: &Shared) -> Sessions {
             guard: guard.clone(),
             clock: a.clock.clone(),
         },
-        list_sessions: ListSessions { guard: guard.clone(), sessions: a.sessions.clone(), clock: a.clock.clone() },
-        revoke_session: RevokeSession { guard: guard.clone(), sessions: a.sessions.clone(), clock: a.clock.clone() },
         logout: Logout { sessions: a.sessions.clone(), guard: guard.clone(), clock: a.clock.clone() },
         logout_all: LogoutAll { guard: guard.clone(), accounts: a.accounts.clone(), clock: a.clock.clone() },
     }
@@ -190,6 +206,47 @@ fn passwords(a: &Adapters, settings: &Settings, shared: &Shared) -> Passwords {
             guard: shared.guard.clone(),
             rules: shared.password_rules.clone(),
             clock: a.clock.clone(),
+        },
+    }
+}
+
+fn two_factor(a: &Adapters, settings: &Settings, shared: &Shared) -> TwoFactor {
+    TwoFactor {
+        complete_mfa_login: CompleteMfaLogin {
+            users: a.users.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            issuer: shared.issuer.clone(),
+            factors: shared.factors.clone(),
+        },
+        begin_totp_enrollment: BeginTotpEnrollment {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            hasher: a.hasher.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            factors: shared.factors.clone(),
+            issuer: settings.mfa.issuer.clone(),
+        },
+        confirm_totp_enrollment: ConfirmTotpEnrollment {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            factors: shared.factors.clone(),
+        },
+        disable_totp: DisableTotp {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            hasher: a.hasher.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            factors: shared.factors.clone(),
+        },
+        regenerate_recovery_codes: RegenerateRecoveryCodes {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            factors: shared.factors.clone(),
         },
     }
 }
