@@ -5,8 +5,9 @@ use std::{sync::Arc, time::Duration};
 use super::adapters::Adapters;
 use crate::{
     application::{
-        AccessGuard, AdminUsers, ChangePassword, GetCurrentUser, Login, Logout, LogoutAll, PasswordRules,
-        RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, SessionIssuer, SignUp,
+        AccessGuard, AdminUsers, BeginTotpEnrollment, ChangePassword, CompleteMfaLogin, ConfirmTotpEnrollment,
+        DisableTotp, GetCurrentUser, Login, Logout, LogoutAll, PasswordRules, RefreshSession, RegenerateRecoveryCodes,
+        RequestPasswordReset, ResendVerificationEmail, ResetPassword, SecondFactors, SessionIssuer, SignUp,
         ValidateToken, VerifyEmail,
     },
     config::Settings,
@@ -22,7 +23,16 @@ pub(super) struct UseCases {
     pub registration: Registration,
     pub sessions: Sessions,
     pub passwords: Passwords,
+    pub two_factor: TwoFactor,
     pub admin: AdminUsers,
+}
+
+pub(super) struct TwoFactor {
+    pub complete_mfa_login: CompleteMfaLogin,
+    pub begin_totp_enrollment: BeginTotpEnrollment,
+    pub confirm_totp_enrollment: ConfirmTotpEnrollment,
+    pub disable_totp: DisableTotp,
+    pub regenerate_recovery_codes: RegenerateRecoveryCodes,
 }
 
 pub(super) struct Registration {
@@ -50,6 +60,8 @@ pub(super) struct Passwords {
 /// of policies.
 struct Shared {
     guard: Arc<AccessGuard>,
+    issuer: Arc<SessionIssuer>,
+    factors: Arc<SecondFactors>,
     password_rules: PasswordRules,
     throttle_policy: ThrottlePolicy,
     resend_policy: ResendPolicy,
@@ -59,6 +71,18 @@ impl UseCases {
     pub fn build(a: &Adapters, settings: &Settings) -> Self {
         let argon2 = settings.passwords.argon2;
         let shared = Shared {
+            issuer: Arc::new(SessionIssuer {
+                tokens: a.tokens.clone(),
+                clock: a.clock.clone(),
+                refresh_ttl: settings.tokens.refresh_token_ttl,
+                max_lifetime: settings.tokens.session_max_lifetime,
+            }),
+            factors: Arc::new(SecondFactors {
+                mfa: a.mfa.clone(),
+                cipher: a.secret_cipher.clone(),
+                totp: a.totp.clone(),
+                clock: a.clock.clone(),
+            }),
             guard: Arc::new(AccessGuard::new(
                 a.tokens.clone(),
                 a.users.clone(),
@@ -87,6 +111,7 @@ impl UseCases {
             registration: registration(a, settings, &shared),
             sessions: sessions(a, settings, &shared),
             passwords: passwords(a, settings, &shared),
+            two_factor: two_factor(a, settings, &shared),
             admin: AdminUsers {
                 users: a.users.clone(),
                 accounts: a.accounts.clone(),
@@ -127,12 +152,7 @@ fn registration(a: &Adapters, settings: &Settings, shared: &Shared) -> Registrat
 }
 
 fn sessions(a: &Adapters, settings: &Settings, shared: &Shared) -> Sessions {
-    let issuer = Arc::new(SessionIssuer {
-        tokens: a.tokens.clone(),
-        clock: a.clock.clone(),
-        refresh_ttl: settings.tokens.refresh_token_ttl,
-        max_lifetime: settings.tokens.session_max_lifetime,
-    });
+    let issuer = shared.issuer.clone();
     let guard = &shared.guard;
     Sessions {
         login: Login {
@@ -142,6 +162,7 @@ fn sessions(a: &Adapters, settings: &Settings, shared: &Shared) -> Sessions {
             throttles: a.throttles.clone(),
             throttle_policy: shared.throttle_policy,
             issuer: issuer.clone(),
+            mfa: a.mfa.clone(),
             clock: a.clock.clone(),
             is_enumeration_safe: settings.server.signup_enumeration_safe,
         },
@@ -185,6 +206,47 @@ fn passwords(a: &Adapters, settings: &Settings, shared: &Shared) -> Passwords {
             guard: shared.guard.clone(),
             rules: shared.password_rules.clone(),
             clock: a.clock.clone(),
+        },
+    }
+}
+
+fn two_factor(a: &Adapters, settings: &Settings, shared: &Shared) -> TwoFactor {
+    TwoFactor {
+        complete_mfa_login: CompleteMfaLogin {
+            users: a.users.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            issuer: shared.issuer.clone(),
+            factors: shared.factors.clone(),
+        },
+        begin_totp_enrollment: BeginTotpEnrollment {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            hasher: a.hasher.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            factors: shared.factors.clone(),
+            issuer: settings.mfa.issuer.clone(),
+        },
+        confirm_totp_enrollment: ConfirmTotpEnrollment {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            factors: shared.factors.clone(),
+        },
+        disable_totp: DisableTotp {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            hasher: a.hasher.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            factors: shared.factors.clone(),
+        },
+        regenerate_recovery_codes: RegenerateRecoveryCodes {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            factors: shared.factors.clone(),
         },
     }
 }

@@ -9,6 +9,7 @@ mod tls;
 
 mod abuse;
 mod admin;
+mod django_passwords;
 mod email_pipeline;
 mod email_safety;
 mod faults;
@@ -27,5 +28,6 @@ mod smtp_sender;
 mod statements;
 mod token_migration;
 mod tokens;
+mod two_factor;
 mod unavailable_database;
 mod verify_email;
