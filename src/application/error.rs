@@ -48,6 +48,9 @@ pub enum ApplicationError {
     RateLimited { retry_after: Duration },
     #[error("not found")]
     NotFound,
+    /// No session with this id that belongs to the caller and is still live.
+    #[error("no such session")]
+    SessionNotFound,
 
     #[error("a dependency is unavailable")]
     Unavailable(#[source] anyhow::Error),

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::{ApplicationError, SessionIssuer, SessionTokens};
 use crate::domain::{
-    ClientAddress, Email, LoginAttemptKeys, NewPassword, PasswordHash, PlaintextPassword, ThrottlePolicy,
+    ClientAddress, ClientContext, Email, LoginAttemptKeys, NewPassword, PasswordHash, PlaintextPassword, ThrottlePolicy,
     ports::{Clock, LoginCommit, LoginThrottles, PasswordHasher, SessionRepository, UserRepository},
 };
 
@@ -10,8 +10,12 @@ use crate::domain::{
 pub struct LoginCommand {
     pub email: Email,
     pub password: PlaintextPassword,
-    /// Where the attempt comes from: throttling counts per account and address.
+    /// Where the attempt comes from as the transport saw it: throttling counts
+    /// per account and this address (not one the caller names, which it could
+    /// vary at will).
     pub client: Option<ClientAddress>,
+    /// The device logging in, stored with the session for its user to see.
+    pub context: ClientContext,
 }
 
 pub type LoginOutcome = SessionTokens;
@@ -83,7 +87,7 @@ impl Login {
         } else {
             None
         };
-        let (session, refresh) = self.issuer.new_session(&user);
+        let (session, refresh) = self.issuer.new_session(&user, command.context);
         match self.sessions.insert_for_login(&session, credentials.version, upgraded.as_ref()).await? {
             LoginCommit::Created => {}
             LoginCommit::CredentialsChanged => {
@@ -157,7 +161,12 @@ mod tests {
     }
 
     fn command(address: &str, raw_password: &str) -> LoginCommand {
-        LoginCommand { email: email(address), password: password(raw_password), client: None }
+        LoginCommand {
+            email: email(address),
+            password: password(raw_password),
+            client: None,
+            context: ClientContext::default(),
+        }
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use super::ApplicationError;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    IssuedToken, OpaqueToken, User, UserId,
+    ClientContext, IssuedToken, OpaqueToken, User, UserId,
     ports::{AccessTokenIssuer, Clock, NewSession, SessionRecord},
 };
 
@@ -31,17 +31,17 @@ pub struct SessionIssuer {
 
 impl SessionIssuer {
     /// A login's first session (a new family), and the secret refresh token for it.
-    pub fn new_session(&self, user: &User) -> (NewSession, OpaqueToken) {
+    pub fn new_session(&self, user: &User, context: ClientContext) -> (NewSession, OpaqueToken) {
         let now = self.clock.now();
         let id = Uuid::now_v7();
-        self.session(user.id(), id, now, now)
+        self.session(user.id(), id, now, now, context)
     }
 
     /// The session a refresh rotates `old` into: same family, same login time,
     /// never past the family's absolute lifetime. `None` once that is over.
-    pub fn rotated(&self, old: &SessionRecord) -> Option<(NewSession, OpaqueToken)> {
+    pub fn rotated(&self, old: &SessionRecord, context: ClientContext) -> Option<(NewSession, OpaqueToken)> {
         let now = self.clock.now();
-        let (session, refresh) = self.session(old.user_id, old.family_id, old.authenticated_at, now);
+        let (session, refresh) = self.session(old.user_id, old.family_id, old.authenticated_at, now, context);
         (session.expires_at > now).then_some((session, refresh))
     }
 
@@ -51,6 +51,7 @@ impl SessionIssuer {
         family_id: Uuid,
         authenticated_at: OffsetDateTime,
         now: OffsetDateTime,
+        context: ClientContext,
     ) -> (NewSession, OpaqueToken) {
         let refresh = OpaqueToken::generate();
         let session = NewSession {
@@ -61,6 +62,7 @@ impl SessionIssuer {
             created_at: now,
             expires_at: (now + self.refresh_ttl).min(authenticated_at + self.max_lifetime),
             authenticated_at,
+            context,
         };
         (session, refresh)
     }

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    AccessTokenClaims, DomainEvent, Email, IssuedToken, LoginAttemptKeys, LoginRefusal, NewPassword, PasswordHash,
+    AccessTokenClaims, ClientContext, DomainEvent, Email, IssuedToken, LoginAttemptKeys, LoginRefusal, NewPassword, PasswordHash,
     PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
 };
 

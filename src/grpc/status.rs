@@ -62,6 +62,7 @@ impl From<ApplicationError> for Status {
                 ErrorDetails::with_retry_info(Some(round_up_to_second(retry_after))),
             ),
             ApplicationError::NotFound => Status::not_found("no such user"),
+            ApplicationError::SessionNotFound => Status::not_found("no such session"),
             ApplicationError::InvalidAccessToken(reason) => {
                 tracing::info!(reason = %reason, "access token refused");
                 Status::unauthenticated("invalid or expired access token")

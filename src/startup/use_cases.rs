@@ -5,9 +5,9 @@ use std::{sync::Arc, time::Duration};
 use super::adapters::Adapters;
 use crate::{
     application::{
-        AccessGuard, AdminUsers, ChangePassword, GetCurrentUser, Login, Logout, LogoutAll, PasswordRules,
-        RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, SessionIssuer, SignUp,
-        ValidateToken, VerifyEmail,
+        AccessGuard, AdminUsers, ChangePassword, GetCurrentUser, ListSessions, Login, Logout, LogoutAll,
+        PasswordRules, RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, RevokeSession,
+        SessionIssuer, SignUp, ValidateToken, VerifyEmail,
     },
     config::Settings,
     domain::{PasswordPolicy, ResendPolicy, ThrottlePolicy},
@@ -36,6 +36,8 @@ pub(super) struct Sessions {
     pub validate_token: ValidateToken,
     pub get_current_user: GetCurrentUser,
     pub refresh_session: RefreshSession,
+    pub list_sessions: ListSessions,
+    pub revoke_session: RevokeSession,
     pub logout: Logout,
     pub logout_all: LogoutAll,
 }
@@ -90,6 +92,7 @@ impl UseCases {
             admin: AdminUsers {
                 users: a.users.clone(),
                 accounts: a.accounts.clone(),
+                sessions: a.sessions.clone(),
                 guard: shared.guard,
                 clock: a.clock.clone(),
             },
@@ -153,6 +156,8 @@ fn sessions(a: &Adapters, settings: &Settings, shared: &Shared) -> Sessions {
             guard: guard.clone(),
             clock: a.clock.clone(),
         },
+        list_sessions: ListSessions { guard: guard.clone(), sessions: a.sessions.clone(), clock: a.clock.clone() },
+        revoke_session: RevokeSession { guard: guard.clone(), sessions: a.sessions.clone(), clock: a.clock.clone() },
         logout: Logout { sessions: a.sessions.clone(), guard: guard.clone(), clock: a.clock.clone() },
         logout_all: LogoutAll { guard: guard.clone(), accounts: a.accounts.clone(), clock: a.clock.clone() },
     }
