@@ -164,7 +164,8 @@ pub async fn log_in(client: &Client, users: &[String], count: usize) -> anyhow::
             let mut client = client.clone();
             let email = users[index % users.len()].clone();
             tokio::spawn(async move {
-                let answer = client.login(proto::LoginRequest { email, password: PASSWORD.to_owned(), client: None }).await?;
+                let answer =
+                    client.login(proto::LoginRequest { email, password: PASSWORD.to_owned(), client: None }).await?;
                 let answer = answer.into_inner();
                 Ok::<_, tonic::Status>(Session {
                     access_token: answer.access_token,

@@ -11,17 +11,24 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .alter_table(Table::alter().table(Sessions::Table).add_column(string_len_null(Sessions::UserAgent, 256)).to_owned())
+            .alter_table(
+                Table::alter().table(Sessions::Table).add_column(string_len_null(Sessions::UserAgent, 256)).to_owned(),
+            )
             .await?;
         manager
             .alter_table(
-                Table::alter().table(Sessions::Table).add_column(string_len_null(Sessions::ClientAddress, 64)).to_owned(),
+                Table::alter()
+                    .table(Sessions::Table)
+                    .add_column(string_len_null(Sessions::ClientAddress, 64))
+                    .to_owned(),
             )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.alter_table(Table::alter().table(Sessions::Table).drop_column(Sessions::ClientAddress).to_owned()).await?;
+        manager
+            .alter_table(Table::alter().table(Sessions::Table).drop_column(Sessions::ClientAddress).to_owned())
+            .await?;
         manager.alter_table(Table::alter().table(Sessions::Table).drop_column(Sessions::UserAgent).to_owned()).await
     }
 }

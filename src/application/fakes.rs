@@ -15,13 +15,13 @@ use uuid::Uuid;
 
 use super::{AccessGuard, SessionIssuer};
 use crate::domain::{
-    AccessTokenClaims, ClientContext, DomainEvent, Email, IssuedToken, LoginAttemptKeys, NewPassword, PasswordHash, PersonNames,
-    PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
+    AccessTokenClaims, ClientContext, DomainEvent, Email, IssuedToken, LoginAttemptKeys, NewPassword, PasswordHash,
+    PersonNames, PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
     ports::{
         AccessTokenIssuer, AccountRepository, Clock, HashingError, InsertUserError, InvalidAccessToken, LiveSession,
-        LoginCommit, NewSession, NewSingleUseToken, PasswordChangeRefused, PasswordHasher, PublicKeyInfo, RepositoryError,
-        Revocation, Rotation, SendHistory, SessionRecord, SessionRepository, SingleUseTokenRecord, SingleUseTokens,
-        StoredCredentials, TokenPurpose, UserListQuery, UserRepository,
+        LoginCommit, NewSession, NewSingleUseToken, PasswordChangeRefused, PasswordHasher, PublicKeyInfo,
+        RepositoryError, Revocation, Rotation, SendHistory, SessionRecord, SessionRepository, SingleUseTokenRecord,
+        SingleUseTokens, StoredCredentials, TokenPurpose, UserListQuery, UserRepository,
     },
 };
 
@@ -401,7 +401,12 @@ impl SessionRepository for FakeSessions {
         Ok(revoked)
     }
 
-    async fn list_live(&self, user_id: UserId, now: OffsetDateTime, limit: usize) -> Result<Vec<LiveSession>, RepositoryError> {
+    async fn list_live(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<LiveSession>, RepositoryError> {
         let mut live: Vec<LiveSession> = lock(&self.by_id)
             .values()
             .filter(|r| r.user_id == user_id && !r.is_rotated && !r.is_revoked && r.expires_at > now)

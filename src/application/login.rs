@@ -2,7 +2,8 @@ use std::sync::Arc;
 
 use super::{ApplicationError, SessionIssuer, SessionTokens};
 use crate::domain::{
-    ClientAddress, ClientContext, Email, LoginAttemptKeys, NewPassword, PasswordHash, PlaintextPassword, ThrottlePolicy,
+    ClientAddress, ClientContext, Email, LoginAttemptKeys, NewPassword, PasswordHash, PlaintextPassword,
+    ThrottlePolicy,
     ports::{Clock, LoginCommit, LoginThrottles, PasswordHasher, SessionRepository, UserRepository},
 };
 

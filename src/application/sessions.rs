@@ -244,7 +244,8 @@ mod tests {
         let w = world(30 * 24 * HOUR);
         let (old, old_token) = w.issuer.new_session(&w.user, ClientContext::default());
         w.sessions.store(&old, |r| r.is_rotated = true);
-        let (next, _) = w.issuer.rotated(&FakeSessions::record_of(&old), ClientContext::default()).expect("within the lifetime");
+        let (next, _) =
+            w.issuer.rotated(&FakeSessions::record_of(&old), ClientContext::default()).expect("within the lifetime");
         w.sessions.store(&next, |_| {});
         let access = FakeTokenIssuer.issue(w.user.id(), next.id, T0).unwrap();
         w.guard.authenticate(access.token.expose_secret()).await.expect("the live session's token works");

@@ -16,8 +16,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    AccessTokenClaims, ClientContext, DomainEvent, Email, IssuedToken, LoginAttemptKeys, LoginRefusal, NewPassword, PasswordHash,
-    PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
+    AccessTokenClaims, ClientContext, DomainEvent, Email, IssuedToken, LoginAttemptKeys, LoginRefusal, NewPassword,
+    PasswordHash, PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
 };
 
 pub use crypto::*;

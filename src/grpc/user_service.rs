@@ -227,7 +227,9 @@ impl UserService for UserGrpcService {
     ) -> Result<Response<proto::ListSessionsResponse>, Status> {
         let token = bearer_token(request.metadata())?;
         let sessions = self.list_sessions.execute(token).await?;
-        Ok(Response::new(proto::ListSessionsResponse { sessions: sessions.iter().map(convert::listed_session).collect() }))
+        Ok(Response::new(proto::ListSessionsResponse {
+            sessions: sessions.iter().map(convert::listed_session).collect(),
+        }))
     }
 
     async fn revoke_session(
@@ -236,8 +238,8 @@ impl UserService for UserGrpcService {
     ) -> Result<Response<proto::RevokeSessionResponse>, Status> {
         let token = bearer_token(request.metadata())?;
         let raw = request.get_ref().session_id.trim();
-        let session_id = uuid::Uuid::try_parse(raw)
-            .map_err(|_| ApplicationError::invalid_field("session_id", "is not a UUID"))?;
+        let session_id =
+            uuid::Uuid::try_parse(raw).map_err(|_| ApplicationError::invalid_field("session_id", "is not a UUID"))?;
         self.revoke_session.execute(token, session_id).await?;
         Ok(Response::new(proto::RevokeSessionResponse {}))
     }

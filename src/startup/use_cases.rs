@@ -5,9 +5,9 @@ use std::{sync::Arc, time::Duration};
 use super::adapters::Adapters;
 use crate::{
     application::{
-        AccessGuard, AdminUsers, ChangePassword, GetCurrentUser, ListSessions, Login, Logout, LogoutAll,
-        PasswordRules, RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, RevokeSession,
-        SessionIssuer, SignUp, ValidateToken, VerifyEmail,
+        AccessGuard, AdminUsers, ChangePassword, GetCurrentUser, ListSessions, Login, Logout, LogoutAll, PasswordRules,
+        RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, RevokeSession, SessionIssuer,
+        SignUp, ValidateToken, VerifyEmail,
     },
     config::Settings,
     domain::{PasswordPolicy, ResendPolicy, ThrottlePolicy},

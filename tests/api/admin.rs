@@ -72,8 +72,10 @@ async fn a_disabled_user_cannot_log_in_or_use_tokens_until_enabled(mut app: Test
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_eq!(refused.get_error_details().error_info().unwrap().reason, "ACCOUNT_DISABLED");
     assert!(!is_valid(&mut app, &access).await);
-    let refreshed =
-        app.client.refresh_session(identity::grpc::proto::RefreshSessionRequest { refresh_token: refresh, client: None }).await;
+    let refreshed = app
+        .client
+        .refresh_session(identity::grpc::proto::RefreshSessionRequest { refresh_token: refresh, client: None })
+        .await;
     assert_eq!(refreshed.unwrap_err().code(), Code::Unauthenticated);
 
     let user = client.enable_user(keyed(EnableUserRequest { user_id })).await.unwrap().into_inner().user.unwrap();

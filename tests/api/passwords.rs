@@ -56,7 +56,11 @@ async fn changing_the_password_needs_the_current_one_and_ends_the_other_sessions
     login_tokens(&mut app, "ada@example.com", NEW_PASSWORD).await;
     // The caller's session lives on; the other one is over.
     app.client.refresh_session(RefreshSessionRequest { refresh_token: own_refresh, client: None }).await.unwrap();
-    let other = app.client.refresh_session(RefreshSessionRequest { refresh_token: other_refresh, client: None }).await.unwrap_err();
+    let other = app
+        .client
+        .refresh_session(RefreshSessionRequest { refresh_token: other_refresh, client: None })
+        .await
+        .unwrap_err();
     assert_eq!(other.code(), Code::Unauthenticated);
     wait_for_email(&app, "ada@example.com", CHANGED_SUBJECT).await;
 }
@@ -76,7 +80,8 @@ async fn a_password_reset_sets_the_password_once_and_ends_every_session(mut app:
     let reset = ResetPasswordRequest { token: token.clone(), new_password: NEW_PASSWORD.into() };
     app.client.reset_password(reset.clone()).await.unwrap();
     assert!(!is_valid(&mut app, &access).await, "access tokens issued before the reset are refused");
-    let stale = app.client.refresh_session(RefreshSessionRequest { refresh_token: refresh, client: None }).await.unwrap_err();
+    let stale =
+        app.client.refresh_session(RefreshSessionRequest { refresh_token: refresh, client: None }).await.unwrap_err();
     assert_eq!(stale.code(), Code::Unauthenticated);
     app.clock.advance(Duration::from_millis(5));
     let (fresh, _) = login_tokens(&mut app, "ada@example.com", NEW_PASSWORD).await;

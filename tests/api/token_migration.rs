@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use identity::infrastructure::sea_orm::{DatabaseSettings, connect};
-use migration::{MigrationName, Migrator, MigratorTrait};
+use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 const AT: &str = "'2026-12-01 12:00:00+00:00'";
