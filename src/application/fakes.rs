@@ -419,7 +419,7 @@ impl SessionRepository for FakeSessions {
                 context: ClientContext::default(),
             })
             .collect();
-        live.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        live.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         live.truncate(limit);
         Ok(live)
     }
