@@ -29,9 +29,10 @@ impl ExpectedEmails {
             DomainEvent::PasswordResetRequested(e) => {
                 (&e.email, &e.display_name, Some((&self.reset_links, &e.reset_link, "IDENTITY_PASSWORD_RESET_URL")))
             }
-            DomainEvent::PasswordChanged(n) | DomainEvent::RegistrationAttempted(n) => {
-                (&n.email, &n.display_name, None)
-            }
+            DomainEvent::PasswordChanged(n)
+            | DomainEvent::RegistrationAttempted(n)
+            | DomainEvent::TwoFactorEnabled(n)
+            | DomainEvent::TwoFactorDisabled(n) => (&n.email, &n.display_name, None),
             DomainEvent::UserDeleted(_) => return Err(format!("{} is not an email event", event.event_type())),
         };
         if Email::parse(to.as_str()).ok().as_ref() != Some(to) {

@@ -16,6 +16,10 @@ pub enum DomainEvent {
     /// Someone tried to sign up with an address that is already registered
     /// (enumeration-safe mode tells the owner instead of the caller).
     RegistrationAttempted(AccountNotice),
+    /// A security notice: two-factor login was turned on.
+    TwoFactorEnabled(AccountNotice),
+    /// A security notice: two-factor login was turned off (by the user or an operator).
+    TwoFactorDisabled(AccountNotice),
     UserDeleted(UserDeleted),
 }
 
@@ -24,7 +28,10 @@ impl DomainEvent {
         match self {
             Self::VerificationEmailRequested(event) => event.event_id,
             Self::PasswordResetRequested(event) => event.event_id,
-            Self::PasswordChanged(event) | Self::RegistrationAttempted(event) => event.event_id,
+            Self::PasswordChanged(event)
+            | Self::RegistrationAttempted(event)
+            | Self::TwoFactorEnabled(event)
+            | Self::TwoFactorDisabled(event) => event.event_id,
             Self::UserDeleted(event) => event.event_id,
         }
     }
@@ -36,6 +43,8 @@ impl DomainEvent {
             Self::PasswordResetRequested(_) => PasswordResetRequested::EVENT_TYPE,
             Self::PasswordChanged(_) => AccountNotice::PASSWORD_CHANGED,
             Self::RegistrationAttempted(_) => AccountNotice::REGISTRATION_ATTEMPTED,
+            Self::TwoFactorEnabled(_) => AccountNotice::TWO_FACTOR_ENABLED,
+            Self::TwoFactorDisabled(_) => AccountNotice::TWO_FACTOR_DISABLED,
             Self::UserDeleted(_) => UserDeleted::EVENT_TYPE,
         }
     }
@@ -44,7 +53,10 @@ impl DomainEvent {
         match self {
             Self::VerificationEmailRequested(event) => event.occurred_at,
             Self::PasswordResetRequested(event) => event.occurred_at,
-            Self::PasswordChanged(event) | Self::RegistrationAttempted(event) => event.occurred_at,
+            Self::PasswordChanged(event)
+            | Self::RegistrationAttempted(event)
+            | Self::TwoFactorEnabled(event)
+            | Self::TwoFactorDisabled(event) => event.occurred_at,
             Self::UserDeleted(event) => event.occurred_at,
         }
     }
@@ -54,7 +66,10 @@ impl DomainEvent {
         match self {
             Self::VerificationEmailRequested(event) => event.user_id,
             Self::PasswordResetRequested(event) => event.user_id,
-            Self::PasswordChanged(event) | Self::RegistrationAttempted(event) => event.user_id,
+            Self::PasswordChanged(event)
+            | Self::RegistrationAttempted(event)
+            | Self::TwoFactorEnabled(event)
+            | Self::TwoFactorDisabled(event) => event.user_id,
             Self::UserDeleted(event) => event.user_id,
         }
     }
@@ -71,6 +86,8 @@ pub const EMAIL_EVENT_TYPES: &[&str] = &[
     PasswordResetRequested::EVENT_TYPE,
     AccountNotice::PASSWORD_CHANGED,
     AccountNotice::REGISTRATION_ATTEMPTED,
+    AccountNotice::TWO_FACTOR_ENABLED,
+    AccountNotice::TWO_FACTOR_DISABLED,
 ];
 
 /// A user asked to reset their password: they must receive a reset link.
@@ -103,6 +120,8 @@ pub struct AccountNotice {
 impl AccountNotice {
     pub const PASSWORD_CHANGED: &'static str = "user.password_changed";
     pub const REGISTRATION_ATTEMPTED: &'static str = "user.registration_attempted";
+    pub const TWO_FACTOR_ENABLED: &'static str = "user.two_factor_enabled";
+    pub const TWO_FACTOR_DISABLED: &'static str = "user.two_factor_disabled";
 }
 
 /// A user and their personal data are gone; other services should forget them.

@@ -24,6 +24,9 @@ pub enum Operation {
     ChangePassword,
     RefreshSession,
     Logout,
+    CompleteMfaLogin,
+    /// Enrolment, disabling and new recovery codes: each takes a password or a code.
+    ManageMfa,
 }
 
 impl Operation {
@@ -38,6 +41,8 @@ impl Operation {
             Self::ChangePassword => "change_password",
             Self::RefreshSession => "refresh_session",
             Self::Logout => "logout",
+            Self::CompleteMfaLogin => "complete_mfa_login",
+            Self::ManageMfa => "manage_mfa",
         }
     }
 

@@ -5,9 +5,10 @@ use std::{sync::Arc, time::Duration};
 use super::adapters::Adapters;
 use crate::{
     application::{
-        AccessGuard, AdminUsers, ChangePassword, GetCurrentUser, ListSessions, Login, Logout, LogoutAll, PasswordRules,
-        RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, RevokeSession, SessionIssuer,
-        SignUp, ValidateToken, VerifyEmail,
+        AccessGuard, AdminUsers, BeginTotpEnrollment, ChangePassword, CompleteMfaLogin, ConfirmTotpEnrollment,
+        DisableTotp, GetCurrentUser, ListSessions, Login, Logout, LogoutAll, PasswordRules, RefreshSession,
+        RegenerateRecoveryCodes, RequestPasswordReset, ResendVerificationEmail, ResetPassword, RevokeSession,
+        SecondFactors, SessionIssuer, SignUp, ValidateToken, VerifyEmail,
     },
     config::Settings,
     domain::{PasswordPolicy, ResendPolicy, ThrottlePolicy},
@@ -22,7 +23,16 @@ pub(super) struct UseCases {
     pub registration: Registration,
     pub sessions: Sessions,
     pub passwords: Passwords,
+    pub two_factor: TwoFactor,
     pub admin: AdminUsers,
+}
+
+pub(super) struct TwoFactor {
+    pub complete_mfa_login: CompleteMfaLogin,
+    pub begin_totp_enrollment: BeginTotpEnrollment,
+    pub confirm_totp_enrollment: ConfirmTotpEnrollment,
+    pub disable_totp: DisableTotp,
+    pub regenerate_recovery_codes: RegenerateRecoveryCodes,
 }
 
 pub(super) struct Registration {
@@ -52,6 +62,8 @@ pub(super) struct Passwords {
 /// of policies.
 struct Shared {
     guard: Arc<AccessGuard>,
+    issuer: Arc<SessionIssuer>,
+    factors: Arc<SecondFactors>,
     password_rules: PasswordRules,
     throttle_policy: ThrottlePolicy,
     resend_policy: ResendPolicy,
@@ -61,6 +73,18 @@ impl UseCases {
     pub fn build(a: &Adapters, settings: &Settings) -> Self {
         let argon2 = settings.passwords.argon2;
         let shared = Shared {
+            issuer: Arc::new(SessionIssuer {
+                tokens: a.tokens.clone(),
+                clock: a.clock.clone(),
+                refresh_ttl: settings.tokens.refresh_token_ttl,
+                max_lifetime: settings.tokens.session_max_lifetime,
+            }),
+            factors: Arc::new(SecondFactors {
+                mfa: a.mfa.clone(),
+                cipher: a.secret_cipher.clone(),
+                totp: a.totp.clone(),
+                clock: a.clock.clone(),
+            }),
             guard: Arc::new(AccessGuard::new(
                 a.tokens.clone(),
                 a.users.clone(),
@@ -89,6 +113,7 @@ impl UseCases {
             registration: registration(a, settings, &shared),
             sessions: sessions(a, settings, &shared),
             passwords: passwords(a, settings, &shared),
+            two_factor: two_factor(a, settings, &shared),
             admin: AdminUsers {
                 users: a.users.clone(),
                 accounts: a.accounts.clone(),
@@ -130,12 +155,7 @@ fn registration(a: &Adapters, settings: &Settings, shared: &Shared) -> Registrat
 }
 
 fn sessions(a: &Adapters, settings: &Settings, shared: &Shared) -> Sessions {
-    let issuer = Arc::new(SessionIssuer {
-        tokens: a.tokens.clone(),
-        clock: a.clock.clone(),
-        refresh_ttl: settings.tokens.refresh_token_ttl,
-        max_lifetime: settings.tokens.session_max_lifetime,
-    });
+    let issuer = shared.issuer.clone();
     let guard = &shared.guard;
     Sessions {
         login: Login {
@@ -145,6 +165,7 @@ fn sessions(a: &Adapters, settings: &Settings, shared: &Shared) -> Sessions {
             throttles: a.throttles.clone(),
             throttle_policy: shared.throttle_policy,
             issuer: issuer.clone(),
+            mfa: a.mfa.clone(),
             clock: a.clock.clone(),
             is_enumeration_safe: settings.server.signup_enumeration_safe,
         },
@@ -190,6 +211,47 @@ fn passwords(a: &Adapters, settings: &Settings, shared: &Shared) -> Passwords {
             guard: shared.guard.clone(),
             rules: shared.password_rules.clone(),
             clock: a.clock.clone(),
+        },
+    }
+}
+
+fn two_factor(a: &Adapters, settings: &Settings, shared: &Shared) -> TwoFactor {
+    TwoFactor {
+        complete_mfa_login: CompleteMfaLogin {
+            users: a.users.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            issuer: shared.issuer.clone(),
+            factors: shared.factors.clone(),
+        },
+        begin_totp_enrollment: BeginTotpEnrollment {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            hasher: a.hasher.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            factors: shared.factors.clone(),
+            issuer: settings.mfa.issuer.clone(),
+        },
+        confirm_totp_enrollment: ConfirmTotpEnrollment {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            factors: shared.factors.clone(),
+        },
+        disable_totp: DisableTotp {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            hasher: a.hasher.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            factors: shared.factors.clone(),
+        },
+        regenerate_recovery_codes: RegenerateRecoveryCodes {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            factors: shared.factors.clone(),
         },
     }
 }

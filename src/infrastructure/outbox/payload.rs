@@ -114,9 +114,10 @@ pub fn encode(event: &DomainEvent) -> anyhow::Result<String> {
             expires_at: e.expires_at,
             occurred_at: e.occurred_at,
         })?),
-        DomainEvent::PasswordChanged(e) | DomainEvent::RegistrationAttempted(e) => {
-            Ok(serde_json::to_string(&notice_v1(e))?)
-        }
+        DomainEvent::PasswordChanged(e)
+        | DomainEvent::RegistrationAttempted(e)
+        | DomainEvent::TwoFactorEnabled(e)
+        | DomainEvent::TwoFactorDisabled(e) => Ok(serde_json::to_string(&notice_v1(e))?),
         DomainEvent::UserDeleted(e) => Ok(serde_json::to_string(&UserDeletedV1 {
             schema_version: SCHEMA_VERSION,
             event_id: e.event_id,
@@ -161,6 +162,12 @@ pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
             serde_json::from_slice(payload).context("malformed event payload")?,
         )?)),
         AccountNotice::REGISTRATION_ATTEMPTED => Ok(DomainEvent::RegistrationAttempted(notice_from(
+            serde_json::from_slice(payload).context("malformed event payload")?,
+        )?)),
+        AccountNotice::TWO_FACTOR_ENABLED => Ok(DomainEvent::TwoFactorEnabled(notice_from(
+            serde_json::from_slice(payload).context("malformed event payload")?,
+        )?)),
+        AccountNotice::TWO_FACTOR_DISABLED => Ok(DomainEvent::TwoFactorDisabled(notice_from(
             serde_json::from_slice(payload).context("malformed event payload")?,
         )?)),
         UserDeleted::EVENT_TYPE => {

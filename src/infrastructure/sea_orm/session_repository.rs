@@ -13,7 +13,7 @@ use super::{
     user_repository::to_user,
 };
 use crate::domain::{
-    ClientAddress, ClientContext, TokenHash, UserAgent, UserId,
+    AuthMethods, ClientAddress, ClientContext, TokenHash, UserAgent, UserId,
     ports::{LiveSession, LoginCommit, NewSession, RepositoryError, Rotation, SessionRecord, SessionRepository},
 };
 
@@ -72,7 +72,7 @@ impl SeaOrmSessionRepository {
     }
 }
 
-fn row(session: &NewSession) -> sessions::ActiveModel {
+pub(super) fn row(session: &NewSession) -> sessions::ActiveModel {
     sessions::ActiveModel {
         id: Set(session.id),
         family_id: Set(session.family_id),
@@ -85,6 +85,7 @@ fn row(session: &NewSession) -> sessions::ActiveModel {
         authenticated_at: Set(Some(session.authenticated_at)),
         user_agent: Set(session.context.user_agent.as_ref().map(|agent| agent.as_str().to_owned())),
         client_address: Set(session.context.address.map(|address| address.to_string())),
+        amr: Set(Some(session.methods.as_str().to_owned())),
     }
 }
 
@@ -130,6 +131,7 @@ fn record(s: sessions::Model) -> SessionRecord {
         expires_at: s.expires_at,
         // The migration fills it for older rows; a session is never younger than its family.
         authenticated_at: s.authenticated_at.unwrap_or(s.created_at),
+        methods: s.amr.as_deref().and_then(AuthMethods::parse).unwrap_or_default(),
         is_rotated: s.rotated_at.is_some(),
         is_revoked: s.revoked_at.is_some(),
     }

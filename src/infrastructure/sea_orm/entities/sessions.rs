@@ -18,6 +18,9 @@ pub struct Model {
     /// The device that logged in or refreshed into this session, when known.
     pub user_agent: Option<String>,
     pub client_address: Option<String>,
+    /// How that login authenticated (`amr` values, space-separated); NULL for
+    /// sessions from before two-factor login, which were all password logins.
+    pub amr: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
