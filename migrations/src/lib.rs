@@ -12,6 +12,7 @@ mod m20261127_000006_account_security;
 mod m20261202_000007_concurrent_account_state;
 mod m20261202_000010_outbox_owner_and_pruning_indexes;
 mod m20261202_000011_single_use_tokens;
+mod m20261202_000014_email_change;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_concurrent_account_state::Migration),
             Box::new(m20261202_000010_outbox_owner_and_pruning_indexes::Migration),
             Box::new(m20261202_000011_single_use_tokens::Migration),
+            Box::new(m20261202_000014_email_change::Migration),
         ]
     }
 }

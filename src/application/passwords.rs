@@ -154,7 +154,7 @@ impl RequestPasswordReset {
         }
         let token = OpaqueToken::generate();
         let expires_at = now + self.ttl;
-        let record = NewSingleUseToken { hash: token.hash(), created_at: now, expires_at };
+        let record = NewSingleUseToken { hash: token.hash(), created_at: now, expires_at, email_change: None };
         let event = DomainEvent::PasswordResetRequested(PasswordResetRequested {
             event_id: Uuid::now_v7(),
             user_id: user.id(),
@@ -164,7 +164,17 @@ impl RequestPasswordReset {
             expires_at,
             occurred_at: now,
         });
-        if self.tokens.replace(TokenPurpose::PasswordReset, user.id(), history.last_sent_at, &record, &event).await? {
+        if self
+            .tokens
+            .replace(
+                TokenPurpose::PasswordReset,
+                user.id(),
+                history.last_sent_at,
+                &record,
+                std::slice::from_ref(&event),
+            )
+            .await?
+        {
             tracing::info!(user_id = %user.id(), event_id = %event.id(), "password reset requested");
         }
         Ok(())
@@ -319,6 +329,7 @@ mod tests {
                 user_id: self.user.id(),
                 expires_at: T0 + Duration::from_secs(3600),
                 is_spent: false,
+                email_change: None,
             };
             let tokens = Arc::new(FakeTokens::default());
             tokens.tokens.lock().unwrap().insert(token.hash(), (record, attempts));

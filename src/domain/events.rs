@@ -16,6 +16,15 @@ pub enum DomainEvent {
     /// Someone tried to sign up with an address that is already registered
     /// (enumeration-safe mode tells the owner instead of the caller).
     RegistrationAttempted(AccountNotice),
+    /// A confirmation link to the address a user asked to move to.
+    EmailChangeRequested(EmailChangeRequested),
+    /// To the current address: a change to another one was asked for.
+    EmailChangePending(AccountNotice),
+    /// To the old address: the account moved to another one.
+    EmailChanged(AccountNotice),
+    /// To an address that is already registered: someone asked to move their
+    /// account to it (the asker is told nothing, so nothing is enumerated).
+    EmailChangeAttempted(AccountNotice),
     UserDeleted(UserDeleted),
 }
 
@@ -24,7 +33,12 @@ impl DomainEvent {
         match self {
             Self::VerificationEmailRequested(event) => event.event_id,
             Self::PasswordResetRequested(event) => event.event_id,
-            Self::PasswordChanged(event) | Self::RegistrationAttempted(event) => event.event_id,
+            Self::EmailChangeRequested(event) => event.event_id,
+            Self::PasswordChanged(event)
+            | Self::RegistrationAttempted(event)
+            | Self::EmailChangePending(event)
+            | Self::EmailChanged(event)
+            | Self::EmailChangeAttempted(event) => event.event_id,
             Self::UserDeleted(event) => event.event_id,
         }
     }
@@ -36,6 +50,10 @@ impl DomainEvent {
             Self::PasswordResetRequested(_) => PasswordResetRequested::EVENT_TYPE,
             Self::PasswordChanged(_) => AccountNotice::PASSWORD_CHANGED,
             Self::RegistrationAttempted(_) => AccountNotice::REGISTRATION_ATTEMPTED,
+            Self::EmailChangeRequested(_) => EmailChangeRequested::EVENT_TYPE,
+            Self::EmailChangePending(_) => AccountNotice::EMAIL_CHANGE_PENDING,
+            Self::EmailChanged(_) => AccountNotice::EMAIL_CHANGED,
+            Self::EmailChangeAttempted(_) => AccountNotice::EMAIL_CHANGE_ATTEMPTED,
             Self::UserDeleted(_) => UserDeleted::EVENT_TYPE,
         }
     }
@@ -44,7 +62,12 @@ impl DomainEvent {
         match self {
             Self::VerificationEmailRequested(event) => event.occurred_at,
             Self::PasswordResetRequested(event) => event.occurred_at,
-            Self::PasswordChanged(event) | Self::RegistrationAttempted(event) => event.occurred_at,
+            Self::EmailChangeRequested(event) => event.occurred_at,
+            Self::PasswordChanged(event)
+            | Self::RegistrationAttempted(event)
+            | Self::EmailChangePending(event)
+            | Self::EmailChanged(event)
+            | Self::EmailChangeAttempted(event) => event.occurred_at,
             Self::UserDeleted(event) => event.occurred_at,
         }
     }
@@ -54,7 +77,12 @@ impl DomainEvent {
         match self {
             Self::VerificationEmailRequested(event) => event.user_id,
             Self::PasswordResetRequested(event) => event.user_id,
-            Self::PasswordChanged(event) | Self::RegistrationAttempted(event) => event.user_id,
+            Self::EmailChangeRequested(event) => event.user_id,
+            Self::PasswordChanged(event)
+            | Self::RegistrationAttempted(event)
+            | Self::EmailChangePending(event)
+            | Self::EmailChanged(event)
+            | Self::EmailChangeAttempted(event) => event.user_id,
             Self::UserDeleted(event) => event.user_id,
         }
     }
@@ -71,6 +99,10 @@ pub const EMAIL_EVENT_TYPES: &[&str] = &[
     PasswordResetRequested::EVENT_TYPE,
     AccountNotice::PASSWORD_CHANGED,
     AccountNotice::REGISTRATION_ATTEMPTED,
+    EmailChangeRequested::EVENT_TYPE,
+    AccountNotice::EMAIL_CHANGE_PENDING,
+    AccountNotice::EMAIL_CHANGED,
+    AccountNotice::EMAIL_CHANGE_ATTEMPTED,
 ];
 
 /// A user asked to reset their password: they must receive a reset link.
@@ -103,6 +135,28 @@ pub struct AccountNotice {
 impl AccountNotice {
     pub const PASSWORD_CHANGED: &'static str = "user.password_changed";
     pub const REGISTRATION_ATTEMPTED: &'static str = "user.registration_attempted";
+    pub const EMAIL_CHANGE_PENDING: &'static str = "user.email_change_pending";
+    pub const EMAIL_CHANGED: &'static str = "user.email_changed";
+    pub const EMAIL_CHANGE_ATTEMPTED: &'static str = "user.email_change_attempted";
+}
+
+/// A user asked to move their account to `email`: that address must receive
+/// the link that confirms it.
+#[derive(Debug, Clone)]
+pub struct EmailChangeRequested {
+    pub event_id: Uuid,
+    pub user_id: UserId,
+    /// The new address, the only one the link goes to.
+    pub email: Email,
+    pub display_name: String,
+    /// Carries the single-use token, so it is a secret until it is emailed.
+    pub confirmation_link: SecretString,
+    pub expires_at: OffsetDateTime,
+    pub occurred_at: OffsetDateTime,
+}
+
+impl EmailChangeRequested {
+    pub const EVENT_TYPE: &'static str = "user.email_change_requested";
 }
 
 /// A user and their personal data are gone; other services should forget them.

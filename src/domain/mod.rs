@@ -22,7 +22,8 @@ pub mod user;
 pub use client_address::ClientAddress;
 pub use email::{Email, EmailError};
 pub use events::{
-    AccountNotice, DomainEvent, EMAIL_EVENT_TYPES, PasswordResetRequested, UserDeleted, VerificationEmailRequested,
+    AccountNotice, DomainEvent, EMAIL_EVENT_TYPES, EmailChangeRequested, PasswordResetRequested, UserDeleted,
+    VerificationEmailRequested,
 };
 pub use login_throttle::{AdmittedAttempt, LoginAttemptKeys, ThrottleKey, ThrottlePolicy, ThrottleState};
 pub use opaque_token::{OpaqueToken, TokenHash};

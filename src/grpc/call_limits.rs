@@ -24,6 +24,8 @@ pub enum Operation {
     ChangePassword,
     RefreshSession,
     Logout,
+    RequestEmailChange,
+    ConfirmEmailChange,
 }
 
 impl Operation {
@@ -38,6 +40,8 @@ impl Operation {
             Self::ChangePassword => "change_password",
             Self::RefreshSession => "refresh_session",
             Self::Logout => "logout",
+            Self::RequestEmailChange => "request_email_change",
+            Self::ConfirmEmailChange => "confirm_email_change",
         }
     }
 

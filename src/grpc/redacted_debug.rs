@@ -4,8 +4,9 @@
 use std::fmt;
 
 use super::proto::{
-    ChangePasswordRequest, LoginRequest, LoginResponse, LogoutRequest, RefreshSessionRequest, RefreshSessionResponse,
-    ResetPasswordRequest, SignUpRequest, ValidateTokenRequest, VerifyEmailRequest,
+    ChangePasswordRequest, ConfirmEmailChangeRequest, LoginRequest, LoginResponse, LogoutRequest,
+    RefreshSessionRequest, RefreshSessionResponse, RequestEmailChangeRequest, ResetPasswordRequest, SignUpRequest,
+    ValidateTokenRequest, VerifyEmailRequest,
 };
 
 const HIDDEN: &str = "<hidden>";
@@ -19,6 +20,21 @@ impl fmt::Debug for SignUpRequest {
             .field("first_name", &self.first_name)
             .field("last_name", &self.last_name)
             .finish()
+    }
+}
+
+impl fmt::Debug for RequestEmailChangeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestEmailChangeRequest")
+            .field("new_email", &self.new_email)
+            .field("current_password", &HIDDEN)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ConfirmEmailChangeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfirmEmailChangeRequest").field("token", &HIDDEN).finish()
     }
 }
 

@@ -113,7 +113,7 @@ impl Application {
 
 /// The user and admin services and reflection; health is added by the caller.
 fn grpc_services(use_cases: UseCases, a: &Adapters, settings: &Settings) -> anyhow::Result<Routes> {
-    let UseCases { password_rules, registration, sessions, passwords, admin } = use_cases;
+    let UseCases { password_rules, registration, sessions, passwords, email_change, admin } = use_cases;
     let service = UserGrpcService {
         password_rules,
         sign_up: registration.sign_up,
@@ -128,6 +128,8 @@ fn grpc_services(use_cases: UseCases, a: &Adapters, settings: &Settings) -> anyh
         change_password: passwords.change_password,
         request_password_reset: passwords.request_password_reset,
         reset_password: passwords.reset_password,
+        request_email_change: email_change.request,
+        confirm_email_change: email_change.confirm,
         tokens: a.tokens.clone(),
         limits: CallLimits {
             per_address: RateLimiter::new(settings.limits.per_address),

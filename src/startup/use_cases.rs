@@ -5,9 +5,9 @@ use std::{sync::Arc, time::Duration};
 use super::adapters::Adapters;
 use crate::{
     application::{
-        AccessGuard, AdminUsers, ChangePassword, GetCurrentUser, Login, Logout, LogoutAll, PasswordRules,
-        RefreshSession, RequestPasswordReset, ResendVerificationEmail, ResetPassword, SessionIssuer, SignUp,
-        ValidateToken, VerifyEmail,
+        AccessGuard, AdminUsers, ChangePassword, ConfirmEmailChange, GetCurrentUser, Login, Logout, LogoutAll,
+        PasswordRules, RefreshSession, RequestEmailChange, RequestPasswordReset, ResendVerificationEmail,
+        ResetPassword, SessionIssuer, SignUp, ValidateToken, VerifyEmail,
     },
     config::Settings,
     domain::{PasswordPolicy, ResendPolicy, ThrottlePolicy},
@@ -22,7 +22,13 @@ pub(super) struct UseCases {
     pub registration: Registration,
     pub sessions: Sessions,
     pub passwords: Passwords,
+    pub email_change: EmailChange,
     pub admin: AdminUsers,
+}
+
+pub(super) struct EmailChange {
+    pub request: RequestEmailChange,
+    pub confirm: ConfirmEmailChange,
 }
 
 pub(super) struct Registration {
@@ -87,11 +93,15 @@ impl UseCases {
             registration: registration(a, settings, &shared),
             sessions: sessions(a, settings, &shared),
             passwords: passwords(a, settings, &shared),
+            email_change: email_change(a, settings, &shared),
             admin: AdminUsers {
                 users: a.users.clone(),
                 accounts: a.accounts.clone(),
                 guard: shared.guard,
                 clock: a.clock.clone(),
+                verification_links: settings.links.verification_url.clone(),
+                verification_ttl: settings.links.verification_token_ttl,
+                notices: settings.notices,
             },
             password_rules: shared.password_rules,
         }
@@ -185,6 +195,33 @@ fn passwords(a: &Adapters, settings: &Settings, shared: &Shared) -> Passwords {
             guard: shared.guard.clone(),
             rules: shared.password_rules.clone(),
             clock: a.clock.clone(),
+        },
+    }
+}
+
+fn email_change(a: &Adapters, settings: &Settings, shared: &Shared) -> EmailChange {
+    EmailChange {
+        request: RequestEmailChange {
+            guard: shared.guard.clone(),
+            users: a.users.clone(),
+            accounts: a.accounts.clone(),
+            tokens: a.single_use_tokens.clone(),
+            hasher: a.hasher.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            clock: a.clock.clone(),
+            links: settings.links.email_change_url.clone(),
+            ttl: settings.links.email_change_token_ttl,
+            policy: shared.resend_policy,
+            notices: settings.notices,
+        },
+        confirm: ConfirmEmailChange {
+            users: a.users.clone(),
+            accounts: a.accounts.clone(),
+            tokens: a.single_use_tokens.clone(),
+            guard: shared.guard.clone(),
+            clock: a.clock.clone(),
+            notices: settings.notices,
         },
     }
 }

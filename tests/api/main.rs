@@ -9,6 +9,7 @@ mod tls;
 
 mod abuse;
 mod admin;
+mod email_change;
 mod email_pipeline;
 mod email_safety;
 mod faults;

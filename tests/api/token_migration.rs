@@ -44,7 +44,12 @@ async fn merging_the_token_tables_keeps_every_row_with_its_purpose_and_down_spli
         auto_migrate: false,
     };
     let db = connect(&settings).await.unwrap();
-    let before_merge = u32::try_from(Migrator::migrations().len() - 1).unwrap();
+    // Later migrations come after it: find the merge by name, and step over it alone.
+    let merge = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == "m20261202_000011_single_use_tokens")
+        .expect("the merge migration is listed");
+    let before_merge = u32::try_from(merge).unwrap();
     Migrator::up(&db, Some(before_merge)).await.unwrap();
     let (verify, reset) = ("a".repeat(64), "b".repeat(64));
     execute(
@@ -72,7 +77,7 @@ async fn merging_the_token_tables_keeps_every_row_with_its_purpose_and_down_spli
     )
     .await;
 
-    Migrator::up(&db, None).await.unwrap();
+    Migrator::up(&db, Some(1)).await.unwrap();
     assert_eq!(
         merged(&db).await,
         [("email_verification".to_owned(), verify, 0, false), ("password_reset".to_owned(), reset, 3, true)]
