@@ -39,6 +39,18 @@ impl PersonName {
         Ok(Some(Self(trimmed.to_owned())))
     }
 
+    /// A name from elsewhere (an import) made to fit the rules: control
+    /// characters and bidirectional overrides removed, trimmed, cut to
+    /// [`MAX_NAME_LENGTH`] characters; `None` when nothing is left.
+    pub fn fit(raw: &str) -> Option<Self> {
+        let kept: String = raw
+            .chars()
+            .filter(|c| !(c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')))
+            .collect();
+        let cut: String = kept.trim().chars().take(MAX_NAME_LENGTH).collect();
+        Self::parse_optional(&cut).ok().flatten()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -60,6 +72,13 @@ impl fmt::Display for PersonName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_imported_name_is_made_to_fit_or_dropped() {
+        assert_eq!(PersonName::fit("  Ada\u{0007} Love\u{202E}lace ").unwrap().as_str(), "Ada Lovelace");
+        assert_eq!(PersonName::fit(&"é".repeat(150)).unwrap().as_str().chars().count(), MAX_NAME_LENGTH);
+        assert!(PersonName::fit(" \u{0000}\t ").is_none());
+    }
 
     #[test]
     fn blank_means_absent() {

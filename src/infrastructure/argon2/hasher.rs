@@ -18,7 +18,10 @@ use crate::domain::{
     ports::{HashingError, PasswordHasher},
 };
 
-use super::pool::{self, HashingObserver, HashingPoolStats, Unobserved};
+use super::{
+    django::{self, Stored},
+    pool::{self, HashingObserver, HashingPoolStats, Unobserved},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Settings {
@@ -70,16 +73,16 @@ const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
 
 /// Everything one argon2 computation needs, moved to a worker thread.
-struct Computation {
-    algorithm: Algorithm,
-    version: Version,
-    params: Params,
-    password: SecretString,
-    salt: Vec<u8>,
+pub(super) struct Computation {
+    pub(super) algorithm: Algorithm,
+    pub(super) version: Version,
+    pub(super) params: Params,
+    pub(super) password: SecretString,
+    pub(super) salt: Vec<u8>,
 }
 
 impl Computation {
-    fn run(&self, memory: &mut pool::WorkerMemory) -> anyhow::Result<Vec<u8>> {
+    pub(super) fn run(&self, memory: &mut pool::WorkerMemory) -> anyhow::Result<Vec<u8>> {
         let mut output = vec![0u8; self.params.output_len().unwrap_or(OUTPUT_LEN)];
         let argon2 = Argon2::new(self.algorithm, self.version, self.params.clone());
         memory
@@ -189,8 +192,32 @@ impl Argon2Hasher {
     }
 }
 
+impl Argon2Hasher {
+    /// A Django hash imported with its user, checked on the same pool. A check
+    /// cheaper than ours (MD5, low iteration counts) is followed by the
+    /// dummy's work, and one over its format's cap is answered after the
+    /// dummy's work alone, so that neither tells itself apart by its timing
+    /// from an unknown email.
+    async fn verify_django(
+        &self,
+        password: &PlaintextPassword,
+        algorithm: &str,
+        rest: &str,
+    ) -> Result<bool, HashingError> {
+        let Some(check) = django::check(algorithm, rest, password.expose())? else {
+            return self.verify(password, None).await;
+        };
+        let is_cheap = check.is_cheaper_than_ours(work(&self.params));
+        let outcome = self.pool.run(move |memory| check.run(memory)).await?;
+        if is_cheap {
+            self.verify(password, None).await?;
+        }
+        Ok(outcome == [1])
+    }
+}
+
 /// An argon2 computation's work in KiB-passes (`m × t × p`).
-fn work(params: &Params) -> u64 {
+pub(super) fn work(params: &Params) -> u64 {
     u64::from(params.m_cost()) * u64::from(params.t_cost()) * u64::from(params.p_cost())
 }
 
@@ -229,6 +256,12 @@ impl PasswordHasher for Argon2Hasher {
     }
 
     async fn verify(&self, password: &PlaintextPassword, hash: Option<&PasswordHash>) -> Result<bool, HashingError> {
+        match hash.map(|hash| django::classify(hash.as_str())) {
+            Some(Stored::Django(algorithm, rest)) => return self.verify_django(password, algorithm, rest).await,
+            // Nothing matches it; answered after the dummy's work, like a miss.
+            Some(Stored::Unusable) => return self.verify(password, None).await,
+            Some(Stored::Phc) | None => {}
+        }
         // The dummy takes the very same path as a stored hash: parse, ceiling,
         // queue, compute, compare.
         let stored = hash.map_or(self.dummy_hash.as_str(), PasswordHash::as_str);
@@ -248,6 +281,10 @@ impl PasswordHasher for Argon2Hasher {
     }
 
     fn needs_rehash(&self, hash: &PasswordHash) -> bool {
+        if matches!(django::classify(hash.as_str()), Stored::Django(..)) {
+            // A Django hash that just verified: replaced by ours.
+            return true;
+        }
         let Ok(phc) = Phc::new(hash.as_str()) else { return false };
         let Ok(stored) = Params::try_from(&phc) else { return false };
         phc.algorithm.as_str() != "argon2id"
@@ -379,6 +416,25 @@ mod tests {
                 "{corrupt}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_django_check_cheaper_than_ours_is_padded_with_the_dummys_work_and_one_over_its_cap_costs_only_that() {
+        let hasher = Argon2Hasher::new(fast()).unwrap();
+        let md5 = PasswordHash::from_phc("md5$seasalt$3f86d0d3d465b7b458c231bf3555c0e3".into());
+        assert!(hasher.verify(&plaintext("lètmein"), Some(&md5)).await.unwrap());
+        assert_eq!(hasher.stats().picked_up, 2, "the MD5 check, then the dummy");
+        let over_cap =
+            PasswordHash::from_phc("bcrypt$$2b$14$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW".into());
+        assert!(!hasher.verify(&plaintext("U*U"), Some(&over_cap)).await.unwrap());
+        assert_eq!(hasher.stats().picked_up, 3, "the dummy alone");
+        let unusable = PasswordHash::from_phc("!Ykb3nJ0bLK1zvhY2Zx0cJ8FVnz1XhH7gq5xPqXyH".into());
+        assert!(
+            !hasher.verify(&plaintext("!Ykb3nJ0bLK1zvhY2Zx0cJ8FVnz1XhH7gq5xPqXyH"), Some(&unusable)).await.unwrap()
+        );
+        assert_eq!(hasher.stats().picked_up, 4, "the dummy alone");
+        assert!(hasher.needs_rehash(&md5));
+        assert!(!hasher.needs_rehash(&unusable));
     }
 
     #[tokio::test]

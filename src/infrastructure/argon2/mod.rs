@@ -14,11 +14,13 @@
 //! Nothing else in the server goes through this queue, so token checks never
 //! wait behind password hashing.
 
+mod django;
 mod hasher;
 mod pool;
 
 use std::time::Duration;
 
+pub use django::is_supported as is_supported_django_hash;
 pub use hasher::{Argon2Hasher, Argon2Settings};
 pub use pool::{HashingObserver, HashingPoolStats};
 

@@ -108,6 +108,12 @@ pub(super) struct WorkerMemory {
 }
 
 impl WorkerMemory {
+    /// Memory for a computation run outside the pool, in tests.
+    #[cfg(test)]
+    pub(super) fn for_tests() -> Self {
+        Self { blocks: Vec::new(), capacity: 0 }
+    }
+
     /// Runs `f` on at least `count` blocks. A stored hash made with more
     /// memory than ours (the operator lowered `m_cost`; bounded by the cost
     /// ceiling) gets a temporary area, freed right after: rare, and refusing
