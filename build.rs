@@ -27,6 +27,14 @@ fn main() -> Result<(), Box<dyn Error>> {
             ".identity.v1.ResetPasswordRequest",
             ".identity.v1.RequestEmailChangeRequest",
             ".identity.v1.ConfirmEmailChangeRequest",
+            ".identity.v1.CompleteMfaLoginRequest",
+            ".identity.v1.BeginTotpEnrollmentRequest",
+            ".identity.v1.BeginTotpEnrollmentResponse",
+            ".identity.v1.ConfirmTotpEnrollmentRequest",
+            ".identity.v1.ConfirmTotpEnrollmentResponse",
+            ".identity.v1.DisableTotpRequest",
+            ".identity.v1.RegenerateRecoveryCodesRequest",
+            ".identity.v1.RegenerateRecoveryCodesResponse",
         ])
         .compile_with_config(
             config,

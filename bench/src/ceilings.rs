@@ -197,6 +197,41 @@ impl UserService for BareUserService {
         unimplemented()
     }
 
+    async fn complete_mfa_login(
+        &self,
+        _: Request<proto::CompleteMfaLoginRequest>,
+    ) -> Result<Response<proto::LoginResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn begin_totp_enrollment(
+        &self,
+        _: Request<proto::BeginTotpEnrollmentRequest>,
+    ) -> Result<Response<proto::BeginTotpEnrollmentResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn confirm_totp_enrollment(
+        &self,
+        _: Request<proto::ConfirmTotpEnrollmentRequest>,
+    ) -> Result<Response<proto::ConfirmTotpEnrollmentResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn disable_totp(
+        &self,
+        _: Request<proto::DisableTotpRequest>,
+    ) -> Result<Response<proto::DisableTotpResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn regenerate_recovery_codes(
+        &self,
+        _: Request<proto::RegenerateRecoveryCodesRequest>,
+    ) -> Result<Response<proto::RegenerateRecoveryCodesResponse>, Status> {
+        unimplemented()
+    }
+
     async fn get_current_user(
         &self,
         _: Request<proto::GetCurrentUserRequest>,

@@ -288,7 +288,14 @@ mod tests {
         let owner = active_user("grace@example.com");
         w.users.users.lock().unwrap().insert(
             owner.id(),
-            (owner.clone(), crate::domain::ports::StoredCredentials { hash: FakeHasher::hash_of("x"), version: 0 }),
+            (
+                owner.clone(),
+                crate::domain::ports::StoredCredentials {
+                    hash: FakeHasher::hash_of("x"),
+                    version: 0,
+                    has_second_factor: false,
+                },
+            ),
         );
         let access = w.access_token();
         w.request(all_notices()).execute(&access, email("grace@example.com"), password(CURRENT), None).await.unwrap();

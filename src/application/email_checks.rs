@@ -40,7 +40,9 @@ impl ExpectedEmails {
             | DomainEvent::RegistrationAttempted(n)
             | DomainEvent::EmailChangePending(n)
             | DomainEvent::EmailChanged(n)
-            | DomainEvent::EmailChangeAttempted(n) => (&n.email, &n.display_name, None),
+            | DomainEvent::EmailChangeAttempted(n)
+            | DomainEvent::TwoFactorEnabled(n)
+            | DomainEvent::TwoFactorDisabled(n) => (&n.email, &n.display_name, None),
             DomainEvent::UserDeleted(_) => return Err(format!("{} is not an email event", event.event_type())),
         };
         if Email::parse(to.as_str()).ok().as_ref() != Some(to) {

@@ -58,6 +58,34 @@ struct ChangedHtml<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "two_factor_enabled.txt")]
+struct TwoFactorOnText<'a> {
+    username: &'a str,
+    date_time: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "two_factor_enabled.html")]
+struct TwoFactorOnHtml<'a> {
+    username: &'a str,
+    date_time: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "two_factor_disabled.txt")]
+struct TwoFactorOffText<'a> {
+    username: &'a str,
+    date_time: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "two_factor_disabled.html")]
+struct TwoFactorOffHtml<'a> {
+    username: &'a str,
+    date_time: &'a str,
+}
+
+#[derive(Template)]
 #[template(path = "registration_attempted.txt")]
 struct AttemptText<'a> {
     username: &'a str,
@@ -144,6 +172,28 @@ pub fn render(event: &DomainEvent) -> anyhow::Result<OutgoingEmail> {
                 subject: "Someone tried to sign up with your email address".to_owned(),
                 text_body: AttemptText { username, date_time }.render()?,
                 html_body: AttemptHtml { username, date_time }.render()?,
+            })
+        }
+        DomainEvent::TwoFactorEnabled(notice) => {
+            let date_time = human_time(notice.occurred_at);
+            let (username, date_time) = (notice.display_name.as_str(), date_time.as_str());
+            Ok(OutgoingEmail {
+                event_id: notice.event_id,
+                to: notice.email.clone(),
+                subject: "Two-factor login was turned on".to_owned(),
+                text_body: TwoFactorOnText { username, date_time }.render()?,
+                html_body: TwoFactorOnHtml { username, date_time }.render()?,
+            })
+        }
+        DomainEvent::TwoFactorDisabled(notice) => {
+            let date_time = human_time(notice.occurred_at);
+            let (username, date_time) = (notice.display_name.as_str(), date_time.as_str());
+            Ok(OutgoingEmail {
+                event_id: notice.event_id,
+                to: notice.email.clone(),
+                subject: "Two-factor login was turned off".to_owned(),
+                text_body: TwoFactorOffText { username, date_time }.render()?,
+                html_body: TwoFactorOffHtml { username, date_time }.render()?,
             })
         }
         DomainEvent::EmailChangeRequested(event) => {

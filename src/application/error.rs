@@ -18,6 +18,39 @@ impl FieldViolation {
     }
 }
 
+/// Why a two-factor operation does not apply to the account as it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MfaRefusal {
+    #[error("two-factor login is not configured on this server")]
+    NotConfigured,
+    #[error("two-factor login is already on; turn it off first")]
+    AlreadyEnabled,
+    #[error("two-factor login is not on")]
+    NotEnabled,
+    #[error("no enrolment is pending, or it expired; begin it again")]
+    NoPendingEnrollment,
+}
+
+impl MfaRefusal {
+    /// The `google.rpc.ErrorInfo` reason.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::NotConfigured => "MFA_NOT_CONFIGURED",
+            Self::AlreadyEnabled => "MFA_ALREADY_ENABLED",
+            Self::NotEnabled => "MFA_NOT_ENABLED",
+            Self::NoPendingEnrollment => "MFA_ENROLLMENT_NOT_PENDING",
+        }
+    }
+}
+
+/// A right password for an account with a second factor: the challenge to
+/// complete the login with.
+#[derive(Debug)]
+pub struct MfaChallengeIssued {
+    pub challenge: secrecy::SecretString,
+    pub expires_at: time::OffsetDateTime,
+}
+
 /// Every outcome the transport must tell apart. Internals travel in
 /// `Unavailable`/`Unexpected` for the log, never to the caller.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +83,17 @@ pub enum ApplicationError {
     RateLimited { retry_after: Duration },
     #[error("not found")]
     NotFound,
+    /// The password was right; the login needs a second factor.
+    #[error("a second factor is required")]
+    MfaRequired(MfaChallengeIssued),
+    /// The login challenge is unknown, expired, spent or out of attempts.
+    #[error("the login challenge is invalid, expired or used up")]
+    InvalidMfaChallenge,
+    /// A wrong, replayed or used code to complete a login.
+    #[error("invalid second factor")]
+    InvalidSecondFactor,
+    #[error("{0}")]
+    Mfa(#[from] MfaRefusal),
 
     #[error("a dependency is unavailable")]
     Unavailable(#[source] anyhow::Error),

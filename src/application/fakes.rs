@@ -15,13 +15,14 @@ use uuid::Uuid;
 
 use super::{AccessGuard, SessionIssuer};
 use crate::domain::{
-    AccessTokenClaims, DomainEvent, Email, IssuedToken, LoginAttemptKeys, NewPassword, PasswordHash, PersonNames,
-    PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
+    AccessGrant, AccessTokenClaims, AuthMethods, DomainEvent, Email, IssuedToken, LoginAttemptKeys, NewPassword,
+    PasswordHash, PersonNames, PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
     ports::{
         AccessTokenIssuer, AccountRepository, Clock, EmailChangeRefused, EmailChangeTarget, HashingError,
-        InsertUserError, InvalidAccessToken, LoginCommit, NewSession, NewSingleUseToken, PasswordChangeRefused,
-        PasswordHasher, PublicKeyInfo, RepositoryError, Revocation, Rotation, SendHistory, SessionRecord,
-        SessionRepository, SingleUseTokenRecord, SingleUseTokens, StoredCredentials, TokenPurpose, UserListQuery,
+        InsertUserError, InvalidAccessToken, LoginCommit, MfaChallengeRecord, MfaLoginCommit, MfaRepository,
+        NewMfaChallenge, NewSession, NewSingleUseToken, PasswordChangeRefused, PasswordHasher, PublicKeyInfo,
+        RepositoryError, Revocation, Rotation, SecondFactorProof, SendHistory, SessionRecord, SessionRepository,
+        SingleUseTokenRecord, SingleUseTokens, StoredCredentials, TokenPurpose, TotpEnrollment, UserListQuery,
         UserRepository,
     },
 };
@@ -177,7 +178,8 @@ pub struct FakeUsers {
 impl FakeUsers {
     pub fn with(user: &User, raw_password: &str) -> Arc<Self> {
         let fake = Self::default();
-        let credentials = StoredCredentials { hash: FakeHasher::hash_of(raw_password), version: 0 };
+        let credentials =
+            StoredCredentials { hash: FakeHasher::hash_of(raw_password), version: 0, has_second_factor: false };
         lock(&fake.users).insert(user.id(), (user.clone(), credentials));
         Arc::new(fake)
     }
@@ -383,6 +385,7 @@ impl FakeSessions {
             user_id: session.user_id,
             expires_at: session.expires_at,
             authenticated_at: session.authenticated_at,
+            methods: session.methods,
             is_rotated: false,
             is_revoked: false,
         }
@@ -444,24 +447,32 @@ impl SessionRepository for FakeSessions {
     }
 }
 
-/// Access tokens spelled `user-id/session-id/unix-seconds`: no signature, as
-/// the use cases only need claims back.
+/// Access tokens spelled `user-id/session-id/unix-seconds/amr`: no signature,
+/// as the use cases only need claims back.
 pub struct FakeTokenIssuer;
 
 impl AccessTokenIssuer for FakeTokenIssuer {
-    fn issue(&self, user_id: UserId, session_id: Uuid, now: OffsetDateTime) -> anyhow::Result<IssuedToken> {
+    fn issue_for(&self, grant: &AccessGrant, now: OffsetDateTime) -> anyhow::Result<IssuedToken> {
+        let amr = grant.methods.as_str().replace(' ', "+");
         Ok(IssuedToken {
-            token: SecretString::from(format!("{}/{session_id}/{}", user_id.as_uuid(), now.unix_timestamp())),
+            token: SecretString::from(format!(
+                "{}/{}/{}/{amr}",
+                grant.user_id.as_uuid(),
+                grant.session_id,
+                now.unix_timestamp()
+            )),
             expires_at: now + Duration::from_secs(900),
         })
     }
 
     fn verify(&self, token: &str, _: OffsetDateTime) -> Result<AccessTokenClaims, InvalidAccessToken> {
         let mut parts = token.split('/');
-        let (Some(user), Some(session), Some(at), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(user), Some(session), Some(at), Some(amr), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(InvalidAccessToken::Malformed);
         };
+        let methods = AuthMethods::parse(&amr.replace('+', " ")).ok_or(InvalidAccessToken::Malformed)?;
         let user_id = UserId::parse(user).map_err(|_| InvalidAccessToken::Malformed)?;
         let session_id = Uuid::parse_str(session).map_err(|_| InvalidAccessToken::Malformed)?;
         let issued_at = at
@@ -479,6 +490,8 @@ impl AccessTokenIssuer for FakeTokenIssuer {
             token_id: Uuid::now_v7(),
             key_id: "test".into(),
             session_id: Some(session_id),
+            methods,
+            authenticated_at: None,
         })
     }
 
@@ -504,4 +517,168 @@ pub fn guard(users: &Arc<FakeUsers>, sessions: &Arc<FakeSessions>, clock: &Arc<F
         clock.clone(),
         Duration::from_secs(60),
     ))
+}
+
+/// TOTP enrolments, recovery codes and challenges in memory, with the same
+/// conditional spending as the database.
+#[derive(Default)]
+pub struct FakeMfa {
+    pub totp: Mutex<HashMap<UserId, TotpEnrollment>>,
+    /// Each user's recovery code digests, with whether each was used.
+    pub recovery_codes: Mutex<HashMap<UserId, Vec<(TokenHash, bool)>>>,
+    /// Challenges by digest: the challenge, attempts counted, whether spent.
+    pub challenges: Mutex<HashMap<TokenHash, (NewMfaChallenge, u32, bool)>>,
+    pub events: Mutex<Vec<DomainEvent>>,
+    pub sessions: Mutex<Vec<NewSession>>,
+}
+
+impl FakeMfa {
+    fn spend(&self, user_id: UserId, proof: &SecondFactorProof) -> bool {
+        match proof {
+            SecondFactorProof::TotpStep(step) => match lock(&self.totp).get_mut(&user_id) {
+                Some(e) if e.is_confirmed && e.last_step.is_none_or(|last| last < *step) => {
+                    e.last_step = Some(*step);
+                    true
+                }
+                _ => false,
+            },
+            SecondFactorProof::RecoveryCode(hash) => {
+                let mut codes = lock(&self.recovery_codes);
+                match codes.get_mut(&user_id).and_then(|c| c.iter_mut().find(|(h, used)| h == hash && !used)) {
+                    Some(code) => {
+                        code.1 = true;
+                        true
+                    }
+                    None => false,
+                }
+            }
+        }
+    }
+
+    fn store_codes(&self, user_id: UserId, codes: &[TokenHash]) {
+        lock(&self.recovery_codes).insert(user_id, codes.iter().map(|h| (*h, false)).collect());
+    }
+}
+
+#[async_trait]
+impl MfaRepository for FakeMfa {
+    async fn find_totp(&self, user_id: UserId) -> Result<Option<TotpEnrollment>, RepositoryError> {
+        Ok(lock(&self.totp).get(&user_id).cloned())
+    }
+
+    async fn save_pending_totp(
+        &self,
+        user_id: UserId,
+        ciphertext: &str,
+        _: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, RepositoryError> {
+        let mut totp = lock(&self.totp);
+        if totp.get(&user_id).is_some_and(|e| e.is_confirmed) {
+            return Ok(false);
+        }
+        let pending = TotpEnrollment {
+            ciphertext: ciphertext.to_owned(),
+            is_confirmed: false,
+            pending_expires_at: expires_at,
+            last_step: None,
+        };
+        totp.insert(user_id, pending);
+        Ok(true)
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: UserId,
+        ciphertext: &str,
+        step: i64,
+        codes: &[TokenHash],
+        now: OffsetDateTime,
+        event: &DomainEvent,
+    ) -> Result<bool, RepositoryError> {
+        {
+            let mut totp = lock(&self.totp);
+            let Some(e) = totp.get_mut(&user_id) else { return Ok(false) };
+            if e.is_confirmed || e.ciphertext != ciphertext || now >= e.pending_expires_at {
+                return Ok(false);
+            }
+            e.is_confirmed = true;
+            e.last_step = Some(step);
+        }
+        self.store_codes(user_id, codes);
+        lock(&self.events).push(event.clone());
+        Ok(true)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: UserId,
+        proof: &SecondFactorProof,
+        codes: &[TokenHash],
+        _: OffsetDateTime,
+    ) -> Result<bool, RepositoryError> {
+        if !self.spend(user_id, proof) {
+            return Ok(false);
+        }
+        self.store_codes(user_id, codes);
+        Ok(true)
+    }
+
+    async fn disable_totp(
+        &self,
+        user_id: UserId,
+        proof: Option<&SecondFactorProof>,
+        _: OffsetDateTime,
+        event: Option<&DomainEvent>,
+    ) -> Result<bool, RepositoryError> {
+        if proof.is_some_and(|proof| !self.spend(user_id, proof)) || lock(&self.totp).remove(&user_id).is_none() {
+            return Ok(false);
+        }
+        lock(&self.recovery_codes).remove(&user_id);
+        lock(&self.events).extend(event.cloned());
+        Ok(true)
+    }
+
+    async fn insert_challenge(&self, challenge: &NewMfaChallenge) -> Result<(), RepositoryError> {
+        lock(&self.challenges).insert(challenge.token_hash, (challenge.clone(), 0, false));
+        Ok(())
+    }
+
+    async fn count_challenge_attempt(
+        &self,
+        hash: &TokenHash,
+        max_attempts: u32,
+    ) -> Result<Option<MfaChallengeRecord>, RepositoryError> {
+        let mut challenges = lock(&self.challenges);
+        let Some((challenge, attempts, spent)) = challenges.get_mut(hash) else { return Ok(None) };
+        if *spent || *attempts >= max_attempts {
+            return Ok(None);
+        }
+        *attempts += 1;
+        Ok(Some(MfaChallengeRecord {
+            user_id: challenge.user_id,
+            password_version: challenge.password_version,
+            expires_at: challenge.expires_at,
+        }))
+    }
+
+    async fn complete_login(
+        &self,
+        challenge: &TokenHash,
+        proof: &SecondFactorProof,
+        session: &NewSession,
+        _: i32,
+    ) -> Result<MfaLoginCommit, RepositoryError> {
+        if lock(&self.challenges).get(challenge).is_none_or(|(_, _, spent)| *spent) {
+            return Ok(MfaLoginCommit::ChallengeSpent);
+        }
+        if !self.spend(session.user_id, proof) {
+            return Ok(MfaLoginCommit::ProofSpent);
+        }
+        if let Some(entry) = lock(&self.challenges).get_mut(challenge) {
+            entry.2 = true;
+        }
+        lock(&self.sessions).push(session.clone());
+        Ok(MfaLoginCommit::Created)
+    }
 }

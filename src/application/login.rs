@@ -1,10 +1,21 @@
 use std::sync::Arc;
 
-use super::{ApplicationError, SessionIssuer, SessionTokens};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::{ApplicationError, MfaChallengeIssued, SessionIssuer, SessionTokens};
 use crate::domain::{
-    ClientAddress, Email, LoginAttemptKeys, NewPassword, PasswordHash, PlaintextPassword, ThrottlePolicy,
-    ports::{Clock, LoginCommit, LoginThrottles, PasswordHasher, SessionRepository, UserRepository},
+    ClientAddress, Email, LoginAttemptKeys, NewPassword, OpaqueToken, PasswordHash, PlaintextPassword, ThrottlePolicy,
+    User,
+    ports::{
+        Clock, LoginCommit, LoginThrottles, MfaRepository, NewMfaChallenge, PasswordHasher, SessionRepository,
+        UserRepository,
+    },
 };
+
+/// How long a login challenge waits for its second factor.
+pub const MFA_CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug)]
 pub struct LoginCommand {
@@ -24,6 +35,8 @@ pub struct Login {
     pub throttles: Arc<dyn LoginThrottles>,
     pub throttle_policy: ThrottlePolicy,
     pub issuer: Arc<SessionIssuer>,
+    /// Where a login that needs a second factor leaves its challenge.
+    pub mfa: Arc<dyn MfaRepository>,
     pub clock: Arc<dyn Clock>,
     /// Sign-up answers a taken address like a free one; then Login must not
     /// tell an unverified account (made by whoever signed up first) from a
@@ -39,7 +52,8 @@ impl Login {
     /// # Errors
     /// [`ApplicationError::InvalidCredentials`] for an unknown email or a wrong
     /// password alike; `RateLimited` while throttled (the password is then not
-    /// even checked); `EmailNotVerified`/`AccountDisabled` after a right password.
+    /// even checked); `EmailNotVerified`/`AccountDisabled` after a right password;
+    /// `MfaRequired` after a right password for an account with a second factor.
     #[tracing::instrument(name = "login", skip_all, fields(user_id))]
     pub async fn execute(&self, command: LoginCommand) -> Result<LoginOutcome, ApplicationError> {
         let keys = LoginAttemptKeys::new(&command.email, command.client.as_ref());
@@ -72,8 +86,18 @@ impl Login {
             refused("bad_credentials");
             return Err(ApplicationError::InvalidCredentials);
         }
-        self.throttles.succeeded(&keys, self.clock.now()).await?;
         tracing::Span::current().record("user_id", tracing::field::display(user.id()));
+        if credentials.has_second_factor {
+            // The failure counted above stays until the second factor is
+            // right: otherwise a known password would buy unlimited guesses
+            // at codes, five per challenge.
+            if let Err(refusal) = user.ensure_can_log_in() {
+                tracing::info!(user_id = %user.id(), outcome = %refusal, "login refused");
+                return Err(refusal.into());
+            }
+            return Err(self.challenge(&user, credentials.version).await?);
+        }
+        self.throttles.succeeded(&keys, self.clock.now()).await?;
         if let Err(refusal) = user.ensure_can_log_in() {
             tracing::info!(user_id = %user.id(), outcome = %refusal, "login refused");
             return Err(refusal.into());
@@ -100,6 +124,27 @@ impl Login {
         self.issuer.tokens_for(user, &session, &refresh)
     }
 
+    /// Stores a single-use challenge for the second factor; the caller gets
+    /// the token, the database its digest.
+    async fn challenge(&self, user: &User, password_version: i32) -> Result<ApplicationError, ApplicationError> {
+        let token = OpaqueToken::generate();
+        let now = self.clock.now();
+        let expires_at = now + MFA_CHALLENGE_TTL;
+        let challenge = NewMfaChallenge {
+            user_id: user.id(),
+            token_hash: token.hash(),
+            password_version,
+            created_at: now,
+            expires_at,
+        };
+        self.mfa.insert_challenge(&challenge).await?;
+        tracing::info!(user_id = %user.id(), outcome = "mfa_required", "login needs a second factor");
+        Ok(ApplicationError::MfaRequired(MfaChallengeIssued {
+            challenge: SecretString::from(token.expose().to_owned()),
+            expires_at,
+        }))
+    }
+
     /// Re-hashes with today's parameters while the password is at hand. Best
     /// effort: the login succeeds whether or not this does.
     async fn upgraded_hash(&self, password: &PlaintextPassword) -> Option<PasswordHash> {
@@ -123,8 +168,8 @@ mod tests {
     use super::*;
     use crate::{
         application::fakes::{
-            FakeHasher, FakeSessions, FakeThrottles, FakeUsers, FixedClock, T0, active_user, email, issuer, password,
-            throttle_policy,
+            FakeHasher, FakeMfa, FakeSessions, FakeThrottles, FakeUsers, FixedClock, T0, active_user, email, issuer,
+            password, throttle_policy,
         },
         domain::{PersonNames, User, UserId},
     };
@@ -150,6 +195,7 @@ mod tests {
             throttles: throttles.clone(),
             throttle_policy: throttle_policy(),
             issuer: issuer(&clock, Duration::from_secs(30 * 86_400)),
+            mfa: Arc::new(FakeMfa::default()),
             clock,
             is_enumeration_safe,
         };

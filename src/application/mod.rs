@@ -13,6 +13,7 @@ mod fakes;
 pub mod get_current_user;
 pub mod handle_email_event;
 pub mod login;
+pub mod mfa;
 pub mod password_rules;
 pub mod passwords;
 pub mod prune;
@@ -29,10 +30,14 @@ pub use admin::{AdminUsers, ListUsersInput};
 pub use deliver_email::DeliverEmail;
 pub use email_change::{ConfirmEmailChange, RequestEmailChange};
 pub use email_checks::ExpectedEmails;
-pub use error::{ApplicationError, FieldViolation};
+pub use error::{ApplicationError, FieldViolation, MfaChallengeIssued, MfaRefusal};
 pub use get_current_user::GetCurrentUser;
 pub use handle_email_event::{Disposition, HandleEmailEvent, RetryPolicy};
 pub use login::{Login, LoginCommand, LoginOutcome};
+pub use mfa::{
+    BeginTotpEnrollment, CompleteMfaLogin, ConfirmTotpEnrollment, DisableTotp, RegenerateRecoveryCodes, SecondFactors,
+    TotpEnrollmentStarted,
+};
 pub use password_rules::PasswordRules;
 pub use passwords::{ChangePassword, RequestPasswordReset, ResetPassword};
 pub use prune::PruneStaleRecords;

@@ -7,7 +7,7 @@ use super::ApplicationError;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    IssuedToken, OpaqueToken, User, UserId,
+    AccessGrant, AuthMethods, IssuedToken, OpaqueToken, User, UserId,
     ports::{AccessTokenIssuer, Clock, NewSession, SessionRecord},
 };
 
@@ -30,18 +30,23 @@ pub struct SessionIssuer {
 }
 
 impl SessionIssuer {
-    /// A login's first session (a new family), and the secret refresh token for it.
+    /// A password login's first session (a new family), and the secret refresh token for it.
     pub fn new_session(&self, user: &User) -> (NewSession, OpaqueToken) {
+        self.login_session(user, AuthMethods::Password)
+    }
+
+    /// A login's first session, authenticated by `methods`.
+    pub fn login_session(&self, user: &User, methods: AuthMethods) -> (NewSession, OpaqueToken) {
         let now = self.clock.now();
         let id = Uuid::now_v7();
-        self.session(user.id(), id, now, now)
+        self.session(user.id(), id, now, now, methods)
     }
 
     /// The session a refresh rotates `old` into: same family, same login time,
     /// never past the family's absolute lifetime. `None` once that is over.
     pub fn rotated(&self, old: &SessionRecord) -> Option<(NewSession, OpaqueToken)> {
         let now = self.clock.now();
-        let (session, refresh) = self.session(old.user_id, old.family_id, old.authenticated_at, now);
+        let (session, refresh) = self.session(old.user_id, old.family_id, old.authenticated_at, now, old.methods);
         (session.expires_at > now).then_some((session, refresh))
     }
 
@@ -51,6 +56,7 @@ impl SessionIssuer {
         family_id: Uuid,
         authenticated_at: OffsetDateTime,
         now: OffsetDateTime,
+        methods: AuthMethods,
     ) -> (NewSession, OpaqueToken) {
         let refresh = OpaqueToken::generate();
         let session = NewSession {
@@ -61,6 +67,7 @@ impl SessionIssuer {
             created_at: now,
             expires_at: (now + self.refresh_ttl).min(authenticated_at + self.max_lifetime),
             authenticated_at,
+            methods,
         };
         (session, refresh)
     }
@@ -73,7 +80,13 @@ impl SessionIssuer {
         session: &NewSession,
         refresh: &OpaqueToken,
     ) -> Result<SessionTokens, ApplicationError> {
-        let access_token = self.tokens.issue(user.id(), session.id, self.clock.now())?;
+        let grant = AccessGrant {
+            user_id: user.id(),
+            session_id: session.id,
+            methods: session.methods,
+            authenticated_at: session.authenticated_at,
+        };
+        let access_token = self.tokens.issue_for(&grant, self.clock.now())?;
         Ok(SessionTokens {
             access_token,
             refresh_token: IssuedToken {

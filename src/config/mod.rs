@@ -15,6 +15,7 @@ mod email;
 mod limits;
 mod links;
 mod mailer;
+mod mfa;
 mod notices;
 mod passwords;
 mod server;
@@ -30,6 +31,7 @@ pub use email::email;
 pub use limits::{LimitSettings, limits};
 pub use links::{LinkSettings, expected_emails, links};
 pub use mailer::{ConsumerSettings, MailerSettings};
+pub use mfa::{MfaSettings, mfa};
 pub use notices::notices;
 pub use passwords::{PasswordSettings, passwords};
 pub use server::{ServerSettings, server};
@@ -50,6 +52,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub tokens: TokenSettings,
+    pub mfa: MfaSettings,
     pub passwords: PasswordSettings,
     pub links: LinkSettings,
     pub email: EmailSettings,
@@ -79,10 +82,12 @@ impl Settings {
     /// The first invalid variable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Source(lookup);
+        let tokens = tokens(&env)?;
         Ok(Self {
             server: server(&env)?,
             database: database(&env)?,
-            tokens: tokens(&env)?,
+            mfa: mfa(&env, &tokens.issuer)?,
+            tokens,
             passwords: passwords(&env)?,
             links: links(&env)?,
             email: email(&env)?,
@@ -152,6 +157,23 @@ mod tests {
         assert_eq!(error.variable, "IDENTITY_VERIFICATION_URL");
         let error = with(&[("IDENTITY_ARGON2_M_COST", "1")]).unwrap_err();
         assert_eq!(error.variable, "IDENTITY_ARGON2_M_COST");
+    }
+
+    #[test]
+    fn the_mfa_key_is_32_bytes_of_base64_never_echoed_and_the_issuer_defaults_to_the_token_issuer() {
+        let settings = with(&[("IDENTITY_TOKEN_ISSUER", "acme")]).unwrap();
+        assert!(settings.mfa.encryption_key.is_none());
+        assert_eq!(settings.mfa.issuer, "acme");
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let settings = with(&[("IDENTITY_MFA_ENCRYPTION_KEY", key), ("IDENTITY_MFA_ISSUER", "Acme Login")]).unwrap();
+        assert!(settings.mfa.encryption_key.is_some());
+        assert_eq!(settings.mfa.issuer, "Acme Login");
+        assert!(!format!("{settings:?}").contains(key));
+        let error = with(&[("IDENTITY_MFA_ENCRYPTION_KEY", "c2hvcnQta2V5LXZhbHVl")]).unwrap_err();
+        assert_eq!(error.variable, "IDENTITY_MFA_ENCRYPTION_KEY");
+        assert!(!error.to_string().contains("c2hvcnQta2V5LXZhbHVl"));
+        let error = with(&[("IDENTITY_MFA_PREVIOUS_ENCRYPTION_KEY", key)]).unwrap_err();
+        assert_eq!(error.variable, "IDENTITY_MFA_ENCRYPTION_KEY");
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub enum DomainEvent {
     /// To an address that is already registered: someone asked to move their
     /// account to it (the asker is told nothing, so nothing is enumerated).
     EmailChangeAttempted(AccountNotice),
+    /// A security notice: two-factor login was turned on.
+    TwoFactorEnabled(AccountNotice),
+    /// A security notice: two-factor login was turned off (by the user or an operator).
+    TwoFactorDisabled(AccountNotice),
     UserDeleted(UserDeleted),
 }
 
@@ -38,7 +42,9 @@ impl DomainEvent {
             | Self::RegistrationAttempted(event)
             | Self::EmailChangePending(event)
             | Self::EmailChanged(event)
-            | Self::EmailChangeAttempted(event) => event.event_id,
+            | Self::EmailChangeAttempted(event)
+            | Self::TwoFactorEnabled(event)
+            | Self::TwoFactorDisabled(event) => event.event_id,
             Self::UserDeleted(event) => event.event_id,
         }
     }
@@ -54,6 +60,8 @@ impl DomainEvent {
             Self::EmailChangePending(_) => AccountNotice::EMAIL_CHANGE_PENDING,
             Self::EmailChanged(_) => AccountNotice::EMAIL_CHANGED,
             Self::EmailChangeAttempted(_) => AccountNotice::EMAIL_CHANGE_ATTEMPTED,
+            Self::TwoFactorEnabled(_) => AccountNotice::TWO_FACTOR_ENABLED,
+            Self::TwoFactorDisabled(_) => AccountNotice::TWO_FACTOR_DISABLED,
             Self::UserDeleted(_) => UserDeleted::EVENT_TYPE,
         }
     }
@@ -67,7 +75,9 @@ impl DomainEvent {
             | Self::RegistrationAttempted(event)
             | Self::EmailChangePending(event)
             | Self::EmailChanged(event)
-            | Self::EmailChangeAttempted(event) => event.occurred_at,
+            | Self::EmailChangeAttempted(event)
+            | Self::TwoFactorEnabled(event)
+            | Self::TwoFactorDisabled(event) => event.occurred_at,
             Self::UserDeleted(event) => event.occurred_at,
         }
     }
@@ -82,7 +92,9 @@ impl DomainEvent {
             | Self::RegistrationAttempted(event)
             | Self::EmailChangePending(event)
             | Self::EmailChanged(event)
-            | Self::EmailChangeAttempted(event) => event.user_id,
+            | Self::EmailChangeAttempted(event)
+            | Self::TwoFactorEnabled(event)
+            | Self::TwoFactorDisabled(event) => event.user_id,
             Self::UserDeleted(event) => event.user_id,
         }
     }
@@ -103,6 +115,8 @@ pub const EMAIL_EVENT_TYPES: &[&str] = &[
     AccountNotice::EMAIL_CHANGE_PENDING,
     AccountNotice::EMAIL_CHANGED,
     AccountNotice::EMAIL_CHANGE_ATTEMPTED,
+    AccountNotice::TWO_FACTOR_ENABLED,
+    AccountNotice::TWO_FACTOR_DISABLED,
 ];
 
 /// A user asked to reset their password: they must receive a reset link.
@@ -135,6 +149,8 @@ pub struct AccountNotice {
 impl AccountNotice {
     pub const PASSWORD_CHANGED: &'static str = "user.password_changed";
     pub const REGISTRATION_ATTEMPTED: &'static str = "user.registration_attempted";
+    pub const TWO_FACTOR_ENABLED: &'static str = "user.two_factor_enabled";
+    pub const TWO_FACTOR_DISABLED: &'static str = "user.two_factor_disabled";
     pub const EMAIL_CHANGE_PENDING: &'static str = "user.email_change_pending";
     pub const EMAIL_CHANGED: &'static str = "user.email_changed";
     pub const EMAIL_CHANGE_ATTEMPTED: &'static str = "user.email_change_attempted";

@@ -11,6 +11,7 @@ pub mod durations;
 pub mod email;
 pub mod events;
 pub mod login_throttle;
+pub mod mfa;
 pub mod opaque_token;
 pub mod password;
 pub mod person_name;
@@ -26,11 +27,12 @@ pub use events::{
     VerificationEmailRequested,
 };
 pub use login_throttle::{AdmittedAttempt, LoginAttemptKeys, ThrottleKey, ThrottlePolicy, ThrottleState};
+pub use mfa::{AuthMethods, RecoveryCode, SecondFactor, SecondFactorError, TotpCode, TotpSecret};
 pub use opaque_token::{OpaqueToken, TokenHash};
 pub use password::{NewPassword, PasswordError, PasswordHash, PasswordPolicy, PasswordStrength, PlaintextPassword};
 pub use person_name::{PersonName, PersonNameError};
 pub use resend_policy::ResendPolicy;
-pub use token_claims::{AccessTokenClaims, IssuedToken};
+pub use token_claims::{AccessGrant, AccessTokenClaims, IssuedToken};
 pub use user::{
     AccountStateError, LoginRefusal, PersonNames, User, UserId, UserStatus, UserTimestamps, VerifyEmailError,
 };

@@ -3,6 +3,7 @@
 
 mod crypto;
 mod email;
+mod mfa;
 mod outbox;
 mod pruning;
 mod sessions;
@@ -16,12 +17,13 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    AccessTokenClaims, DomainEvent, Email, IssuedToken, LoginAttemptKeys, LoginRefusal, NewPassword, PasswordHash,
-    PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
+    AccessGrant, AccessTokenClaims, AuthMethods, DomainEvent, Email, IssuedToken, LoginAttemptKeys, LoginRefusal,
+    NewPassword, PasswordHash, PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
 };
 
 pub use crypto::*;
 pub use email::*;
+pub use mfa::*;
 pub use outbox::{OutboxBacklog, OutboxClaim, OutboxEvent, OutboxPublisher, OutboxStore, PublishError};
 pub use pruning::*;
 pub use sessions::*;

@@ -26,6 +26,9 @@ pub enum Operation {
     Logout,
     RequestEmailChange,
     ConfirmEmailChange,
+    CompleteMfaLogin,
+    /// Enrolment, disabling and new recovery codes: each takes a password or a code.
+    ManageMfa,
 }
 
 impl Operation {
@@ -42,6 +45,8 @@ impl Operation {
             Self::Logout => "logout",
             Self::RequestEmailChange => "request_email_change",
             Self::ConfirmEmailChange => "confirm_email_change",
+            Self::CompleteMfaLogin => "complete_mfa_login",
+            Self::ManageMfa => "manage_mfa",
         }
     }
 

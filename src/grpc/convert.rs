@@ -58,5 +58,7 @@ pub fn token_claims(claims: &AccessTokenClaims) -> proto::ValidateTokenResponse 
         audience: claims.audience.clone(),
         token_id: claims.token_id.to_string(),
         key_id: claims.key_id.clone(),
+        amr: claims.methods.amr().iter().map(|&m| m.to_owned()).collect(),
+        auth_time: claims.authenticated_at.map(timestamp),
     }
 }

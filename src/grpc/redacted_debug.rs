@@ -4,9 +4,11 @@
 use std::fmt;
 
 use super::proto::{
-    ChangePasswordRequest, ConfirmEmailChangeRequest, LoginRequest, LoginResponse, LogoutRequest,
-    RefreshSessionRequest, RefreshSessionResponse, RequestEmailChangeRequest, ResetPasswordRequest, SignUpRequest,
-    ValidateTokenRequest, VerifyEmailRequest,
+    BeginTotpEnrollmentRequest, BeginTotpEnrollmentResponse, ChangePasswordRequest, CompleteMfaLoginRequest,
+    ConfirmEmailChangeRequest, ConfirmTotpEnrollmentRequest, ConfirmTotpEnrollmentResponse, DisableTotpRequest,
+    LoginRequest, LoginResponse, LogoutRequest, RefreshSessionRequest, RefreshSessionResponse,
+    RegenerateRecoveryCodesRequest, RegenerateRecoveryCodesResponse, RequestEmailChangeRequest, ResetPasswordRequest,
+    SignUpRequest, ValidateTokenRequest, VerifyEmailRequest,
 };
 
 const HIDDEN: &str = "<hidden>";
@@ -104,6 +106,58 @@ impl fmt::Debug for ChangePasswordRequest {
 impl fmt::Debug for ResetPasswordRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResetPasswordRequest").field("token", &HIDDEN).field("new_password", &HIDDEN).finish()
+    }
+}
+
+impl fmt::Debug for CompleteMfaLoginRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompleteMfaLoginRequest").field("challenge", &HIDDEN).field("code", &HIDDEN).finish()
+    }
+}
+
+impl fmt::Debug for BeginTotpEnrollmentRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BeginTotpEnrollmentRequest").field("current_password", &HIDDEN).finish()
+    }
+}
+
+impl fmt::Debug for BeginTotpEnrollmentResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BeginTotpEnrollmentResponse")
+            .field("secret", &HIDDEN)
+            .field("otpauth_uri", &HIDDEN)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ConfirmTotpEnrollmentRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfirmTotpEnrollmentRequest").field("code", &HIDDEN).finish()
+    }
+}
+
+impl fmt::Debug for ConfirmTotpEnrollmentResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfirmTotpEnrollmentResponse").field("recovery_codes", &HIDDEN).finish()
+    }
+}
+
+impl fmt::Debug for DisableTotpRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DisableTotpRequest").field("current_password", &HIDDEN).field("code", &HIDDEN).finish()
+    }
+}
+
+impl fmt::Debug for RegenerateRecoveryCodesRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegenerateRecoveryCodesRequest").field("code", &HIDDEN).finish()
+    }
+}
+
+impl fmt::Debug for RegenerateRecoveryCodesResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegenerateRecoveryCodesResponse").field("recovery_codes", &HIDDEN).finish()
     }
 }
 

@@ -2,6 +2,7 @@
 //! precise code and actionable details; internals go to the log, once, with the
 //! whole error chain, and never to the caller.
 
+use secrecy::ExposeSecret;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -9,6 +10,8 @@ use crate::application::ApplicationError;
 
 /// `google.rpc.ErrorInfo.domain` for our reasons.
 pub const ERROR_DOMAIN: &str = "identity.v1";
+/// The second factors `CompleteMfaLogin` takes, as `MFA_REQUIRED` lists them.
+pub const MFA_METHODS: &str = "totp,recovery_code";
 
 impl From<ApplicationError> for Status {
     fn from(error: ApplicationError) -> Self {
@@ -74,6 +77,30 @@ impl From<ApplicationError> for Status {
                 ErrorDetails::with_retry_info(Some(round_up_to_second(retry_after))),
             ),
             ApplicationError::NotFound => Status::not_found("no such user"),
+            ApplicationError::MfaRequired(issued) => {
+                let metadata = std::collections::HashMap::from([
+                    ("challenge".to_owned(), issued.challenge.expose_secret().to_owned()),
+                    ("methods".to_owned(), MFA_METHODS.to_owned()),
+                ]);
+                Status::with_error_details(
+                    Code::FailedPrecondition,
+                    "a second factor is required: call CompleteMfaLogin with the challenge and a code",
+                    ErrorDetails::with_error_info("MFA_REQUIRED", ERROR_DOMAIN, metadata),
+                )
+            }
+            ApplicationError::InvalidMfaChallenge => {
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation("challenge", "is invalid, expired or used up; log in again");
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    "invalid, expired or used-up login challenge",
+                    details,
+                )
+            }
+            ApplicationError::InvalidSecondFactor => Status::unauthenticated("invalid code"),
+            ApplicationError::Mfa(refusal) => {
+                with_reason(Code::FailedPrecondition, &refusal.to_string(), refusal.reason())
+            }
             ApplicationError::InvalidAccessToken(reason) => {
                 tracing::info!(reason = %reason, "access token refused");
                 Status::unauthenticated("invalid or expired access token")
@@ -142,6 +169,20 @@ mod tests {
         let status = Status::from(ApplicationError::Unexpected(anyhow::anyhow!("password=hunter2 in SELECT")));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("hunter2"));
+    }
+
+    #[test]
+    fn a_login_that_needs_a_second_factor_carries_the_challenge_and_the_methods() {
+        let status = Status::from(ApplicationError::MfaRequired(crate::application::MfaChallengeIssued {
+            challenge: "opaque".into(),
+            expires_at: time::OffsetDateTime::UNIX_EPOCH,
+        }));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let info = status.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(info.reason, "MFA_REQUIRED");
+        assert_eq!(info.metadata["challenge"], "opaque");
+        assert_eq!(info.metadata["methods"], "totp,recovery_code");
+        assert!(!status.message().contains("opaque"), "the challenge travels in the details only");
     }
 
     #[test]

@@ -12,12 +12,13 @@ use super::{
 };
 use crate::{
     application::{
-        ApplicationError, ChangePassword, ConfirmEmailChange, GetCurrentUser, Login, LoginCommand, Logout, LogoutAll,
-        PasswordRules, RefreshSession, RequestEmailChange, RequestPasswordReset, ResendVerificationEmail,
+        ApplicationError, BeginTotpEnrollment, ChangePassword, CompleteMfaLogin, ConfirmEmailChange,
+        ConfirmTotpEnrollment, DisableTotp, GetCurrentUser, Login, LoginCommand, Logout, LogoutAll, PasswordRules,
+        RefreshSession, RegenerateRecoveryCodes, RequestEmailChange, RequestPasswordReset, ResendVerificationEmail,
         ResetPassword, SessionTokens, SignUp, SignUpCommand, ValidateToken, VerifyEmail,
     },
     domain::{
-        Email, OpaqueToken, PlaintextPassword,
+        Email, OpaqueToken, PlaintextPassword, RecoveryCode, SecondFactor, TotpCode,
         ports::{AccessTokenIssuer, InvalidRefreshToken},
     },
 };
@@ -39,6 +40,11 @@ pub struct UserGrpcService {
     pub reset_password: ResetPassword,
     pub request_email_change: RequestEmailChange,
     pub confirm_email_change: ConfirmEmailChange,
+    pub complete_mfa_login: CompleteMfaLogin,
+    pub begin_totp_enrollment: BeginTotpEnrollment,
+    pub confirm_totp_enrollment: ConfirmTotpEnrollment,
+    pub disable_totp: DisableTotp,
+    pub regenerate_recovery_codes: RegenerateRecoveryCodes,
     pub tokens: Arc<dyn AccessTokenIssuer>,
     pub limits: CallLimits,
     pub metrics: Arc<Metrics>,
@@ -55,6 +61,28 @@ fn session_response(tokens: SessionTokens) -> proto::RefreshSessionResponse {
         refresh_token_expires_at: Some(convert::timestamp(tokens.refresh_token.expires_at)),
         user: Some(convert::user(&tokens.user)),
     }
+}
+
+fn login_response(tokens: SessionTokens) -> proto::LoginResponse {
+    proto::LoginResponse {
+        access_token: tokens.access_token.token.expose_secret().to_owned(),
+        access_token_expires_at: Some(convert::timestamp(tokens.access_token.expires_at)),
+        refresh_token: tokens.refresh_token.token.expose_secret().to_owned(),
+        refresh_token_expires_at: Some(convert::timestamp(tokens.refresh_token.expires_at)),
+        user: Some(convert::user(&tokens.user)),
+    }
+}
+
+fn shown_codes(codes: &[RecoveryCode]) -> Vec<String> {
+    codes.iter().map(|code| code.grouped().expose_secret().to_owned()).collect()
+}
+
+fn parse_second_factor(raw: &str) -> Result<SecondFactor, ApplicationError> {
+    SecondFactor::parse(raw).map_err(|e| ApplicationError::invalid_field("code", e))
+}
+
+fn parse_current_password(raw: String) -> Result<PlaintextPassword, ApplicationError> {
+    PlaintextPassword::parse(raw).map_err(|e| ApplicationError::invalid_field("current_password", e))
 }
 
 fn parse_refresh_token(raw: &str) -> Result<OpaqueToken, ApplicationError> {
@@ -147,17 +175,92 @@ impl UserService for UserGrpcService {
             Err(ApplicationError::EmailNotVerified) => "unverified",
             Err(ApplicationError::AccountDisabled) => "disabled",
             Err(ApplicationError::RateLimited { .. }) => "throttled",
+            Err(ApplicationError::MfaRequired(_)) => "mfa_required",
             Err(_) => "error",
         });
         let outcome = result?;
         record_user(&outcome.user);
-        Ok(Response::new(proto::LoginResponse {
-            access_token: outcome.access_token.token.expose_secret().to_owned(),
-            access_token_expires_at: Some(convert::timestamp(outcome.access_token.expires_at)),
-            refresh_token: outcome.refresh_token.token.expose_secret().to_owned(),
-            refresh_token_expires_at: Some(convert::timestamp(outcome.refresh_token.expires_at)),
-            user: Some(convert::user(&outcome.user)),
+        Ok(Response::new(login_response(outcome)))
+    }
+
+    async fn complete_mfa_login(
+        &self,
+        request: Request<proto::CompleteMfaLoginRequest>,
+    ) -> Result<Response<proto::LoginResponse>, Status> {
+        let client = self.limits.check_address(&request, Operation::CompleteMfaLogin)?;
+        let body = request.into_inner();
+        let challenge = OpaqueToken::parse(&body.challenge).map_err(|_| ApplicationError::InvalidMfaChallenge)?;
+        let code = parse_second_factor(&body.code)?;
+        let result = self.complete_mfa_login.execute(challenge, code, client).await;
+        self.metrics.record_login(match &result {
+            Ok(_) => "success_mfa",
+            Err(ApplicationError::InvalidSecondFactor) => "bad_code",
+            Err(ApplicationError::InvalidMfaChallenge) => "bad_challenge",
+            Err(ApplicationError::RateLimited { .. }) => "throttled",
+            Err(_) => "error",
+        });
+        let tokens = result?;
+        record_user(&tokens.user);
+        Ok(Response::new(login_response(tokens)))
+    }
+
+    async fn begin_totp_enrollment(
+        &self,
+        request: Request<proto::BeginTotpEnrollmentRequest>,
+    ) -> Result<Response<proto::BeginTotpEnrollmentResponse>, Status> {
+        let client = self.limits.check_address(&request, Operation::ManageMfa)?;
+        let token = bearer_token(request.metadata())?.to_owned();
+        let current = parse_current_password(request.into_inner().current_password)?;
+        let started = self.begin_totp_enrollment.execute(&token, current, client).await?;
+        Ok(Response::new(proto::BeginTotpEnrollmentResponse {
+            secret: started.secret.expose_secret().to_owned(),
+            otpauth_uri: started.otpauth_uri.expose_secret().to_owned(),
+            expires_at: Some(convert::timestamp(started.expires_at)),
         }))
+    }
+
+    async fn confirm_totp_enrollment(
+        &self,
+        request: Request<proto::ConfirmTotpEnrollmentRequest>,
+    ) -> Result<Response<proto::ConfirmTotpEnrollmentResponse>, Status> {
+        self.limits.check_address(&request, Operation::ManageMfa)?;
+        let token = bearer_token(request.metadata())?.to_owned();
+        let code = TotpCode::parse(&request.into_inner().code).map_err(|_| {
+            ApplicationError::invalid_field("code", "must be the 6-digit code of the authenticator app")
+        })?;
+        let codes = self.confirm_totp_enrollment.execute(&token, code).await?;
+        Ok(Response::new(proto::ConfirmTotpEnrollmentResponse { recovery_codes: shown_codes(&codes) }))
+    }
+
+    async fn disable_totp(
+        &self,
+        request: Request<proto::DisableTotpRequest>,
+    ) -> Result<Response<proto::DisableTotpResponse>, Status> {
+        let client = self.limits.check_address(&request, Operation::ManageMfa)?;
+        let token = bearer_token(request.metadata())?.to_owned();
+        let body = request.into_inner();
+        let (current, code) = (parse_current_password(body.current_password), parse_second_factor(&body.code));
+        let (current, code) = match (current, code) {
+            (Ok(current), Ok(code)) => (current, code),
+            (Err(ApplicationError::InvalidInput(mut a)), Err(ApplicationError::InvalidInput(b))) => {
+                a.extend(b);
+                return Err(ApplicationError::InvalidInput(a).into());
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
+        self.disable_totp.execute(&token, current, code, client).await?;
+        Ok(Response::new(proto::DisableTotpResponse {}))
+    }
+
+    async fn regenerate_recovery_codes(
+        &self,
+        request: Request<proto::RegenerateRecoveryCodesRequest>,
+    ) -> Result<Response<proto::RegenerateRecoveryCodesResponse>, Status> {
+        let client = self.limits.check_address(&request, Operation::ManageMfa)?;
+        let token = bearer_token(request.metadata())?.to_owned();
+        let code = parse_second_factor(&request.into_inner().code)?;
+        let codes = self.regenerate_recovery_codes.execute(&token, code, client).await?;
+        Ok(Response::new(proto::RegenerateRecoveryCodesResponse { recovery_codes: shown_codes(&codes) }))
     }
 
     async fn validate_token(

@@ -9,9 +9,13 @@ pub mod paseto_tokens;
 pub mod rabbitmq;
 pub mod sea_orm;
 pub mod system_clock;
+pub mod totp_rs;
+pub mod xchacha_cipher;
 pub mod zxcvbn_meter;
 
 pub use self::argon2::{Argon2Hasher, Argon2Settings, HashingObserver};
 pub use paseto_tokens::{PasetoSettings, PasetoTokens};
 pub use system_clock::SystemClock;
+pub use totp_rs::TotpRs;
+pub use xchacha_cipher::{CipherKey, XChaChaCipher};
 pub use zxcvbn_meter::ZxcvbnMeter;

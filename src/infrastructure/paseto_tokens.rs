@@ -22,7 +22,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
 
 use crate::domain::{
-    AccessTokenClaims, IssuedToken, UserId,
+    AccessGrant, AccessTokenClaims, AuthMethods, IssuedToken, UserId,
     ports::{AccessTokenIssuer, InvalidAccessToken, PublicKeyInfo},
 };
 
@@ -125,18 +125,22 @@ fn claim_time(claims: &Claims, name: &str) -> Result<OffsetDateTime, InvalidAcce
 }
 
 impl AccessTokenIssuer for PasetoTokens {
-    fn issue(&self, user_id: UserId, session_id: Uuid, now: OffsetDateTime) -> anyhow::Result<IssuedToken> {
+    fn issue_for(&self, grant: &AccessGrant, now: OffsetDateTime) -> anyhow::Result<IssuedToken> {
         let expires_at = now + self.ttl;
         let mut claims = Claims::new().context("creating claims")?;
         let pasetors_err = |e: pasetors::errors::Error| anyhow::anyhow!("building the token: {e}");
         claims.issuer(&self.issuer).map_err(pasetors_err)?;
         claims.audience(&self.audience).map_err(pasetors_err)?;
-        claims.subject(&user_id.to_string()).map_err(pasetors_err)?;
+        claims.subject(&grant.user_id.to_string()).map_err(pasetors_err)?;
         claims.issued_at(&rfc3339(now)?).map_err(pasetors_err)?;
         claims.not_before(&rfc3339(now)?).map_err(pasetors_err)?;
         claims.expiration(&rfc3339(expires_at)?).map_err(pasetors_err)?;
         claims.token_identifier(&Uuid::new_v4().to_string()).map_err(pasetors_err)?;
-        claims.add_additional("sid", session_id.to_string()).map_err(pasetors_err)?;
+        claims.add_additional("sid", grant.session_id.to_string()).map_err(pasetors_err)?;
+        // RFC 8176 method references and the OpenID Connect login time, so a
+        // service can ask for a second factor, or a recent login, on its own.
+        claims.add_additional("amr", grant.methods.amr()).map_err(pasetors_err)?;
+        claims.add_additional("auth_time", rfc3339(grant.authenticated_at)?).map_err(pasetors_err)?;
         let mut footer = Footer::new();
         footer.key_id(&self.signing_kid);
         let token = pasetors::public::sign(&self.signing_key, &claims, Some(&footer), None).map_err(pasetors_err)?;
@@ -181,8 +185,21 @@ impl AccessTokenIssuer for PasetoTokens {
             None => None,
             Some(sid) => Some(sid.as_str().and_then(|s| Uuid::try_parse(s).ok()).ok_or(InvalidAccessToken::Malformed)?),
         };
+        let methods = match claims.get_claim("amr") {
+            None => AuthMethods::Password,
+            Some(amr) => amr
+                .as_array()
+                .and_then(|values| AuthMethods::from_amr(values.iter().filter_map(|v| v.as_str())))
+                .ok_or(InvalidAccessToken::Malformed)?,
+        };
+        let authenticated_at = match claims.get_claim("auth_time") {
+            None => None,
+            Some(_) => Some(claim_time(&claims, "auth_time")?),
+        };
         Ok(AccessTokenClaims {
             user_id,
+            methods,
+            authenticated_at,
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
             issued_at,
@@ -233,6 +250,24 @@ mod tests {
         assert_eq!(claims.expires_at, NOW + Duration::from_secs(600));
         assert_eq!(claims.key_id, tokens.public_keys()[0].kid);
         assert!(claims.key_id.starts_with("k4.pid."));
+    }
+
+    #[test]
+    fn tokens_carry_the_methods_and_the_time_of_their_login() {
+        let tokens = tokens();
+        let login = NOW - Duration::from_secs(3600);
+        let grant = AccessGrant {
+            user_id: UserId::new_v7(),
+            session_id: Uuid::now_v7(),
+            methods: AuthMethods::PasswordAndOtp,
+            authenticated_at: login,
+        };
+        let issued = tokens.issue_for(&grant, NOW).unwrap();
+        let claims = tokens.verify(issued.token.expose_secret(), NOW).unwrap();
+        assert_eq!(claims.methods, AuthMethods::PasswordAndOtp);
+        assert_eq!(claims.authenticated_at, Some(login));
+        let password_only = tokens.issue(UserId::new_v7(), Uuid::now_v7(), NOW).unwrap();
+        assert_eq!(tokens.verify(password_only.token.expose_secret(), NOW).unwrap().methods, AuthMethods::Password);
     }
 
     #[test]

@@ -8,15 +8,19 @@ use tokio::sync::Notify;
 use super::Overrides;
 use crate::{
     application::DeliverEmail,
+    config::MfaSettings,
     config::{Settings, TokenSettings},
     domain::ports::{
-        AccessTokenIssuer, AccountRepository, Clock, LoginThrottles, OutboxPublisher, OutboxStore, PasswordHasher,
-        RegistrationNotices, SessionRepository, SingleUseTokens, UserRepository,
+        AccessTokenIssuer, AccountRepository, Clock, LoginThrottles, MfaRepository, OutboxPublisher, OutboxStore,
+        PasswordHasher, RegistrationNotices, SecretCipher, SessionRepository, SingleUseTokens, TotpAlgorithm,
+        UserRepository,
     },
     infrastructure::{
-        Argon2Hasher, PasetoSettings, PasetoTokens,
+        Argon2Hasher, PasetoSettings, PasetoTokens, TotpRs, XChaChaCipher,
         rabbitmq::RabbitMqPublisher,
-        sea_orm::{SeaOrmLoginThrottles, SeaOrmOutboxStore, SeaOrmSessionRepository, SeaOrmUserRepository},
+        sea_orm::{
+            SeaOrmLoginThrottles, SeaOrmOutboxStore, SeaOrmSessionRepository, SeaOrmUserRepository, has_totp_secrets,
+        },
     },
     observability::Metrics,
     workers::InProcessEmailPublisher,
@@ -38,6 +42,10 @@ pub(super) struct Adapters {
     pub sessions: Arc<dyn SessionRepository>,
     pub throttles: Arc<dyn LoginThrottles>,
     pub single_use_tokens: Arc<dyn SingleUseTokens>,
+    pub mfa: Arc<dyn MfaRepository>,
+    /// `None` without `IDENTITY_MFA_ENCRYPTION_KEY`.
+    pub secret_cipher: Option<Arc<dyn SecretCipher>>,
+    pub totp: Arc<dyn TotpAlgorithm>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub tokens: Arc<dyn AccessTokenIssuer>,
     pub outbox: Arc<dyn OutboxStore>,
@@ -58,7 +66,11 @@ impl Adapters {
             .with_access_token_lifetime(access_token_lifetime);
         let hasher: Arc<dyn PasswordHasher> =
             Arc::new(Argon2Hasher::with_observer(settings.passwords.argon2, metrics.clone())?);
+        let secret_cipher = secret_cipher(&settings.mfa, &db).await?;
         Ok(Self {
+            mfa: Arc::new(repository.clone()),
+            secret_cipher,
+            totp: Arc::new(TotpRs),
             clock: overrides.clock(),
             users: Arc::new(repository.clone()),
             accounts: Arc::new(repository.clone()),
@@ -76,6 +88,25 @@ impl Adapters {
             metrics,
             outbox_written,
         })
+    }
+}
+
+/// The key for TOTP secrets. Without one, nobody can enrol; and if anyone has,
+/// the server would lock them out of their accounts, so it refuses to start.
+async fn secret_cipher(
+    settings: &MfaSettings,
+    db: &DatabaseConnection,
+) -> anyhow::Result<Option<Arc<dyn SecretCipher>>> {
+    match &settings.encryption_key {
+        Some(key) => Ok(Some(Arc::new(XChaChaCipher::new(key, settings.previous_encryption_key.as_deref())))),
+        None if has_totp_secrets(db).await? => anyhow::bail!(
+            "IDENTITY_MFA_ENCRYPTION_KEY is not set, but users have two-factor login set up: without the key their \
+             TOTP secrets cannot be read and they cannot log in; set it to the key they were enrolled with"
+        ),
+        None => {
+            tracing::info!("IDENTITY_MFA_ENCRYPTION_KEY is not set: two-factor enrolment is off");
+            Ok(None)
+        }
     }
 }
 

@@ -5,9 +5,10 @@ use std::{sync::Arc, time::Duration};
 use super::adapters::Adapters;
 use crate::{
     application::{
-        AccessGuard, AdminUsers, ChangePassword, ConfirmEmailChange, GetCurrentUser, Login, Logout, LogoutAll,
-        PasswordRules, RefreshSession, RequestEmailChange, RequestPasswordReset, ResendVerificationEmail,
-        ResetPassword, SessionIssuer, SignUp, ValidateToken, VerifyEmail,
+        AccessGuard, AdminUsers, BeginTotpEnrollment, ChangePassword, CompleteMfaLogin, ConfirmEmailChange,
+        ConfirmTotpEnrollment, DisableTotp, GetCurrentUser, Login, Logout, LogoutAll, PasswordRules, RefreshSession,
+        RegenerateRecoveryCodes, RequestEmailChange, RequestPasswordReset, ResendVerificationEmail, ResetPassword,
+        SecondFactors, SessionIssuer, SignUp, ValidateToken, VerifyEmail,
     },
     config::Settings,
     domain::{PasswordPolicy, ResendPolicy, ThrottlePolicy},
@@ -23,12 +24,21 @@ pub(super) struct UseCases {
     pub sessions: Sessions,
     pub passwords: Passwords,
     pub email_change: EmailChange,
+    pub two_factor: TwoFactor,
     pub admin: AdminUsers,
 }
 
 pub(super) struct EmailChange {
     pub request: RequestEmailChange,
     pub confirm: ConfirmEmailChange,
+}
+
+pub(super) struct TwoFactor {
+    pub complete_mfa_login: CompleteMfaLogin,
+    pub begin_totp_enrollment: BeginTotpEnrollment,
+    pub confirm_totp_enrollment: ConfirmTotpEnrollment,
+    pub disable_totp: DisableTotp,
+    pub regenerate_recovery_codes: RegenerateRecoveryCodes,
 }
 
 pub(super) struct Registration {
@@ -56,6 +66,8 @@ pub(super) struct Passwords {
 /// of policies.
 struct Shared {
     guard: Arc<AccessGuard>,
+    issuer: Arc<SessionIssuer>,
+    factors: Arc<SecondFactors>,
     password_rules: PasswordRules,
     throttle_policy: ThrottlePolicy,
     resend_policy: ResendPolicy,
@@ -65,6 +77,18 @@ impl UseCases {
     pub fn build(a: &Adapters, settings: &Settings) -> Self {
         let argon2 = settings.passwords.argon2;
         let shared = Shared {
+            issuer: Arc::new(SessionIssuer {
+                tokens: a.tokens.clone(),
+                clock: a.clock.clone(),
+                refresh_ttl: settings.tokens.refresh_token_ttl,
+                max_lifetime: settings.tokens.session_max_lifetime,
+            }),
+            factors: Arc::new(SecondFactors {
+                mfa: a.mfa.clone(),
+                cipher: a.secret_cipher.clone(),
+                totp: a.totp.clone(),
+                clock: a.clock.clone(),
+            }),
             guard: Arc::new(AccessGuard::new(
                 a.tokens.clone(),
                 a.users.clone(),
@@ -94,6 +118,7 @@ impl UseCases {
             sessions: sessions(a, settings, &shared),
             passwords: passwords(a, settings, &shared),
             email_change: email_change(a, settings, &shared),
+            two_factor: two_factor(a, settings, &shared),
             admin: AdminUsers {
                 users: a.users.clone(),
                 accounts: a.accounts.clone(),
@@ -137,12 +162,7 @@ fn registration(a: &Adapters, settings: &Settings, shared: &Shared) -> Registrat
 }
 
 fn sessions(a: &Adapters, settings: &Settings, shared: &Shared) -> Sessions {
-    let issuer = Arc::new(SessionIssuer {
-        tokens: a.tokens.clone(),
-        clock: a.clock.clone(),
-        refresh_ttl: settings.tokens.refresh_token_ttl,
-        max_lifetime: settings.tokens.session_max_lifetime,
-    });
+    let issuer = shared.issuer.clone();
     let guard = &shared.guard;
     Sessions {
         login: Login {
@@ -152,6 +172,7 @@ fn sessions(a: &Adapters, settings: &Settings, shared: &Shared) -> Sessions {
             throttles: a.throttles.clone(),
             throttle_policy: shared.throttle_policy,
             issuer: issuer.clone(),
+            mfa: a.mfa.clone(),
             clock: a.clock.clone(),
             is_enumeration_safe: settings.server.signup_enumeration_safe,
         },
@@ -222,6 +243,47 @@ fn email_change(a: &Adapters, settings: &Settings, shared: &Shared) -> EmailChan
             guard: shared.guard.clone(),
             clock: a.clock.clone(),
             notices: settings.notices,
+        },
+    }
+}
+
+fn two_factor(a: &Adapters, settings: &Settings, shared: &Shared) -> TwoFactor {
+    TwoFactor {
+        complete_mfa_login: CompleteMfaLogin {
+            users: a.users.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            issuer: shared.issuer.clone(),
+            factors: shared.factors.clone(),
+        },
+        begin_totp_enrollment: BeginTotpEnrollment {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            hasher: a.hasher.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            factors: shared.factors.clone(),
+            issuer: settings.mfa.issuer.clone(),
+        },
+        confirm_totp_enrollment: ConfirmTotpEnrollment {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            factors: shared.factors.clone(),
+        },
+        disable_totp: DisableTotp {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            hasher: a.hasher.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            factors: shared.factors.clone(),
+        },
+        regenerate_recovery_codes: RegenerateRecoveryCodes {
+            guard: shared.guard.clone(),
+            accounts: a.accounts.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            factors: shared.factors.clone(),
         },
     }
 }

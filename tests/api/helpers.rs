@@ -26,6 +26,9 @@ pub const STRONG_PASSWORD: &str = "plum-orbit-canyon-47!";
 /// must be given it too, or it refuses their links.
 pub const VERIFICATION_URL: &str = "https://app.example/verify?token={token}";
 
+/// The test servers' IDENTITY_MFA_ENCRYPTION_KEY.
+pub const MFA_TEST_KEY: [u8; 32] = [7; 32];
+
 /// A clock the test moves by hand, so expiry is tested without sleeping.
 pub struct TestClock(Mutex<OffsetDateTime>);
 
@@ -133,6 +136,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.limits.per_address = 0;
     settings.limits.per_email = 0;
     settings.links.verification_url = identity::application::LinkTemplate::parse(VERIFICATION_URL).unwrap();
+    settings.mfa.encryption_key = Some(Arc::new(secrecy::SecretBox::new(Box::new(MFA_TEST_KEY))));
     settings
 }
 

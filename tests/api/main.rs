@@ -29,5 +29,6 @@ mod smtp_sender;
 mod statements;
 mod token_migration;
 mod tokens;
+mod two_factor;
 mod unavailable_database;
 mod verify_email;

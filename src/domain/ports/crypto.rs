@@ -91,7 +91,16 @@ pub trait AccessTokenIssuer: Send + Sync {
     ///
     /// # Errors
     /// Only a broken signing key can fail.
-    fn issue(&self, user_id: UserId, session_id: Uuid, now: OffsetDateTime) -> anyhow::Result<IssuedToken>;
+    fn issue(&self, user_id: UserId, session_id: Uuid, now: OffsetDateTime) -> anyhow::Result<IssuedToken> {
+        let grant = AccessGrant { user_id, session_id, methods: AuthMethods::Password, authenticated_at: now };
+        self.issue_for(&grant, now)
+    }
+
+    /// Issues a token for `grant`, carrying its `amr` and `auth_time`.
+    ///
+    /// # Errors
+    /// Only a broken signing key can fail.
+    fn issue_for(&self, grant: &AccessGrant, now: OffsetDateTime) -> anyhow::Result<IssuedToken>;
 
     /// # Errors
     /// The reason the token is refused.

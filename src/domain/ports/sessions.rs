@@ -16,6 +16,8 @@ pub struct NewSession {
     pub expires_at: OffsetDateTime,
     /// When the login that started the family happened; rotations keep it.
     pub authenticated_at: OffsetDateTime,
+    /// How that login authenticated; rotations keep it too.
+    pub methods: AuthMethods,
 }
 
 /// A stored refresh-token session.
@@ -26,6 +28,7 @@ pub struct SessionRecord {
     pub user_id: UserId,
     pub expires_at: OffsetDateTime,
     pub authenticated_at: OffsetDateTime,
+    pub methods: AuthMethods,
     pub is_rotated: bool,
     pub is_revoked: bool,
 }

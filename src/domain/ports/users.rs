@@ -9,6 +9,8 @@ use super::*;
 pub struct StoredCredentials {
     pub hash: PasswordHash,
     pub version: i32,
+    /// A second factor (TOTP) is confirmed: a right password alone opens no session.
+    pub has_second_factor: bool,
 }
 
 /// What a state change that ends sessions left behind: the user as now stored,

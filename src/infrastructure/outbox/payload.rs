@@ -143,7 +143,9 @@ pub fn encode(event: &DomainEvent) -> anyhow::Result<String> {
         | DomainEvent::RegistrationAttempted(e)
         | DomainEvent::EmailChangePending(e)
         | DomainEvent::EmailChanged(e)
-        | DomainEvent::EmailChangeAttempted(e) => Ok(serde_json::to_string(&notice_v1(e))?),
+        | DomainEvent::EmailChangeAttempted(e)
+        | DomainEvent::TwoFactorEnabled(e)
+        | DomainEvent::TwoFactorDisabled(e) => Ok(serde_json::to_string(&notice_v1(e))?),
         DomainEvent::UserDeleted(e) => Ok(serde_json::to_string(&UserDeletedV1 {
             schema_version: SCHEMA_VERSION,
             event_id: e.event_id,
@@ -211,6 +213,12 @@ pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
                 occurred_at: p.occurred_at,
             }))
         }
+        AccountNotice::TWO_FACTOR_ENABLED => Ok(DomainEvent::TwoFactorEnabled(notice_from(
+            serde_json::from_slice(payload).context("malformed event payload")?,
+        )?)),
+        AccountNotice::TWO_FACTOR_DISABLED => Ok(DomainEvent::TwoFactorDisabled(notice_from(
+            serde_json::from_slice(payload).context("malformed event payload")?,
+        )?)),
         UserDeleted::EVENT_TYPE => {
             let p: UserDeletedV1 = serde_json::from_slice(payload).context("malformed event payload")?;
             Ok(DomainEvent::UserDeleted(UserDeleted {

@@ -13,7 +13,7 @@ use super::{
     user_repository::to_user,
 };
 use crate::domain::{
-    TokenHash, UserId,
+    AuthMethods, TokenHash, UserId,
     ports::{LoginCommit, NewSession, RepositoryError, Rotation, SessionRecord, SessionRepository},
 };
 
@@ -37,7 +37,7 @@ impl SeaOrmSessionRepository {
     }
 }
 
-fn row(session: &NewSession) -> sessions::ActiveModel {
+pub(super) fn row(session: &NewSession) -> sessions::ActiveModel {
     sessions::ActiveModel {
         id: Set(session.id),
         family_id: Set(session.family_id),
@@ -48,6 +48,7 @@ fn row(session: &NewSession) -> sessions::ActiveModel {
         rotated_at: Set(None),
         revoked_at: Set(None),
         authenticated_at: Set(Some(session.authenticated_at)),
+        amr: Set(Some(session.methods.as_str().to_owned())),
     }
 }
 
@@ -59,6 +60,7 @@ fn record(s: sessions::Model) -> SessionRecord {
         expires_at: s.expires_at,
         // The migration fills it for older rows; a session is never younger than its family.
         authenticated_at: s.authenticated_at.unwrap_or(s.created_at),
+        methods: s.amr.as_deref().and_then(AuthMethods::parse).unwrap_or_default(),
         is_rotated: s.rotated_at.is_some(),
         is_revoked: s.revoked_at.is_some(),
     }

@@ -144,11 +144,16 @@ pub(super) fn user_row(user: &User, password_hash: &PasswordHash) -> users::Acti
         verified_at: Set(user.verified_at()),
         tokens_valid_after: Set(user.tokens_valid_after()),
         password_version: Set(0),
+        mfa_enabled_at: Set(None),
     }
 }
 
 pub(super) fn credentials_of(row: users::Model) -> StoredCredentials {
-    StoredCredentials { hash: PasswordHash::from_phc(row.password_hash), version: row.password_version }
+    StoredCredentials {
+        hash: PasswordHash::from_phc(row.password_hash),
+        version: row.password_version,
+        has_second_factor: row.mfa_enabled_at.is_some(),
+    }
 }
 
 /// Rebuilds the domain user from a row; a row that breaks an invariant is a

@@ -3,7 +3,10 @@
 
 pub mod login_throttles;
 pub mod mailer_deliveries;
+pub mod mfa_challenges;
 pub mod outbox;
+pub mod recovery_codes;
 pub mod sessions;
 pub mod single_use_tokens;
+pub mod user_totp;
 pub mod users;

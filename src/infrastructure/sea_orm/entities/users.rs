@@ -18,6 +18,8 @@ pub struct Model {
     pub tokens_valid_after: Option<TimeDateTimeWithTimeZone>,
     /// Bumped by every password change or reset.
     pub password_version: i32,
+    /// Set while a confirmed TOTP secret makes logins ask for a second factor.
+    pub mfa_enabled_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,369 @@
+//! Two-factor login through the real server: enrolment, logins with a TOTP
+//! code and with recovery codes, replays, wrong codes, concurrency, turning it
+//! off, new recovery codes, and start-up without the key.
+
+use std::time::Duration;
+
+use identity::{
+    config::Settings,
+    grpc::proto::{
+        BeginTotpEnrollmentRequest, CompleteMfaLoginRequest, ConfirmTotpEnrollmentRequest, DisableTotpRequest,
+        LoginRequest, LoginResponse, RefreshSessionRequest, RegenerateRecoveryCodesRequest, ValidateTokenRequest,
+        ValidateTokenResponse,
+    },
+    startup::{Application, Overrides},
+};
+use testkit::on_both_databases;
+use time::OffsetDateTime;
+use tonic::Code;
+use tonic_types::StatusExt;
+use totp_rs::{Algorithm, Builder, Secret};
+
+use crate::helpers::{STRONG_PASSWORD, TestApp, logged_in, spawn_app, spawn_app_with, test_settings, with_bearer};
+
+on_both_databases!(
+    builder = spawn_app;
+    enrolment_makes_login_ask_for_a_code_and_the_tokens_say_so,
+    a_totp_code_is_accepted_once_and_the_neighbouring_steps_are_allowed,
+    a_recovery_code_completes_a_login_once,
+    a_wrong_password_answers_as_without_two_factor_login,
+    wrong_codes_count_toward_the_login_lock_out,
+    new_recovery_codes_replace_the_old_ones,
+    turning_two_factor_login_off_needs_the_password_and_a_code_and_sends_a_notice,
+    a_second_enrolment_replaces_the_pending_secret,
+);
+
+on_both_databases!(
+    builder = spawn_app_with(without_throttling);
+    five_codes_spend_the_challenge,
+    concurrent_completions_of_one_challenge_let_exactly_one_win,
+);
+
+on_both_databases!(
+    builder = spawn_app_with(without_the_key);
+    without_the_key_nobody_can_enrol,
+);
+
+on_both_databases!(start_up_refuses_to_run_without_the_key_once_someone_enrolled);
+
+const EMAIL: &str = "ada@example.com";
+
+/// For tests that fail more codes than the five in a row allowed before
+/// throttling (concurrent failures may also land after a success cleared the
+/// count, so they can add up beyond what a sequence would).
+fn without_throttling(settings: &mut Settings) {
+    settings.limits.login_throttle_after = 100;
+}
+
+fn without_the_key(settings: &mut Settings) {
+    settings.mfa.encryption_key = None;
+}
+
+/// The code an authenticator app shows for `secret` (base32) at `at`.
+fn code_at(secret: &str, at: OffsetDateTime) -> String {
+    let bytes = Secret::try_from_base32(secret).expect("the secret is base32");
+    let totp = Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_secret(bytes)
+        .build()
+        .unwrap();
+    totp.generate(u64::try_from(at.unix_timestamp()).unwrap()).to_string()
+}
+
+/// The app's code now, on the server's clock.
+fn current_code(app: &TestApp, secret: &str) -> String {
+    code_at(secret, app.clock_now())
+}
+
+/// Moves the server's clock to the next 30-second step, so that a new code
+/// exists (the current step's was accepted already).
+fn next_step(app: &TestApp) {
+    app.clock.advance(Duration::from_secs(30));
+}
+
+struct Enrolled {
+    access: String,
+    secret: String,
+    recovery_codes: Vec<String>,
+}
+
+/// A verified, logged-in user with TOTP confirmed.
+async fn enrolled(app: &mut TestApp) -> Enrolled {
+    let (_, access, _) = logged_in(app, EMAIL).await;
+    let request = BeginTotpEnrollmentRequest { current_password: STRONG_PASSWORD.into() };
+    let begun = app.client.begin_totp_enrollment(with_bearer(&access, request)).await.unwrap().into_inner();
+    let confirm = ConfirmTotpEnrollmentRequest { code: current_code(app, &begun.secret) };
+    let confirmed = app.client.confirm_totp_enrollment(with_bearer(&access, confirm)).await.unwrap().into_inner();
+    Enrolled { access, secret: begun.secret, recovery_codes: confirmed.recovery_codes }
+}
+
+/// Logs in with the password and returns the challenge of the MFA_REQUIRED answer.
+async fn challenge(app: &mut TestApp) -> String {
+    let status = app.client.login(login_request(STRONG_PASSWORD)).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let info = status.get_error_details().error_info().cloned().expect("ErrorInfo details");
+    assert_eq!(info.reason, "MFA_REQUIRED");
+    assert_eq!(info.metadata["methods"], "totp,recovery_code");
+    info.metadata["challenge"].clone()
+}
+
+fn login_request(password: &str) -> LoginRequest {
+    LoginRequest { email: EMAIL.into(), password: password.into() }
+}
+
+async fn complete(app: &mut TestApp, challenge: &str, code: &str) -> Result<LoginResponse, tonic::Status> {
+    let request = CompleteMfaLoginRequest { challenge: challenge.into(), code: code.into() };
+    app.client.complete_mfa_login(request).await.map(tonic::Response::into_inner)
+}
+
+async fn claims(app: &mut TestApp, access: &str) -> ValidateTokenResponse {
+    app.client.validate_token(ValidateTokenRequest { access_token: access.into() }).await.unwrap().into_inner()
+}
+
+fn field_violations(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+async fn enrolment_makes_login_ask_for_a_code_and_the_tokens_say_so(mut app: TestApp) {
+    let (_, access, _) = logged_in(&mut app, EMAIL).await;
+    assert_eq!(claims(&mut app, &access).await.amr, ["pwd"]);
+
+    let wrong = BeginTotpEnrollmentRequest { current_password: "not the password at all".into() };
+    let status = app.client.begin_totp_enrollment(with_bearer(&access, wrong)).await.unwrap_err();
+    assert_eq!((status.code(), field_violations(&status)), (Code::InvalidArgument, vec!["current_password".into()]));
+
+    let request = BeginTotpEnrollmentRequest { current_password: STRONG_PASSWORD.into() };
+    let begun = app.client.begin_totp_enrollment(with_bearer(&access, request)).await.unwrap().into_inner();
+    assert!(begun.otpauth_uri.starts_with("otpauth://totp/"), "{}", begun.otpauth_uri);
+    assert!(begun.otpauth_uri.contains(&format!("secret={}", begun.secret)));
+    // Pending: logins still need the password only.
+    app.client.login(login_request(STRONG_PASSWORD)).await.unwrap();
+
+    let wrong_code = ConfirmTotpEnrollmentRequest { code: "000000".into() };
+    let status = app.client.confirm_totp_enrollment(with_bearer(&access, wrong_code)).await.unwrap_err();
+    assert_eq!((status.code(), field_violations(&status)), (Code::InvalidArgument, vec!["code".into()]));
+    let confirm = ConfirmTotpEnrollmentRequest { code: current_code(&app, &begun.secret) };
+    let codes = app.client.confirm_totp_enrollment(with_bearer(&access, confirm)).await.unwrap().into_inner();
+    assert_eq!(codes.recovery_codes.len(), 10);
+    assert!(codes.recovery_codes.iter().all(|c| c.len() == 19 && c.matches('-').count() == 3), "{codes:?}");
+    crate::helpers::wait_for_email(&app, EMAIL, "Two-factor login was turned on").await;
+
+    let challenge = challenge(&mut app).await;
+    next_step(&app);
+    let code = current_code(&app, &begun.secret);
+    let login = complete(&mut app, &challenge, &code).await.unwrap();
+    let validated = claims(&mut app, &login.access_token).await;
+    assert_eq!(validated.amr, ["pwd", "otp"]);
+    let auth_time = validated.auth_time.expect("auth_time");
+    // A refreshed token keeps the methods and the time of its login.
+    let refreshed = app
+        .client
+        .refresh_session(RefreshSessionRequest { refresh_token: login.refresh_token })
+        .await
+        .unwrap()
+        .into_inner();
+    let validated = claims(&mut app, &refreshed.access_token).await;
+    assert_eq!(validated.amr, ["pwd", "otp"]);
+    assert_eq!(validated.auth_time, Some(auth_time));
+}
+
+async fn a_totp_code_is_accepted_once_and_the_neighbouring_steps_are_allowed(mut app: TestApp) {
+    let enrolled = enrolled(&mut app).await;
+    next_step(&app);
+    let code = current_code(&app, &enrolled.secret);
+    let first = challenge(&mut app).await;
+    complete(&mut app, &first, &code).await.unwrap();
+
+    // The same code again, within its step, on a fresh challenge: a replay.
+    let second = challenge(&mut app).await;
+    let replay = complete(&mut app, &second, &code).await.unwrap_err();
+    assert_eq!(replay.code(), Code::Unauthenticated, "{replay:?}");
+
+    // A phone 30 s ahead, or 30 s behind, still works; two steps off does not.
+    let now = app.clock_now();
+    let behind = complete(&mut app, &second, &code_at(&enrolled.secret, now + Duration::from_secs(60))).await;
+    assert_eq!(behind.unwrap_err().code(), Code::Unauthenticated);
+    complete(&mut app, &second, &code_at(&enrolled.secret, now + Duration::from_secs(30))).await.unwrap();
+    app.clock.advance(Duration::from_secs(90));
+    let third = challenge(&mut app).await;
+    let now = app.clock_now();
+    complete(&mut app, &third, &code_at(&enrolled.secret, now - Duration::from_secs(30))).await.unwrap();
+}
+
+async fn a_recovery_code_completes_a_login_once(mut app: TestApp) {
+    let enrolled = enrolled(&mut app).await;
+    let code = enrolled.recovery_codes[0].clone();
+    let first = challenge(&mut app).await;
+    // Any case, with or without the dashes.
+    let login = complete(&mut app, &first, &code.replace('-', "").to_uppercase()).await.unwrap();
+    assert_eq!(claims(&mut app, &login.access_token).await.amr, ["pwd", "otp"]);
+    let second = challenge(&mut app).await;
+    assert_eq!(complete(&mut app, &second, &code).await.unwrap_err().code(), Code::Unauthenticated);
+    complete(&mut app, &second, &enrolled.recovery_codes[1]).await.unwrap();
+}
+
+async fn a_wrong_password_answers_as_without_two_factor_login(mut app: TestApp) {
+    enrolled(&mut app).await;
+    let status = app.client.login(login_request("not the password at all")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.get_error_details().error_info().is_none(), "no hint that a second factor is on");
+    let unknown = LoginRequest { email: "nobody@example.com".into(), password: "not the password at all".into() };
+    let other = app.client.login(unknown).await.unwrap_err();
+    assert_eq!((status.code(), status.message()), (other.code(), other.message()));
+}
+
+async fn wrong_codes_count_toward_the_login_lock_out(mut app: TestApp) {
+    let enrolled = enrolled(&mut app).await;
+    next_step(&app);
+    // The password counts one attempt until the second factor is right; four
+    // wrong codes make five failures in a row, the most allowed before waiting.
+    let challenge = challenge(&mut app).await;
+    for _ in 0..4 {
+        assert_eq!(complete(&mut app, &challenge, "000000").await.unwrap_err().code(), Code::Unauthenticated);
+    }
+    let code = current_code(&app, &enrolled.secret);
+    let throttled = complete(&mut app, &challenge, &code).await.unwrap_err();
+    assert_eq!(throttled.code(), Code::ResourceExhausted, "{throttled:?}");
+    assert!(throttled.get_error_details().retry_info().is_some());
+}
+
+async fn five_codes_spend_the_challenge(mut app: TestApp) {
+    let enrolled = enrolled(&mut app).await;
+    next_step(&app);
+    let challenge = challenge(&mut app).await;
+    for _ in 0..5 {
+        assert_eq!(complete(&mut app, &challenge, "000000").await.unwrap_err().code(), Code::Unauthenticated);
+    }
+    let code = current_code(&app, &enrolled.secret);
+    let spent = complete(&mut app, &challenge, &code).await.unwrap_err();
+    assert_eq!((spent.code(), field_violations(&spent)), (Code::InvalidArgument, vec!["challenge".into()]));
+    // A new login is a new challenge.
+    let fresh = self::challenge(&mut app).await;
+    let code = current_code(&app, &enrolled.secret);
+    complete(&mut app, &fresh, &code).await.unwrap();
+}
+
+async fn concurrent_completions_of_one_challenge_let_exactly_one_win(mut app: TestApp) {
+    let enrolled = enrolled(&mut app).await;
+    next_step(&app);
+    // Different recovery codes, each good on its own: only the challenge decides.
+    let challenge = challenge(&mut app).await;
+    let calls: Vec<_> = enrolled.recovery_codes[..4]
+        .iter()
+        .map(|code| {
+            let mut client = app.client.clone();
+            let request = CompleteMfaLoginRequest { challenge: challenge.clone(), code: code.clone() };
+            tokio::spawn(async move { client.complete_mfa_login(request).await })
+        })
+        .collect();
+    let mut won = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(status) => assert_eq!(status.code(), Code::InvalidArgument, "{status:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+
+    // One TOTP code on two challenges at once: the step is accepted once.
+    let code = current_code(&app, &enrolled.secret);
+    let (first, second) = (self::challenge(&mut app).await, self::challenge(&mut app).await);
+    let calls: Vec<_> = [first, second]
+        .into_iter()
+        .map(|challenge| {
+            let mut client = app.client.clone();
+            let request = CompleteMfaLoginRequest { challenge, code: code.clone() };
+            tokio::spawn(async move { client.complete_mfa_login(request).await })
+        })
+        .collect();
+    let mut won = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(status) => assert_eq!(status.code(), Code::Unauthenticated, "{status:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+async fn new_recovery_codes_replace_the_old_ones(mut app: TestApp) {
+    let enrolled = enrolled(&mut app).await;
+    let request = RegenerateRecoveryCodesRequest { code: "000000".into() };
+    let wrong = app.client.regenerate_recovery_codes(with_bearer(&enrolled.access, request)).await.unwrap_err();
+    assert_eq!((wrong.code(), field_violations(&wrong)), (Code::InvalidArgument, vec!["code".into()]));
+    let request = RegenerateRecoveryCodesRequest { code: enrolled.recovery_codes[0].clone() };
+    let fresh = app
+        .client
+        .regenerate_recovery_codes(with_bearer(&enrolled.access, request))
+        .await
+        .unwrap()
+        .into_inner()
+        .recovery_codes;
+    assert_eq!(fresh.len(), 10);
+    let challenge = challenge(&mut app).await;
+    assert_eq!(
+        complete(&mut app, &challenge, &enrolled.recovery_codes[1]).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    complete(&mut app, &challenge, &fresh[0]).await.unwrap();
+}
+
+async fn turning_two_factor_login_off_needs_the_password_and_a_code_and_sends_a_notice(mut app: TestApp) {
+    let enrolled = enrolled(&mut app).await;
+    next_step(&app);
+    let code = current_code(&app, &enrolled.secret);
+    let request = DisableTotpRequest { current_password: "not the password at all".into(), code: code.clone() };
+    let wrong = app.client.disable_totp(with_bearer(&enrolled.access, request)).await.unwrap_err();
+    assert_eq!(field_violations(&wrong), ["current_password"]);
+    let request = DisableTotpRequest { current_password: STRONG_PASSWORD.into(), code: "000000".into() };
+    let wrong = app.client.disable_totp(with_bearer(&enrolled.access, request)).await.unwrap_err();
+    assert_eq!(field_violations(&wrong), ["code"]);
+    let request = DisableTotpRequest { current_password: STRONG_PASSWORD.into(), code };
+    app.client.disable_totp(with_bearer(&enrolled.access, request)).await.unwrap();
+    crate::helpers::wait_for_email(&app, EMAIL, "Two-factor login was turned off").await;
+
+    let login = app.client.login(login_request(STRONG_PASSWORD)).await.unwrap().into_inner();
+    assert_eq!(claims(&mut app, &login.access_token).await.amr, ["pwd"]);
+    let request = RegenerateRecoveryCodesRequest { code: enrolled.recovery_codes[0].clone() };
+    let off = app.client.regenerate_recovery_codes(with_bearer(&enrolled.access, request)).await.unwrap_err();
+    assert_eq!(off.code(), Code::FailedPrecondition);
+    assert_eq!(off.get_error_details().error_info().unwrap().reason, "MFA_NOT_ENABLED");
+}
+
+async fn a_second_enrolment_replaces_the_pending_secret(mut app: TestApp) {
+    let (_, access, _) = logged_in(&mut app, EMAIL).await;
+    let begin = || BeginTotpEnrollmentRequest { current_password: STRONG_PASSWORD.into() };
+    let first = app.client.begin_totp_enrollment(with_bearer(&access, begin())).await.unwrap().into_inner();
+    let second = app.client.begin_totp_enrollment(with_bearer(&access, begin())).await.unwrap().into_inner();
+    assert_ne!(first.secret, second.secret);
+    let stale = ConfirmTotpEnrollmentRequest { code: current_code(&app, &first.secret) };
+    let status = app.client.confirm_totp_enrollment(with_bearer(&access, stale)).await.unwrap_err();
+    assert_eq!(field_violations(&status), ["code"]);
+    let confirm = ConfirmTotpEnrollmentRequest { code: current_code(&app, &second.secret) };
+    app.client.confirm_totp_enrollment(with_bearer(&access, confirm)).await.unwrap();
+    let again = app.client.begin_totp_enrollment(with_bearer(&access, begin())).await.unwrap_err();
+    assert_eq!(again.get_error_details().error_info().unwrap().reason, "MFA_ALREADY_ENABLED");
+}
+
+async fn without_the_key_nobody_can_enrol(mut app: TestApp) {
+    let (_, access, _) = logged_in(&mut app, EMAIL).await;
+    let request = BeginTotpEnrollmentRequest { current_password: STRONG_PASSWORD.into() };
+    let status = app.client.begin_totp_enrollment(with_bearer(&access, request)).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(status.get_error_details().error_info().unwrap().reason, "MFA_NOT_CONFIGURED");
+}
+
+async fn start_up_refuses_to_run_without_the_key_once_someone_enrolled(backend: testkit::Backend) {
+    let Some(mut app) = spawn_app(backend).await else { return };
+    enrolled(&mut app).await;
+    let mut settings = test_settings(&app.database.url());
+    settings.mfa.encryption_key = None;
+    let error = Application::build(settings, Overrides::default()).await.err().expect("start-up fails");
+    assert!(format!("{error:#}").contains("IDENTITY_MFA_ENCRYPTION_KEY"), "{error:#}");
+}
