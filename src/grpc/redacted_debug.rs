@@ -42,7 +42,11 @@ impl fmt::Debug for ConfirmEmailChangeRequest {
 
 impl fmt::Debug for LoginRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoginRequest").field("email", &self.email).field("password", &HIDDEN).finish()
+        f.debug_struct("LoginRequest")
+            .field("email", &self.email)
+            .field("password", &HIDDEN)
+            .field("client", &self.client)
+            .finish()
     }
 }
 
@@ -72,7 +76,7 @@ impl fmt::Debug for ValidateTokenRequest {
 
 impl fmt::Debug for RefreshSessionRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefreshSessionRequest").field("refresh_token", &HIDDEN).finish()
+        f.debug_struct("RefreshSessionRequest").field("refresh_token", &HIDDEN).field("client", &self.client).finish()
     }
 }
 

@@ -56,7 +56,7 @@ async fn confirm(app: &mut TestApp, token: &str) -> Result<identity::grpc::proto
 }
 
 async fn login_fails(app: &mut TestApp, email: &str) -> bool {
-    let request = LoginRequest { email: email.into(), password: STRONG_PASSWORD.into() };
+    let request = LoginRequest { email: email.into(), password: STRONG_PASSWORD.into(), ..Default::default() };
     app.client.login(request).await.is_err()
 }
 
