@@ -216,7 +216,8 @@ mod tests {
 
     impl World {
         fn access_token(&self) -> String {
-            let (session, _) = issuer(&self.clock, Duration::from_secs(86_400)).new_session(&self.user);
+            let (session, _) = issuer(&self.clock, Duration::from_secs(86_400))
+                .new_session(&self.user, crate::domain::ClientContext::default());
             self.sessions.store(&session, |_| {});
             FakeTokenIssuer.issue(self.user.id(), session.id, T0).unwrap().token.expose_secret().to_owned()
         }

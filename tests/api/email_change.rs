@@ -83,8 +83,15 @@ async fn an_email_change_moves_the_account_once_confirmed_and_ends_the_other_ses
     // The login that asked goes on; the other one is over.
     assert!(is_valid(&mut app, &access).await);
     assert!(!is_valid(&mut app, &other_access).await);
-    app.client.refresh_session(RefreshSessionRequest { refresh_token: own_refresh }).await.unwrap();
-    let other = app.client.refresh_session(RefreshSessionRequest { refresh_token: other_refresh }).await.unwrap_err();
+    app.client
+        .refresh_session(RefreshSessionRequest { refresh_token: own_refresh, ..Default::default() })
+        .await
+        .unwrap();
+    let other = app
+        .client
+        .refresh_session(RefreshSessionRequest { refresh_token: other_refresh, ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(other.code(), Code::Unauthenticated);
     wait_for_email(&app, "ada@example.com", CHANGED_SUBJECT).await;
 
