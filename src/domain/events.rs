@@ -11,8 +11,10 @@ use super::{Email, UserId};
 pub enum DomainEvent {
     VerificationEmailRequested(VerificationEmailRequested),
     PasswordResetRequested(PasswordResetRequested),
-    /// A security notice after a password change or reset.
+    /// A security notice after a password change.
     PasswordChanged(AccountNotice),
+    /// A security notice after a password reset (through an emailed link).
+    PasswordReset(AccountNotice),
     /// Someone tried to sign up with an address that is already registered
     /// (enumeration-safe mode tells the owner instead of the caller).
     RegistrationAttempted(AccountNotice),
@@ -39,6 +41,7 @@ impl DomainEvent {
             Self::PasswordResetRequested(event) => event.event_id,
             Self::EmailChangeRequested(event) => event.event_id,
             Self::PasswordChanged(event)
+            | Self::PasswordReset(event)
             | Self::RegistrationAttempted(event)
             | Self::EmailChangePending(event)
             | Self::EmailChanged(event)
@@ -55,6 +58,7 @@ impl DomainEvent {
             Self::VerificationEmailRequested(_) => VerificationEmailRequested::EVENT_TYPE,
             Self::PasswordResetRequested(_) => PasswordResetRequested::EVENT_TYPE,
             Self::PasswordChanged(_) => AccountNotice::PASSWORD_CHANGED,
+            Self::PasswordReset(_) => AccountNotice::PASSWORD_RESET,
             Self::RegistrationAttempted(_) => AccountNotice::REGISTRATION_ATTEMPTED,
             Self::EmailChangeRequested(_) => EmailChangeRequested::EVENT_TYPE,
             Self::EmailChangePending(_) => AccountNotice::EMAIL_CHANGE_PENDING,
@@ -72,6 +76,7 @@ impl DomainEvent {
             Self::PasswordResetRequested(event) => event.occurred_at,
             Self::EmailChangeRequested(event) => event.occurred_at,
             Self::PasswordChanged(event)
+            | Self::PasswordReset(event)
             | Self::RegistrationAttempted(event)
             | Self::EmailChangePending(event)
             | Self::EmailChanged(event)
@@ -89,6 +94,7 @@ impl DomainEvent {
             Self::PasswordResetRequested(event) => event.user_id,
             Self::EmailChangeRequested(event) => event.user_id,
             Self::PasswordChanged(event)
+            | Self::PasswordReset(event)
             | Self::RegistrationAttempted(event)
             | Self::EmailChangePending(event)
             | Self::EmailChanged(event)
@@ -110,6 +116,7 @@ pub const EMAIL_EVENT_TYPES: &[&str] = &[
     VerificationEmailRequested::EVENT_TYPE,
     PasswordResetRequested::EVENT_TYPE,
     AccountNotice::PASSWORD_CHANGED,
+    AccountNotice::PASSWORD_RESET,
     AccountNotice::REGISTRATION_ATTEMPTED,
     EmailChangeRequested::EVENT_TYPE,
     AccountNotice::EMAIL_CHANGE_PENDING,
@@ -148,6 +155,7 @@ pub struct AccountNotice {
 
 impl AccountNotice {
     pub const PASSWORD_CHANGED: &'static str = "user.password_changed";
+    pub const PASSWORD_RESET: &'static str = "user.password_reset_completed";
     pub const REGISTRATION_ATTEMPTED: &'static str = "user.registration_attempted";
     pub const TWO_FACTOR_ENABLED: &'static str = "user.two_factor_enabled";
     pub const TWO_FACTOR_DISABLED: &'static str = "user.two_factor_disabled";
