@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             ".identity.v1.LogoutRequest",
             ".identity.v1.ChangePasswordRequest",
             ".identity.v1.ResetPasswordRequest",
+            ".identity.v1.RequestEmailChangeRequest",
+            ".identity.v1.ConfirmEmailChangeRequest",
             ".identity.v1.CompleteMfaLoginRequest",
             ".identity.v1.BeginTotpEnrollmentRequest",
             ".identity.v1.BeginTotpEnrollmentResponse",

@@ -291,6 +291,20 @@ impl UserService for BareUserService {
     ) -> Result<Response<proto::ResetPasswordResponse>, Status> {
         unimplemented()
     }
+
+    async fn request_email_change(
+        &self,
+        _: Request<proto::RequestEmailChangeRequest>,
+    ) -> Result<Response<proto::RequestEmailChangeResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn confirm_email_change(
+        &self,
+        _: Request<proto::ConfirmEmailChangeRequest>,
+    ) -> Result<Response<proto::ConfirmEmailChangeResponse>, Status> {
+        unimplemented()
+    }
 }
 
 /// The child side of a bare server: serves on `port` until killed, with

@@ -1,13 +1,15 @@
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{AccessGuard, ApplicationError};
+use super::{AccessGuard, ApplicationError, LinkTemplate, Notices, email_change::notice_to, sign_up::new_verification};
 use crate::domain::{
-    DomainEvent, User, UserDeleted, UserId, UserStatus,
-    ports::{AccountRepository, Clock, LiveSession, SessionRepository, UserListQuery, UserRepository},
+    DomainEvent, Email, User, UserDeleted, UserId, UserStatus,
+    ports::{
+        AccountRepository, Clock, EmailChangeRefused, LiveSession, SessionRepository, UserListQuery, UserRepository,
+    },
 };
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -39,6 +41,10 @@ pub struct AdminUsers {
     pub sessions: Arc<dyn SessionRepository>,
     pub guard: Arc<AccessGuard>,
     pub clock: Arc<dyn Clock>,
+    /// For the verification email after an address set unverified.
+    pub verification_links: LinkTemplate,
+    pub verification_ttl: Duration,
+    pub notices: Notices,
 }
 
 fn audit(actor: &str, action: &str, user_id: UserId) {
@@ -124,6 +130,47 @@ impl AdminUsers {
             audit(actor, "enable_user", id);
         }
         Ok(change.user)
+    }
+
+    /// Moves the user to another address, for support staff. Every session
+    /// ends; the old address is told (unless that notice is off). An
+    /// unverified address puts an active user back to pending verification and
+    /// is sent a verification link.
+    ///
+    /// # Errors
+    /// `NotFound`; `EmailTaken` when another account holds the address;
+    /// storage failures.
+    pub async fn set_email(
+        &self,
+        actor: &str,
+        id: UserId,
+        email: Email,
+        is_verified: bool,
+    ) -> Result<User, ApplicationError> {
+        let user = self.users.find_by_id(id).await?.ok_or(ApplicationError::NotFound)?;
+        let now = self.clock.now();
+        let mut events = Vec::new();
+        if self.notices.email_changed && user.email() != &email {
+            events.push(DomainEvent::EmailChanged(notice_to(&user, now)));
+        }
+        let mut moved = user.clone();
+        moved.change_email(email.clone(), is_verified, now);
+        let verification = if is_verified {
+            None
+        } else {
+            let (token, event) = new_verification(&moved, &self.verification_links, self.verification_ttl, now);
+            events.push(event);
+            Some(token)
+        };
+        let revocation =
+            match self.accounts.set_email(id, &email, is_verified, now, verification.as_ref(), &events).await? {
+                Ok(revocation) => revocation,
+                Err(EmailChangeRefused::EmailTaken) => return Err(ApplicationError::EmailTaken),
+                Err(EmailChangeRefused::NoLongerApplies) => return Err(ApplicationError::NotFound),
+            };
+        self.guard.apply(&revocation);
+        tracing::info!(target: "identity::audit", actor, action = "set_user_email", user_id = %id, is_verified, revoked_sessions = revocation.revoked_sessions.len(), "admin action");
+        Ok(revocation.user)
     }
 
     /// The user's logins that can still be refreshed, newest first (at most

@@ -8,11 +8,13 @@ use super::LinkTemplate;
 use crate::domain::{DomainEvent, Email, PersonName};
 
 /// The links the server makes (`IDENTITY_VERIFICATION_URL`,
-/// `IDENTITY_PASSWORD_RESET_URL`), read from the same configuration.
+/// `IDENTITY_PASSWORD_RESET_URL`, `IDENTITY_EMAIL_CHANGE_URL`), read from the
+/// same configuration.
 #[derive(Debug, Clone)]
 pub struct ExpectedEmails {
     pub verification_links: LinkTemplate,
     pub reset_links: LinkTemplate,
+    pub email_change_links: LinkTemplate,
 }
 
 impl ExpectedEmails {
@@ -29,8 +31,17 @@ impl ExpectedEmails {
             DomainEvent::PasswordResetRequested(e) => {
                 (&e.email, &e.display_name, Some((&self.reset_links, &e.reset_link, "IDENTITY_PASSWORD_RESET_URL")))
             }
+            DomainEvent::EmailChangeRequested(e) => (
+                &e.email,
+                &e.display_name,
+                Some((&self.email_change_links, &e.confirmation_link, "IDENTITY_EMAIL_CHANGE_URL")),
+            ),
             DomainEvent::PasswordChanged(n)
+            | DomainEvent::PasswordReset(n)
             | DomainEvent::RegistrationAttempted(n)
+            | DomainEvent::EmailChangePending(n)
+            | DomainEvent::EmailChanged(n)
+            | DomainEvent::EmailChangeAttempted(n)
             | DomainEvent::TwoFactorEnabled(n)
             | DomainEvent::TwoFactorDisabled(n) => (&n.email, &n.display_name, None),
             DomainEvent::UserDeleted(_) => return Err(format!("{} is not an email event", event.event_type())),

@@ -99,6 +99,53 @@ struct AttemptHtml<'a> {
     date_time: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "email_change_requested.txt")]
+struct ChangeRequestedText<'a> {
+    username: &'a str,
+    confirmation_link: &'a str,
+    expires_at: &'a str,
+    date_time: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email_change_requested.html")]
+struct ChangeRequestedHtml<'a> {
+    username: &'a str,
+    confirmation_link: &'a str,
+    expires_at: &'a str,
+    date_time: &'a str,
+}
+
+/// A notice's two bodies, from its templates.
+macro_rules! notice_templates {
+    ($text:ident, $html:ident, $txt_path:literal, $html_path:literal) => {
+        #[derive(Template)]
+        #[template(path = $txt_path)]
+        struct $text<'a> {
+            username: &'a str,
+            date_time: &'a str,
+        }
+
+        #[derive(Template)]
+        #[template(path = $html_path)]
+        struct $html<'a> {
+            username: &'a str,
+            date_time: &'a str,
+        }
+    };
+}
+
+notice_templates!(PasswordResetText, PasswordResetHtml, "password_reset_completed.txt", "password_reset_completed.html");
+notice_templates!(ChangePendingText, ChangePendingHtml, "email_change_pending.txt", "email_change_pending.html");
+notice_templates!(EmailChangedText, EmailChangedHtml, "email_changed.txt", "email_changed.html");
+notice_templates!(
+    ChangeAttemptedText,
+    ChangeAttemptedHtml,
+    "email_change_attempted.txt",
+    "email_change_attempted.html"
+);
+
 /// # Errors
 /// A template failed to render (a bug, not bad data), or the event is not one
 /// that becomes an email.
@@ -148,6 +195,64 @@ pub fn render(event: &DomainEvent) -> anyhow::Result<OutgoingEmail> {
                 subject: "Two-factor login was turned off".to_owned(),
                 text_body: TwoFactorOffText { username, date_time }.render()?,
                 html_body: TwoFactorOffHtml { username, date_time }.render()?,
+            })
+        }
+        DomainEvent::EmailChangeRequested(event) => {
+            let expires_at = human_time(event.expires_at);
+            let date_time = human_time(event.occurred_at);
+            let link = event.confirmation_link.expose_secret();
+            let (username, expires_at, date_time) =
+                (event.display_name.as_str(), expires_at.as_str(), date_time.as_str());
+            Ok(OutgoingEmail {
+                event_id: event.event_id,
+                to: event.email.clone(),
+                subject: "Confirm your new email address".to_owned(),
+                text_body: ChangeRequestedText { username, confirmation_link: link, expires_at, date_time }.render()?,
+                html_body: ChangeRequestedHtml { username, confirmation_link: link, expires_at, date_time }.render()?,
+            })
+        }
+        DomainEvent::PasswordReset(notice) => {
+            let date_time = human_time(notice.occurred_at);
+            let (username, date_time) = (notice.display_name.as_str(), date_time.as_str());
+            Ok(OutgoingEmail {
+                event_id: notice.event_id,
+                to: notice.email.clone(),
+                subject: "Your password was reset".to_owned(),
+                text_body: PasswordResetText { username, date_time }.render()?,
+                html_body: PasswordResetHtml { username, date_time }.render()?,
+            })
+        }
+        DomainEvent::EmailChangePending(notice) => {
+            let date_time = human_time(notice.occurred_at);
+            let (username, date_time) = (notice.display_name.as_str(), date_time.as_str());
+            Ok(OutgoingEmail {
+                event_id: notice.event_id,
+                to: notice.email.clone(),
+                subject: "Your email address is being changed".to_owned(),
+                text_body: ChangePendingText { username, date_time }.render()?,
+                html_body: ChangePendingHtml { username, date_time }.render()?,
+            })
+        }
+        DomainEvent::EmailChanged(notice) => {
+            let date_time = human_time(notice.occurred_at);
+            let (username, date_time) = (notice.display_name.as_str(), date_time.as_str());
+            Ok(OutgoingEmail {
+                event_id: notice.event_id,
+                to: notice.email.clone(),
+                subject: "Your email address was changed".to_owned(),
+                text_body: EmailChangedText { username, date_time }.render()?,
+                html_body: EmailChangedHtml { username, date_time }.render()?,
+            })
+        }
+        DomainEvent::EmailChangeAttempted(notice) => {
+            let date_time = human_time(notice.occurred_at);
+            let (username, date_time) = (notice.display_name.as_str(), date_time.as_str());
+            Ok(OutgoingEmail {
+                event_id: notice.event_id,
+                to: notice.email.clone(),
+                subject: "Someone tried to use your email address".to_owned(),
+                text_body: ChangeAttemptedText { username, date_time }.render()?,
+                html_body: ChangeAttemptedHtml { username, date_time }.render()?,
             })
         }
         DomainEvent::UserDeleted(_) => anyhow::bail!("{} is not an email event", event.event_type()),

@@ -70,6 +70,8 @@ pub enum ApplicationError {
     InvalidVerificationToken,
     #[error("the password reset token is invalid, used or expired")]
     InvalidResetToken,
+    #[error("the email change token is invalid, used or expired")]
+    InvalidEmailChangeToken,
     #[error("the access token is not acceptable: {0}")]
     InvalidAccessToken(#[from] InvalidAccessToken),
     #[error("{0}")]

@@ -18,11 +18,12 @@ use crate::domain::{
     AccessGrant, AccessTokenClaims, AuthMethods, ClientContext, DomainEvent, Email, IssuedToken, LoginAttemptKeys,
     NewPassword, PasswordHash, PersonNames, PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
     ports::{
-        AccessTokenIssuer, AccountRepository, Clock, HashingError, InsertUserError, InvalidAccessToken, LiveSession,
-        LoginCommit, MfaChallengeRecord, MfaLoginCommit, MfaRepository, NewMfaChallenge, NewSession, NewSingleUseToken,
-        PasswordChangeRefused, PasswordHasher, PublicKeyInfo, RepositoryError, Revocation, Rotation, SecondFactorProof,
-        SendHistory, SessionRecord, SessionRepository, SingleUseTokenRecord, SingleUseTokens, StoredCredentials,
-        TokenPurpose, TotpEnrollment, UserListQuery, UserRepository,
+        AccessTokenIssuer, AccountRepository, Clock, EmailChangeRefused, EmailChangeTarget, HashingError,
+        InsertUserError, InvalidAccessToken, LiveSession, LoginCommit, MfaChallengeRecord, MfaLoginCommit,
+        MfaRepository, NewMfaChallenge, NewSession, NewSingleUseToken, PasswordChangeRefused, PasswordHasher,
+        PublicKeyInfo, RepositoryError, Revocation, Rotation, SecondFactorProof, SendHistory, SessionRecord,
+        SessionRepository, SingleUseTokenRecord, SingleUseTokens, StoredCredentials, TokenPurpose, TotpEnrollment,
+        UserListQuery, UserRepository,
     },
 };
 
@@ -169,6 +170,9 @@ pub struct FakeUsers {
     pub change_outcome: Mutex<Option<Result<Revocation, PasswordChangeRefused>>>,
     pub reset_outcome: Mutex<Option<Revocation>>,
     pub changes: Mutex<Vec<PasswordChange>>,
+    /// What `complete_email_change` answers, and the events it was given.
+    pub email_change_outcome: Mutex<Option<Result<Revocation, EmailChangeRefused>>>,
+    pub email_change_events: Mutex<Vec<DomainEvent>>,
 }
 
 impl FakeUsers {
@@ -237,7 +241,7 @@ impl AccountRepository for FakeUsers {
         verified_version: i32,
         keep: Option<Uuid>,
         _: OffsetDateTime,
-        _: &DomainEvent,
+        _: &[DomainEvent],
     ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError> {
         lock(&self.changes).push((user_id, hash.clone(), verified_version, keep));
         lock(&self.change_outcome).take().ok_or_else(|| not_faked("change_password"))
@@ -273,9 +277,33 @@ impl AccountRepository for FakeUsers {
         _: UserId,
         _: &PasswordHash,
         _: OffsetDateTime,
-        _: &DomainEvent,
+        _: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError> {
         Ok(lock(&self.reset_outcome).take())
+    }
+
+    async fn complete_email_change(
+        &self,
+        _: &TokenHash,
+        _: UserId,
+        _: &EmailChangeTarget,
+        _: OffsetDateTime,
+        events: &[DomainEvent],
+    ) -> Result<Result<Revocation, EmailChangeRefused>, RepositoryError> {
+        lock(&self.email_change_events).extend_from_slice(events);
+        lock(&self.email_change_outcome).take().ok_or_else(|| not_faked("complete_email_change"))
+    }
+
+    async fn set_email(
+        &self,
+        _: UserId,
+        _: &Email,
+        _: bool,
+        _: OffsetDateTime,
+        _: Option<&NewSingleUseToken>,
+        _: &[DomainEvent],
+    ) -> Result<Result<Revocation, EmailChangeRefused>, RepositoryError> {
+        Err(not_faked("set_email"))
     }
 }
 
@@ -283,6 +311,8 @@ impl AccountRepository for FakeUsers {
 #[derive(Default)]
 pub struct FakeTokens {
     pub tokens: Mutex<HashMap<TokenHash, (SingleUseTokenRecord, u32)>>,
+    /// What `replace` stored: the token and the events written with it.
+    pub replaced: Mutex<Vec<(TokenPurpose, NewSingleUseToken, Vec<DomainEvent>)>>,
 }
 
 #[async_trait]
@@ -307,19 +337,31 @@ impl SingleUseTokens for FakeTokens {
         Ok(Some(record.clone()))
     }
 
-    async fn history(&self, _: TokenPurpose, _: UserId, _: OffsetDateTime) -> Result<SendHistory, RepositoryError> {
-        Err(not_faked("history"))
+    /// Nothing sent yet, unless `replace` stored something.
+    async fn history(
+        &self,
+        purpose: TokenPurpose,
+        _: UserId,
+        _: OffsetDateTime,
+    ) -> Result<SendHistory, RepositoryError> {
+        let replaced = lock(&self.replaced);
+        let sent: Vec<_> = replaced.iter().filter(|(p, _, _)| *p == purpose).collect();
+        Ok(SendHistory {
+            sent_since: u32::try_from(sent.len()).unwrap_or(u32::MAX),
+            last_sent_at: sent.last().map(|(_, token, _)| token.created_at),
+        })
     }
 
     async fn replace(
         &self,
-        _: TokenPurpose,
+        purpose: TokenPurpose,
         _: UserId,
         _: Option<OffsetDateTime>,
-        _: &NewSingleUseToken,
-        _: &DomainEvent,
+        token: &NewSingleUseToken,
+        events: &[DomainEvent],
     ) -> Result<bool, RepositoryError> {
-        Err(not_faked("replace"))
+        lock(&self.replaced).push((purpose, token.clone(), events.to_vec()));
+        Ok(true)
     }
 }
 

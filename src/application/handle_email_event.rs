@@ -219,6 +219,7 @@ mod tests {
             expected: ExpectedEmails {
                 verification_links: LinkTemplate::parse(VERIFY).unwrap(),
                 reset_links: LinkTemplate::parse(RESET).unwrap(),
+                email_change_links: LinkTemplate::parse("https://app.example/change?t={token}").unwrap(),
             },
             clock: Arc::new(FixedClock),
             retry: POLICY,

@@ -4,6 +4,7 @@
 mod access_guard;
 pub mod admin;
 pub mod deliver_email;
+pub mod email_change;
 pub mod email_checks;
 pub mod email_rendering;
 mod error;
@@ -27,6 +28,7 @@ pub mod verify_email;
 pub use access_guard::AccessGuard;
 pub use admin::{AdminUsers, ListUsersInput};
 pub use deliver_email::DeliverEmail;
+pub use email_change::{ConfirmEmailChange, RequestEmailChange};
 pub use email_checks::ExpectedEmails;
 pub use error::{ApplicationError, FieldViolation, MfaChallengeIssued, MfaRefusal};
 pub use get_current_user::GetCurrentUser;
@@ -46,3 +48,21 @@ pub use sessions::{ListSessions, ListedSession, Logout, LogoutAll, RefreshSessio
 pub use sign_up::{LinkTemplate, SignUp, SignUpCommand, SignUpInput};
 pub use validate_token::ValidateToken;
 pub use verify_email::VerifyEmail;
+
+/// Which security notices are emailed (`IDENTITY_NOTIFY_*`). The emails a
+/// change cannot work without (links) are not switchable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notices {
+    /// After a password change or reset.
+    pub password_changed: bool,
+    /// To the old address, when a change to another is asked for and when it is made.
+    pub email_changed: bool,
+    /// After a sign-in from a device not seen before.
+    pub new_device: bool,
+}
+
+impl Default for Notices {
+    fn default() -> Self {
+        Self { password_changed: true, email_changed: true, new_device: false }
+    }
+}

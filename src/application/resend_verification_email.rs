@@ -40,7 +40,16 @@ impl ResendVerificationEmail {
             return Ok(());
         }
         let (token, event) = new_verification(&user, &self.links, self.verification_ttl, now);
-        if self.tokens.replace(TokenPurpose::EmailVerification, user.id(), history.last_sent_at, &token, &event).await?
+        if self
+            .tokens
+            .replace(
+                TokenPurpose::EmailVerification,
+                user.id(),
+                history.last_sent_at,
+                &token,
+                std::slice::from_ref(&event),
+            )
+            .await?
         {
             tracing::info!(user_id = %user.id(), event_id = %event.id(), "verification email resent");
         } else {

@@ -115,7 +115,7 @@ pub(crate) fn new_verification(
 ) -> (NewSingleUseToken, DomainEvent) {
     let token = OpaqueToken::generate();
     let expires_at = now + ttl;
-    let record = NewSingleUseToken { hash: token.hash(), created_at: now, expires_at };
+    let record = NewSingleUseToken { hash: token.hash(), created_at: now, expires_at, email_change: None };
     let event = DomainEvent::VerificationEmailRequested(VerificationEmailRequested {
         event_id: Uuid::now_v7(),
         user_id: user.id(),

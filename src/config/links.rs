@@ -1,5 +1,6 @@
 //! The single-use links in emails: `IDENTITY_VERIFICATION_URL`,
-//! `IDENTITY_PASSWORD_RESET_URL` and how long their tokens live.
+//! `IDENTITY_PASSWORD_RESET_URL`, `IDENTITY_EMAIL_CHANGE_URL` and how long
+//! their tokens live.
 
 use std::time::Duration;
 
@@ -12,12 +13,14 @@ pub struct LinkSettings {
     pub verification_token_ttl: Duration,
     pub password_reset_url: LinkTemplate,
     pub password_reset_token_ttl: Duration,
+    pub email_change_url: LinkTemplate,
+    pub email_change_token_ttl: Duration,
 }
 
 /// # Errors
 /// The first invalid variable.
 pub fn links<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<LinkSettings, ConfigError> {
-    let ExpectedEmails { verification_links, reset_links } = expected_emails(env)?;
+    let ExpectedEmails { verification_links, reset_links, email_change_links } = expected_emails(env)?;
     Ok(LinkSettings {
         verification_url: verification_links,
         verification_token_ttl: env
@@ -25,10 +28,13 @@ pub fn links<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<LinkSetti
         password_reset_url: reset_links,
         password_reset_token_ttl: env
             .positive_duration("IDENTITY_PASSWORD_RESET_TOKEN_TTL", Duration::from_secs(3600))?,
+        email_change_url: email_change_links,
+        email_change_token_ttl: env.positive_duration("IDENTITY_EMAIL_CHANGE_TOKEN_TTL", Duration::from_secs(3600))?,
     })
 }
 
-/// `IDENTITY_VERIFICATION_URL` and `IDENTITY_PASSWORD_RESET_URL`. The server
+/// `IDENTITY_VERIFICATION_URL`, `IDENTITY_PASSWORD_RESET_URL` and
+/// `IDENTITY_EMAIL_CHANGE_URL`. The server
 /// makes its links from them; the mailer reads the same variables here and sends
 /// no other links.
 ///
@@ -44,5 +50,9 @@ pub fn expected_emails<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result
             &env.string("IDENTITY_PASSWORD_RESET_URL", "http://localhost:3000/reset-password?token={token}"),
         )
         .map_err(|e| error("IDENTITY_PASSWORD_RESET_URL", e))?,
+        email_change_links: LinkTemplate::parse(
+            &env.string("IDENTITY_EMAIL_CHANGE_URL", "http://localhost:3000/confirm-email-change?token={token}"),
+        )
+        .map_err(|e| error("IDENTITY_EMAIL_CHANGE_URL", e))?,
     })
 }

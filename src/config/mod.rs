@@ -16,6 +16,7 @@ mod limits;
 mod links;
 mod mailer;
 mod mfa;
+mod notices;
 mod passwords;
 mod server;
 mod source;
@@ -31,6 +32,7 @@ pub use limits::{LimitSettings, limits};
 pub use links::{LinkSettings, expected_emails, links};
 pub use mailer::{ConsumerSettings, MailerSettings};
 pub use mfa::{MfaSettings, mfa};
+pub use notices::notices;
 pub use passwords::{PasswordSettings, passwords};
 pub use server::{ServerSettings, server};
 pub use source::{Source, parse_duration};
@@ -59,6 +61,8 @@ pub struct Settings {
     pub outbox: RelaySettings,
     pub pruning: PruningSettings,
     pub limits: LimitSettings,
+    /// Which security notices are emailed.
+    pub notices: crate::application::Notices,
     pub telemetry: TelemetrySettings,
     /// TLS on the gRPC listener; `None` serves plaintext (behind a mesh, say).
     pub tls: Option<TlsSettings>,
@@ -91,6 +95,7 @@ impl Settings {
             outbox: outbox(&env)?,
             pruning: pruning(&env)?,
             limits: limits(&env)?,
+            notices: notices(&env)?,
             telemetry: telemetry(&env, TelemetryDefaults::SERVER)?,
             tls: tls(&env)?,
         })
@@ -249,6 +254,24 @@ mod tests {
         use secrecy::ExposeSecret;
         assert!(expected.verification_links.matches(server.links.verification_url.link_for(&token).expose_secret()));
         assert!(expected.reset_links.matches(server.links.password_reset_url.link_for(&token).expose_secret()));
+    }
+
+    #[test]
+    fn notices_are_on_but_the_new_device_one_and_each_can_be_switched() {
+        let notices = with(&[]).unwrap().notices;
+        assert_eq!((notices.password_changed, notices.email_changed, notices.new_device), (true, true, false));
+        let notices = with(&[
+            ("IDENTITY_NOTIFY_PASSWORD_CHANGED", "false"),
+            ("IDENTITY_NOTIFY_EMAIL_CHANGED", "false"),
+            ("IDENTITY_NOTIFY_NEW_DEVICE", "true"),
+        ])
+        .unwrap()
+        .notices;
+        assert_eq!((notices.password_changed, notices.email_changed, notices.new_device), (false, false, true));
+        assert_eq!(
+            with(&[("IDENTITY_NOTIFY_NEW_DEVICE", "maybe")]).unwrap_err().variable,
+            "IDENTITY_NOTIFY_NEW_DEVICE"
+        );
     }
 
     #[test]

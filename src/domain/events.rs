@@ -11,11 +11,22 @@ use super::{Email, UserId};
 pub enum DomainEvent {
     VerificationEmailRequested(VerificationEmailRequested),
     PasswordResetRequested(PasswordResetRequested),
-    /// A security notice after a password change or reset.
+    /// A security notice after a password change.
     PasswordChanged(AccountNotice),
+    /// A security notice after a password reset (through an emailed link).
+    PasswordReset(AccountNotice),
     /// Someone tried to sign up with an address that is already registered
     /// (enumeration-safe mode tells the owner instead of the caller).
     RegistrationAttempted(AccountNotice),
+    /// A confirmation link to the address a user asked to move to.
+    EmailChangeRequested(EmailChangeRequested),
+    /// To the current address: a change to another one was asked for.
+    EmailChangePending(AccountNotice),
+    /// To the old address: the account moved to another one.
+    EmailChanged(AccountNotice),
+    /// To an address that is already registered: someone asked to move their
+    /// account to it (the asker is told nothing, so nothing is enumerated).
+    EmailChangeAttempted(AccountNotice),
     /// A security notice: two-factor login was turned on.
     TwoFactorEnabled(AccountNotice),
     /// A security notice: two-factor login was turned off (by the user or an operator).
@@ -28,8 +39,13 @@ impl DomainEvent {
         match self {
             Self::VerificationEmailRequested(event) => event.event_id,
             Self::PasswordResetRequested(event) => event.event_id,
+            Self::EmailChangeRequested(event) => event.event_id,
             Self::PasswordChanged(event)
+            | Self::PasswordReset(event)
             | Self::RegistrationAttempted(event)
+            | Self::EmailChangePending(event)
+            | Self::EmailChanged(event)
+            | Self::EmailChangeAttempted(event)
             | Self::TwoFactorEnabled(event)
             | Self::TwoFactorDisabled(event) => event.event_id,
             Self::UserDeleted(event) => event.event_id,
@@ -42,7 +58,12 @@ impl DomainEvent {
             Self::VerificationEmailRequested(_) => VerificationEmailRequested::EVENT_TYPE,
             Self::PasswordResetRequested(_) => PasswordResetRequested::EVENT_TYPE,
             Self::PasswordChanged(_) => AccountNotice::PASSWORD_CHANGED,
+            Self::PasswordReset(_) => AccountNotice::PASSWORD_RESET,
             Self::RegistrationAttempted(_) => AccountNotice::REGISTRATION_ATTEMPTED,
+            Self::EmailChangeRequested(_) => EmailChangeRequested::EVENT_TYPE,
+            Self::EmailChangePending(_) => AccountNotice::EMAIL_CHANGE_PENDING,
+            Self::EmailChanged(_) => AccountNotice::EMAIL_CHANGED,
+            Self::EmailChangeAttempted(_) => AccountNotice::EMAIL_CHANGE_ATTEMPTED,
             Self::TwoFactorEnabled(_) => AccountNotice::TWO_FACTOR_ENABLED,
             Self::TwoFactorDisabled(_) => AccountNotice::TWO_FACTOR_DISABLED,
             Self::UserDeleted(_) => UserDeleted::EVENT_TYPE,
@@ -53,8 +74,13 @@ impl DomainEvent {
         match self {
             Self::VerificationEmailRequested(event) => event.occurred_at,
             Self::PasswordResetRequested(event) => event.occurred_at,
+            Self::EmailChangeRequested(event) => event.occurred_at,
             Self::PasswordChanged(event)
+            | Self::PasswordReset(event)
             | Self::RegistrationAttempted(event)
+            | Self::EmailChangePending(event)
+            | Self::EmailChanged(event)
+            | Self::EmailChangeAttempted(event)
             | Self::TwoFactorEnabled(event)
             | Self::TwoFactorDisabled(event) => event.occurred_at,
             Self::UserDeleted(event) => event.occurred_at,
@@ -66,8 +92,13 @@ impl DomainEvent {
         match self {
             Self::VerificationEmailRequested(event) => event.user_id,
             Self::PasswordResetRequested(event) => event.user_id,
+            Self::EmailChangeRequested(event) => event.user_id,
             Self::PasswordChanged(event)
+            | Self::PasswordReset(event)
             | Self::RegistrationAttempted(event)
+            | Self::EmailChangePending(event)
+            | Self::EmailChanged(event)
+            | Self::EmailChangeAttempted(event)
             | Self::TwoFactorEnabled(event)
             | Self::TwoFactorDisabled(event) => event.user_id,
             Self::UserDeleted(event) => event.user_id,
@@ -85,7 +116,12 @@ pub const EMAIL_EVENT_TYPES: &[&str] = &[
     VerificationEmailRequested::EVENT_TYPE,
     PasswordResetRequested::EVENT_TYPE,
     AccountNotice::PASSWORD_CHANGED,
+    AccountNotice::PASSWORD_RESET,
     AccountNotice::REGISTRATION_ATTEMPTED,
+    EmailChangeRequested::EVENT_TYPE,
+    AccountNotice::EMAIL_CHANGE_PENDING,
+    AccountNotice::EMAIL_CHANGED,
+    AccountNotice::EMAIL_CHANGE_ATTEMPTED,
     AccountNotice::TWO_FACTOR_ENABLED,
     AccountNotice::TWO_FACTOR_DISABLED,
 ];
@@ -119,9 +155,32 @@ pub struct AccountNotice {
 
 impl AccountNotice {
     pub const PASSWORD_CHANGED: &'static str = "user.password_changed";
+    pub const PASSWORD_RESET: &'static str = "user.password_reset_completed";
     pub const REGISTRATION_ATTEMPTED: &'static str = "user.registration_attempted";
     pub const TWO_FACTOR_ENABLED: &'static str = "user.two_factor_enabled";
     pub const TWO_FACTOR_DISABLED: &'static str = "user.two_factor_disabled";
+    pub const EMAIL_CHANGE_PENDING: &'static str = "user.email_change_pending";
+    pub const EMAIL_CHANGED: &'static str = "user.email_changed";
+    pub const EMAIL_CHANGE_ATTEMPTED: &'static str = "user.email_change_attempted";
+}
+
+/// A user asked to move their account to `email`: that address must receive
+/// the link that confirms it.
+#[derive(Debug, Clone)]
+pub struct EmailChangeRequested {
+    pub event_id: Uuid,
+    pub user_id: UserId,
+    /// The new address, the only one the link goes to.
+    pub email: Email,
+    pub display_name: String,
+    /// Carries the single-use token, so it is a secret until it is emailed.
+    pub confirmation_link: SecretString,
+    pub expires_at: OffsetDateTime,
+    pub occurred_at: OffsetDateTime,
+}
+
+impl EmailChangeRequested {
+    pub const EVENT_TYPE: &'static str = "user.email_change_requested";
 }
 
 /// A user and their personal data are gone; other services should forget them.

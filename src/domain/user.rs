@@ -220,6 +220,26 @@ impl User {
         }
     }
 
+    /// Moves the account to another address. A verified one (confirmed through
+    /// the link sent to it, or on an operator's word) keeps or makes the account
+    /// active; an unverified one puts an active account back to pending
+    /// verification. A disabled account stays disabled either way.
+    pub fn change_email(&mut self, email: Email, is_verified: bool, now: OffsetDateTime) {
+        self.email = email;
+        if is_verified {
+            self.verified_at = Some(self.verified_at.map_or(now, |at| at.max(now)));
+            if self.status == UserStatus::PendingVerification {
+                self.status = UserStatus::Active;
+            }
+        } else {
+            self.verified_at = None;
+            if self.status == UserStatus::Active {
+                self.status = UserStatus::PendingVerification;
+            }
+        }
+        self.touch(now);
+    }
+
     /// Whether a user who proved their password may have a session.
     ///
     /// # Errors
@@ -313,6 +333,24 @@ mod tests {
         assert_eq!(user.verified_at(), Some(now));
         assert_eq!(user.ensure_can_log_in(), Ok(()));
         assert_eq!(user.verify_email(now), Err(VerifyEmailError::AlreadyVerified));
+    }
+
+    #[test]
+    fn a_confirmed_new_address_keeps_the_account_active_and_an_unconfirmed_one_needs_verifying() {
+        let mut user = pending_user();
+        let now = datetime!(2026-01-02 0:00 UTC);
+        user.verify_email(now).unwrap();
+        let later = datetime!(2026-01-03 0:00 UTC);
+        user.change_email(Email::parse("grace@example.com").unwrap(), true, later);
+        assert_eq!(
+            (user.email().as_str(), user.status(), user.verified_at()),
+            ("grace@example.com", UserStatus::Active, Some(later))
+        );
+        user.change_email(Email::parse("ada@example.com").unwrap(), false, later);
+        assert_eq!((user.status(), user.verified_at()), (UserStatus::PendingVerification, None));
+        user.disable(later).unwrap();
+        user.change_email(Email::parse("grace@example.com").unwrap(), true, later);
+        assert_eq!(user.status(), UserStatus::Disabled, "a new address never undoes a disable");
     }
 
     #[test]

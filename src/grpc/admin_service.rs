@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     application::{AdminUsers, ApplicationError, ListUsersInput},
-    domain::{UserId, UserStatus},
+    domain::{Email, UserId, UserStatus},
 };
 
 /// `identity.v1.AdminService`: authenticated by a service API key in `x-api-key`.
@@ -125,6 +125,26 @@ impl AdminService for AdminGrpcService {
         let id = parse_user_id(&request.get_ref().user_id)?;
         let user = self.admin.enable(&actor, id).await?;
         Ok(Response::new(proto::EnableUserResponse { user: Some(convert::user(&user)) }))
+    }
+
+    async fn set_user_email(
+        &self,
+        request: Request<proto::SetUserEmailRequest>,
+    ) -> Result<Response<proto::SetUserEmailResponse>, Status> {
+        let actor = self.authorize(&request)?;
+        let body = request.into_inner();
+        let id = parse_user_id(&body.user_id);
+        let email = Email::parse(&body.email).map_err(|e| ApplicationError::invalid_field("email", e));
+        let (id, email) = match (id, email) {
+            (Ok(id), Ok(email)) => (id, email),
+            (Err(ApplicationError::InvalidInput(mut a)), Err(ApplicationError::InvalidInput(b))) => {
+                a.extend(b);
+                return Err(ApplicationError::InvalidInput(a).into());
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
+        let user = self.admin.set_email(&actor, id, email, body.verified).await?;
+        Ok(Response::new(proto::SetUserEmailResponse { user: Some(convert::user(&user)) }))
     }
 
     async fn delete_user(

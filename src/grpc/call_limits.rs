@@ -24,6 +24,8 @@ pub enum Operation {
     ChangePassword,
     RefreshSession,
     Logout,
+    RequestEmailChange,
+    ConfirmEmailChange,
     CompleteMfaLogin,
     /// Enrolment, disabling and new recovery codes: each takes a password or a code.
     ManageMfa,
@@ -41,6 +43,8 @@ impl Operation {
             Self::ChangePassword => "change_password",
             Self::RefreshSession => "refresh_session",
             Self::Logout => "logout",
+            Self::RequestEmailChange => "request_email_change",
+            Self::ConfirmEmailChange => "confirm_email_change",
             Self::CompleteMfaLogin => "complete_mfa_login",
             Self::ManageMfa => "manage_mfa",
         }

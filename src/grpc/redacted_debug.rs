@@ -5,9 +5,10 @@ use std::fmt;
 
 use super::proto::{
     BeginTotpEnrollmentRequest, BeginTotpEnrollmentResponse, ChangePasswordRequest, CompleteMfaLoginRequest,
-    ConfirmTotpEnrollmentRequest, ConfirmTotpEnrollmentResponse, DisableTotpRequest, LoginRequest, LoginResponse,
-    LogoutRequest, RefreshSessionRequest, RefreshSessionResponse, RegenerateRecoveryCodesRequest,
-    RegenerateRecoveryCodesResponse, ResetPasswordRequest, SignUpRequest, ValidateTokenRequest, VerifyEmailRequest,
+    ConfirmEmailChangeRequest, ConfirmTotpEnrollmentRequest, ConfirmTotpEnrollmentResponse, DisableTotpRequest,
+    LoginRequest, LoginResponse, LogoutRequest, RefreshSessionRequest, RefreshSessionResponse,
+    RegenerateRecoveryCodesRequest, RegenerateRecoveryCodesResponse, RequestEmailChangeRequest, ResetPasswordRequest,
+    SignUpRequest, ValidateTokenRequest, VerifyEmailRequest,
 };
 
 const HIDDEN: &str = "<hidden>";
@@ -21,6 +22,21 @@ impl fmt::Debug for SignUpRequest {
             .field("first_name", &self.first_name)
             .field("last_name", &self.last_name)
             .finish()
+    }
+}
+
+impl fmt::Debug for RequestEmailChangeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestEmailChangeRequest")
+            .field("new_email", &self.new_email)
+            .field("current_password", &HIDDEN)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ConfirmEmailChangeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfirmEmailChangeRequest").field("token", &HIDDEN).finish()
     }
 }
 

@@ -59,6 +59,18 @@ impl From<ApplicationError> for Status {
                     details,
                 )
             }
+            ApplicationError::InvalidEmailChangeToken => {
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation(
+                    "token",
+                    "is invalid, already used or expired; ask for the email change again",
+                );
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    "invalid, used or expired email change token",
+                    details,
+                )
+            }
             ApplicationError::RateLimited { retry_after } => Status::with_error_details(
                 Code::ResourceExhausted,
                 "too many attempts; retry later",

@@ -12,10 +12,11 @@ use super::{
 };
 use crate::{
     application::{
-        ApplicationError, BeginTotpEnrollment, ChangePassword, CompleteMfaLogin, ConfirmTotpEnrollment, DisableTotp,
-        GetCurrentUser, ListSessions, Login, LoginCommand, Logout, LogoutAll, PasswordRules, RefreshSession,
-        RegenerateRecoveryCodes, RequestPasswordReset, ResendVerificationEmail, ResetPassword, RevokeSession,
-        SessionTokens, SignUp, SignUpCommand, ValidateToken, VerifyEmail,
+        ApplicationError, BeginTotpEnrollment, ChangePassword, CompleteMfaLogin, ConfirmEmailChange,
+        ConfirmTotpEnrollment, DisableTotp, GetCurrentUser, ListSessions, Login, LoginCommand, Logout, LogoutAll,
+        PasswordRules, RefreshSession, RegenerateRecoveryCodes, RequestEmailChange, RequestPasswordReset,
+        ResendVerificationEmail, ResetPassword, RevokeSession, SessionTokens, SignUp, SignUpCommand, ValidateToken,
+        VerifyEmail,
     },
     domain::{
         Email, OpaqueToken, PlaintextPassword, RecoveryCode, SecondFactor, TotpCode,
@@ -40,6 +41,8 @@ pub struct UserGrpcService {
     pub change_password: ChangePassword,
     pub request_password_reset: RequestPasswordReset,
     pub reset_password: ResetPassword,
+    pub request_email_change: RequestEmailChange,
+    pub confirm_email_change: ConfirmEmailChange,
     pub complete_mfa_login: CompleteMfaLogin,
     pub begin_totp_enrollment: BeginTotpEnrollment,
     pub confirm_totp_enrollment: ConfirmTotpEnrollment,
@@ -398,6 +401,41 @@ impl UserService for UserGrpcService {
         let token = OpaqueToken::parse(&body.token).map_err(|_| ApplicationError::InvalidResetToken)?;
         self.reset_password.execute(token, body.new_password).await?;
         Ok(Response::new(proto::ResetPasswordResponse {}))
+    }
+
+    async fn request_email_change(
+        &self,
+        request: Request<proto::RequestEmailChangeRequest>,
+    ) -> Result<Response<proto::RequestEmailChangeResponse>, Status> {
+        let client = self.limits.check_address(&request, Operation::RequestEmailChange)?;
+        let token = bearer_token(request.metadata())?.to_owned();
+        let body = request.into_inner();
+        let email = Email::parse(&body.new_email).map_err(|e| ApplicationError::invalid_field("new_email", e));
+        let current = PlaintextPassword::parse(body.current_password)
+            .map_err(|e| ApplicationError::invalid_field("current_password", e));
+        let (email, current) = match (email, current) {
+            (Ok(email), Ok(current)) => (email, current),
+            (Err(ApplicationError::InvalidInput(mut a)), Err(ApplicationError::InvalidInput(b))) => {
+                a.extend(b);
+                return Err(ApplicationError::InvalidInput(a).into());
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
+        self.limits.check_email(Operation::RequestEmailChange, &email, client.as_ref())?;
+        self.request_email_change.execute(&token, email, current, client).await?;
+        Ok(Response::new(proto::RequestEmailChangeResponse {}))
+    }
+
+    async fn confirm_email_change(
+        &self,
+        request: Request<proto::ConfirmEmailChangeRequest>,
+    ) -> Result<Response<proto::ConfirmEmailChangeResponse>, Status> {
+        self.limits.check_address(&request, Operation::ConfirmEmailChange)?;
+        let token =
+            OpaqueToken::parse(&request.into_inner().token).map_err(|_| ApplicationError::InvalidEmailChangeToken)?;
+        let user = self.confirm_email_change.execute(token).await?;
+        record_user(&user);
+        Ok(Response::new(proto::ConfirmEmailChangeResponse { user: Some(convert::user(&user)) }))
     }
 }
 

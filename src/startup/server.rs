@@ -113,7 +113,7 @@ impl Application {
 
 /// The user and admin services and reflection; health is added by the caller.
 fn grpc_services(use_cases: UseCases, a: &Adapters, settings: &Settings) -> anyhow::Result<Routes> {
-    let UseCases { password_rules, registration, sessions, passwords, two_factor, admin } = use_cases;
+    let UseCases { password_rules, registration, sessions, passwords, email_change, two_factor, admin } = use_cases;
     let service = UserGrpcService {
         password_rules,
         sign_up: registration.sign_up,
@@ -130,6 +130,8 @@ fn grpc_services(use_cases: UseCases, a: &Adapters, settings: &Settings) -> anyh
         change_password: passwords.change_password,
         request_password_reset: passwords.request_password_reset,
         reset_password: passwords.reset_password,
+        request_email_change: email_change.request,
+        confirm_email_change: email_change.confirm,
         complete_mfa_login: two_factor.complete_mfa_login,
         begin_totp_enrollment: two_factor.begin_totp_enrollment,
         confirm_totp_enrollment: two_factor.confirm_totp_enrollment,

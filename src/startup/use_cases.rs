@@ -5,10 +5,10 @@ use std::{sync::Arc, time::Duration};
 use super::adapters::Adapters;
 use crate::{
     application::{
-        AccessGuard, AdminUsers, BeginTotpEnrollment, ChangePassword, CompleteMfaLogin, ConfirmTotpEnrollment,
-        DisableTotp, GetCurrentUser, ListSessions, Login, Logout, LogoutAll, PasswordRules, RefreshSession,
-        RegenerateRecoveryCodes, RequestPasswordReset, ResendVerificationEmail, ResetPassword, RevokeSession,
-        SecondFactors, SessionIssuer, SignUp, ValidateToken, VerifyEmail,
+        AccessGuard, AdminUsers, BeginTotpEnrollment, ChangePassword, CompleteMfaLogin, ConfirmEmailChange,
+        ConfirmTotpEnrollment, DisableTotp, GetCurrentUser, ListSessions, Login, Logout, LogoutAll, PasswordRules,
+        RefreshSession, RegenerateRecoveryCodes, RequestEmailChange, RequestPasswordReset, ResendVerificationEmail,
+        ResetPassword, RevokeSession, SecondFactors, SessionIssuer, SignUp, ValidateToken, VerifyEmail,
     },
     config::Settings,
     domain::{PasswordPolicy, ResendPolicy, ThrottlePolicy},
@@ -23,8 +23,14 @@ pub(super) struct UseCases {
     pub registration: Registration,
     pub sessions: Sessions,
     pub passwords: Passwords,
+    pub email_change: EmailChange,
     pub two_factor: TwoFactor,
     pub admin: AdminUsers,
+}
+
+pub(super) struct EmailChange {
+    pub request: RequestEmailChange,
+    pub confirm: ConfirmEmailChange,
 }
 
 pub(super) struct TwoFactor {
@@ -113,6 +119,7 @@ impl UseCases {
             registration: registration(a, settings, &shared),
             sessions: sessions(a, settings, &shared),
             passwords: passwords(a, settings, &shared),
+            email_change: email_change(a, settings, &shared),
             two_factor: two_factor(a, settings, &shared),
             admin: AdminUsers {
                 users: a.users.clone(),
@@ -120,6 +127,9 @@ impl UseCases {
                 sessions: a.sessions.clone(),
                 guard: shared.guard,
                 clock: a.clock.clone(),
+                verification_links: settings.links.verification_url.clone(),
+                verification_ttl: settings.links.verification_token_ttl,
+                notices: settings.notices,
             },
             password_rules: shared.password_rules,
         }
@@ -194,6 +204,7 @@ fn passwords(a: &Adapters, settings: &Settings, shared: &Shared) -> Passwords {
             throttle_policy: shared.throttle_policy,
             rules: shared.password_rules.clone(),
             clock: a.clock.clone(),
+            notices: settings.notices,
         },
         request_password_reset: RequestPasswordReset {
             users: a.users.clone(),
@@ -211,6 +222,34 @@ fn passwords(a: &Adapters, settings: &Settings, shared: &Shared) -> Passwords {
             guard: shared.guard.clone(),
             rules: shared.password_rules.clone(),
             clock: a.clock.clone(),
+            notices: settings.notices,
+        },
+    }
+}
+
+fn email_change(a: &Adapters, settings: &Settings, shared: &Shared) -> EmailChange {
+    EmailChange {
+        request: RequestEmailChange {
+            guard: shared.guard.clone(),
+            users: a.users.clone(),
+            accounts: a.accounts.clone(),
+            tokens: a.single_use_tokens.clone(),
+            hasher: a.hasher.clone(),
+            throttles: a.throttles.clone(),
+            throttle_policy: shared.throttle_policy,
+            clock: a.clock.clone(),
+            links: settings.links.email_change_url.clone(),
+            ttl: settings.links.email_change_token_ttl,
+            policy: shared.resend_policy,
+            notices: settings.notices,
+        },
+        confirm: ConfirmEmailChange {
+            users: a.users.clone(),
+            accounts: a.accounts.clone(),
+            tokens: a.single_use_tokens.clone(),
+            guard: shared.guard.clone(),
+            clock: a.clock.clone(),
+            notices: settings.notices,
         },
     }
 }

@@ -10,6 +10,7 @@ mod tls;
 mod abuse;
 mod admin;
 mod django_passwords;
+mod email_change;
 mod email_pipeline;
 mod email_safety;
 mod faults;

@@ -159,6 +159,7 @@ pub fn mailer_settings(app: &TestApp, names: &Names, sendgrid: &MockServer) -> M
             ExpectedEmails {
                 verification_links: server.links.verification_url,
                 reset_links: server.links.password_reset_url,
+                email_change_links: server.links.email_change_url,
             }
         },
         telemetry: TelemetrySettings { log_format: LogFormat::Json, metrics_addr: None, otlp: None },

@@ -11,6 +11,16 @@ pub struct NewSingleUseToken {
     pub hash: TokenHash,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    /// What an email-change token confirms; `None` for the other purposes.
+    pub email_change: Option<EmailChangeTarget>,
+}
+
+/// The address an email-change token confirms, and the session that asked
+/// for it (its login survives the change; every other session ends).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailChangeTarget {
+    pub new_email: Email,
+    pub session_id: Option<Uuid>,
 }
 
 /// A stored single-use token as read back.
@@ -20,6 +30,8 @@ pub struct SingleUseTokenRecord {
     pub expires_at: OffsetDateTime,
     /// Set once the token was used, or when a newer one replaced it.
     pub is_spent: bool,
+    /// Set for email-change tokens.
+    pub email_change: Option<EmailChangeTarget>,
 }
 
 /// How many emails of one kind a user was sent recently, for rate limiting.
@@ -36,6 +48,8 @@ pub struct SendHistory {
 pub enum TokenPurpose {
     EmailVerification,
     PasswordReset,
+    /// Confirms a new email address (sent to that address).
+    EmailChange,
 }
 
 impl TokenPurpose {
@@ -43,6 +57,7 @@ impl TokenPurpose {
         match self {
             Self::EmailVerification => "email_verification",
             Self::PasswordReset => "password_reset",
+            Self::EmailChange => "email_change",
         }
     }
 }
@@ -85,7 +100,7 @@ pub trait SingleUseTokens: Send + Sync {
     ) -> Result<SendHistory, RepositoryError>;
 
     /// Spends every earlier token of the user for this purpose, stores the new
-    /// one and the event, atomically, but only if the newest token is still the
+    /// one and the events, atomically, but only if the newest token is still the
     /// one created at `expected_last_sent_at`; returns `false` when a concurrent
     /// request got there first.
     ///
@@ -97,7 +112,7 @@ pub trait SingleUseTokens: Send + Sync {
         user_id: UserId,
         expected_last_sent_at: Option<OffsetDateTime>,
         token: &NewSingleUseToken,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<bool, RepositoryError>;
 }
 

@@ -35,6 +35,15 @@ pub enum PasswordChangeRefused {
     PasswordChanged,
 }
 
+/// Why an email change found, under the lock, that it cannot be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailChangeRefused {
+    /// The token was spent meanwhile, or the user is gone or no longer active.
+    NoLongerApplies,
+    /// Another account holds the address (the unique index decided).
+    EmailTaken,
+}
+
 /// Users and their credentials, with the sign-up and verification steps that
 /// must change a user and a single-use token together. Operations that must be
 /// atomic with an outbox event take the event and write both in one transaction.
@@ -107,7 +116,7 @@ pub trait AccountRepository: Send + Sync {
     ///
     /// Stores a new password hash (bumping the password version), ends every
     /// session but those of `keep`'s family (the caller's login, whatever it was
-    /// rotated into), spends outstanding reset links and writes the notice,
+    /// rotated into), spends outstanding reset links and writes the events (the notice),
     /// atomically, provided the password is still the `verified_version`.
     ///
     /// # Errors
@@ -119,7 +128,7 @@ pub trait AccountRepository: Send + Sync {
         verified_version: i32,
         keep: Option<Uuid>,
         now: OffsetDateTime,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError>;
 
     /// Refuses every access token issued before `now` and ends every session
@@ -163,6 +172,41 @@ pub trait AccountRepository: Send + Sync {
     /// Storage failures only.
     async fn record_event(&self, event: &DomainEvent) -> Result<(), RepositoryError>;
 
+    /// Spends the email-change token (and every other outstanding one of the
+    /// user), moves the account to the token's address (verified: the link
+    /// proved it), ends every session but those of the asking session's
+    /// family, and writes the events, atomically.
+    ///
+    /// # Errors
+    /// `Ok(Err(_))` when the change cannot be made; storage failures.
+    async fn complete_email_change(
+        &self,
+        token: &TokenHash,
+        user_id: UserId,
+        target: &EmailChangeTarget,
+        now: OffsetDateTime,
+        events: &[DomainEvent],
+    ) -> Result<Result<Revocation, EmailChangeRefused>, RepositoryError>;
+
+    /// An operator's change of address: moves the account to `email`, spends
+    /// outstanding email-change tokens, refuses every access token issued
+    /// before `now`, ends every session, stores `verification` (a new
+    /// verification token, when the address is not verified) and writes the
+    /// events, atomically.
+    ///
+    /// # Errors
+    /// `Ok(Err(NoLongerApplies))` for an unknown user, `Ok(Err(EmailTaken))`
+    /// when another account holds the address; storage failures.
+    async fn set_email(
+        &self,
+        user_id: UserId,
+        email: &Email,
+        is_verified: bool,
+        now: OffsetDateTime,
+        verification: Option<&NewSingleUseToken>,
+        events: &[DomainEvent],
+    ) -> Result<Result<Revocation, EmailChangeRefused>, RepositoryError>;
+
     /// Spends the reset token (and every other outstanding one of the user),
     /// stores the new hash, refuses every access token issued before `now`, ends
     /// every session and writes the notice, atomically. `None` when the token
@@ -176,6 +220,6 @@ pub trait AccountRepository: Send + Sync {
         user_id: UserId,
         hash: &PasswordHash,
         now: OffsetDateTime,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError>;
 }

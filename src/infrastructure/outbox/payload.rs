@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{
-    AccountNotice, DomainEvent, Email, PasswordResetRequested, UserDeleted, UserId, VerificationEmailRequested,
+    AccountNotice, DomainEvent, Email, EmailChangeRequested, PasswordResetRequested, UserDeleted, UserId,
+    VerificationEmailRequested,
 };
 
 /// Bumped when a field changes meaning or disappears; consumers refuse versions
@@ -37,6 +38,20 @@ struct PasswordResetRequestedV1 {
     email: String,
     display_name: String,
     reset_link: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    occurred_at: OffsetDateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EmailChangeRequestedV1 {
+    schema_version: u32,
+    event_id: Uuid,
+    user_id: Uuid,
+    email: String,
+    display_name: String,
+    confirmation_link: String,
     #[serde(with = "time::serde::rfc3339")]
     expires_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -114,8 +129,22 @@ pub fn encode(event: &DomainEvent) -> anyhow::Result<String> {
             expires_at: e.expires_at,
             occurred_at: e.occurred_at,
         })?),
+        DomainEvent::EmailChangeRequested(e) => Ok(serde_json::to_string(&EmailChangeRequestedV1 {
+            schema_version: SCHEMA_VERSION,
+            event_id: e.event_id,
+            user_id: e.user_id.as_uuid(),
+            email: e.email.as_str().to_owned(),
+            display_name: e.display_name.clone(),
+            confirmation_link: e.confirmation_link.expose_secret().to_owned(),
+            expires_at: e.expires_at,
+            occurred_at: e.occurred_at,
+        })?),
         DomainEvent::PasswordChanged(e)
+        | DomainEvent::PasswordReset(e)
         | DomainEvent::RegistrationAttempted(e)
+        | DomainEvent::EmailChangePending(e)
+        | DomainEvent::EmailChanged(e)
+        | DomainEvent::EmailChangeAttempted(e)
         | DomainEvent::TwoFactorEnabled(e)
         | DomainEvent::TwoFactorDisabled(e) => Ok(serde_json::to_string(&notice_v1(e))?),
         DomainEvent::UserDeleted(e) => Ok(serde_json::to_string(&UserDeletedV1 {
@@ -161,9 +190,33 @@ pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
         AccountNotice::PASSWORD_CHANGED => Ok(DomainEvent::PasswordChanged(notice_from(
             serde_json::from_slice(payload).context("malformed event payload")?,
         )?)),
+        AccountNotice::PASSWORD_RESET => Ok(DomainEvent::PasswordReset(notice_from(
+            serde_json::from_slice(payload).context("malformed event payload")?,
+        )?)),
         AccountNotice::REGISTRATION_ATTEMPTED => Ok(DomainEvent::RegistrationAttempted(notice_from(
             serde_json::from_slice(payload).context("malformed event payload")?,
         )?)),
+        AccountNotice::EMAIL_CHANGE_PENDING => Ok(DomainEvent::EmailChangePending(notice_from(
+            serde_json::from_slice(payload).context("malformed event payload")?,
+        )?)),
+        AccountNotice::EMAIL_CHANGED => Ok(DomainEvent::EmailChanged(notice_from(
+            serde_json::from_slice(payload).context("malformed event payload")?,
+        )?)),
+        AccountNotice::EMAIL_CHANGE_ATTEMPTED => Ok(DomainEvent::EmailChangeAttempted(notice_from(
+            serde_json::from_slice(payload).context("malformed event payload")?,
+        )?)),
+        EmailChangeRequested::EVENT_TYPE => {
+            let p: EmailChangeRequestedV1 = serde_json::from_slice(payload).context("malformed event payload")?;
+            Ok(DomainEvent::EmailChangeRequested(EmailChangeRequested {
+                event_id: p.event_id,
+                user_id: UserId::from_uuid(p.user_id),
+                email: Email::hydrate(p.email).context("the event's email is not canonical")?,
+                display_name: p.display_name,
+                confirmation_link: SecretString::from(p.confirmation_link),
+                expires_at: p.expires_at,
+                occurred_at: p.occurred_at,
+            }))
+        }
         AccountNotice::TWO_FACTOR_ENABLED => Ok(DomainEvent::TwoFactorEnabled(notice_from(
             serde_json::from_slice(payload).context("malformed event payload")?,
         )?)),
@@ -183,7 +236,7 @@ pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
 }
 
 /// The payload fields that carry a single-use link (and so its token).
-const LINK_FIELDS: &[&str] = &["verification_link", "reset_link"];
+pub const LINK_FIELDS: &[&str] = &["verification_link", "reset_link", "confirmation_link"];
 
 /// The payload as it may stay at rest once published: without the single-use
 /// link, which a database read (a backup, a replica) would otherwise turn into an

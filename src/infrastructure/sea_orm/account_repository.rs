@@ -9,15 +9,16 @@ use uuid::Uuid;
 use super::{
     SeaOrmUserRepository, classify,
     entities::{sessions, users},
+    errors::is_unique_violation,
     outbox_store, single_use_tokens,
-    user_lock::{Lock, lock_user, revoke_sessions, write_changes},
+    user_lock::{Lock, lock_user, revoke_sessions, try_write_changes, write_changes},
     user_repository::{credentials_of, to_user},
 };
 use crate::domain::{
-    DomainEvent, PasswordHash, TokenHash, User, UserId, UserStatus,
+    DomainEvent, Email, PasswordHash, TokenHash, User, UserId, UserStatus,
     ports::{
-        AccountRepository, PasswordChangeRefused, RepositoryError, Revocation, StoredCredentials, TokenPurpose,
-        UserListQuery,
+        AccountRepository, EmailChangeRefused, EmailChangeTarget, NewSingleUseToken, PasswordChangeRefused,
+        RepositoryError, Revocation, StoredCredentials, TokenPurpose, UserListQuery,
     },
 };
 
@@ -48,6 +49,38 @@ async fn spend_reset_tokens(
     single_use_tokens::spend_outstanding(txn, TokenPurpose::PasswordReset, user_id, now).await
 }
 
+/// The family of `session_id` if its login is still live (its newest session
+/// neither revoked nor rotated): the login a change keeps going.
+async fn live_family(txn: &DatabaseTransaction, session_id: Uuid) -> Result<Option<Uuid>, RepositoryError> {
+    let family_of_kept = Query::select()
+        .column(sessions::Column::FamilyId)
+        .from(sessions::Entity)
+        .and_where(sessions::Column::Id.eq(session_id))
+        .to_owned();
+    let live_tip = sessions::Entity::find()
+        .filter(sessions::Column::FamilyId.in_subquery(family_of_kept))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .filter(sessions::Column::RotatedAt.is_null())
+        .one(txn)
+        .await
+        .map_err(classify)?;
+    Ok(live_tip.map(|tip| tip.family_id))
+}
+
+/// Writes the new address; the unique index refuses one another account holds
+/// (of concurrent changes to one address, the first to commit wins).
+async fn write_new_address(
+    txn: &DatabaseTransaction,
+    before: &User,
+    after: &User,
+) -> Result<Result<(), EmailChangeRefused>, RepositoryError> {
+    match try_write_changes(txn, before, after).await {
+        Ok(()) => Ok(Ok(())),
+        Err(error) if is_unique_violation(&error) => Ok(Err(EmailChangeRefused::EmailTaken)),
+        Err(error) => Err(classify(error)),
+    }
+}
+
 /// Escapes LIKE wildcards so that a prefix matches literally.
 fn like_prefix(prefix: &str) -> LikeExpr {
     let escaped: String = prefix
@@ -62,6 +95,71 @@ fn like_prefix(prefix: &str) -> LikeExpr {
 
 #[async_trait]
 impl AccountRepository for SeaOrmUserRepository {
+    async fn complete_email_change(
+        &self,
+        token: &TokenHash,
+        user_id: UserId,
+        target: &EmailChangeTarget,
+        now: OffsetDateTime,
+        events: &[DomainEvent],
+    ) -> Result<Result<Revocation, EmailChangeRefused>, RepositoryError> {
+        let txn = self.db.begin().await.map_err(classify)?;
+        let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else {
+            return Ok(Err(EmailChangeRefused::NoLongerApplies));
+        };
+        let before = to_user(&row)?;
+        if before.status() != UserStatus::Active
+            || !single_use_tokens::claim(&txn, TokenPurpose::EmailChange, token, user_id, now).await?
+        {
+            return Ok(Err(EmailChangeRefused::NoLongerApplies));
+        }
+        let mut after = before.clone();
+        after.change_email(target.new_email.clone(), true, now);
+        if let Err(refused) = write_new_address(&txn, &before, &after).await? {
+            return Ok(Err(refused));
+        }
+        // The login that asked goes on (if it still does); every other ends.
+        let kept_family = match target.session_id {
+            Some(session_id) => live_family(&txn, session_id).await?,
+            None => None,
+        };
+        let revoked_sessions = revoke_sessions(&txn, user_id, kept_family, self.rotated_since(now), now).await?;
+        single_use_tokens::spend_outstanding(&txn, TokenPurpose::EmailChange, user_id, now).await?;
+        self.commit_with_events(txn, events).await?;
+        Ok(Ok(Revocation { user: after, revoked_sessions, changed: true }))
+    }
+
+    async fn set_email(
+        &self,
+        user_id: UserId,
+        email: &Email,
+        is_verified: bool,
+        now: OffsetDateTime,
+        verification: Option<&NewSingleUseToken>,
+        events: &[DomainEvent],
+    ) -> Result<Result<Revocation, EmailChangeRefused>, RepositoryError> {
+        let txn = self.db.begin().await.map_err(classify)?;
+        let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else {
+            return Ok(Err(EmailChangeRefused::NoLongerApplies));
+        };
+        let before = to_user(&row)?;
+        let mut after = before.clone();
+        after.change_email(email.clone(), is_verified, now);
+        after.revoke_tokens(now);
+        if let Err(refused) = write_new_address(&txn, &before, &after).await? {
+            return Ok(Err(refused));
+        }
+        let revoked_sessions = revoke_sessions(&txn, user_id, None, self.rotated_since(now), now).await?;
+        single_use_tokens::spend_outstanding(&txn, TokenPurpose::EmailChange, user_id, now).await?;
+        // Links to the old address verify nothing any more.
+        single_use_tokens::spend_outstanding(&txn, TokenPurpose::EmailVerification, user_id, now).await?;
+        if let Some(token) = verification {
+            single_use_tokens::insert(&txn, TokenPurpose::EmailVerification, user_id, token).await?;
+        }
+        self.commit_with_events(txn, events).await?;
+        Ok(Ok(Revocation { user: after, revoked_sessions, changed: true }))
+    }
+
     async fn find_credentials_by_id(&self, id: UserId) -> Result<Option<(User, StoredCredentials)>, RepositoryError> {
         let row = users::Entity::find_by_id(id.as_uuid()).one(&self.db).await.map_err(classify)?;
         row.map(|row| Ok((to_user(&row)?, credentials_of(row)))).transpose()
@@ -74,7 +172,7 @@ impl AccountRepository for SeaOrmUserRepository {
         verified_version: i32,
         keep: Option<Uuid>,
         now: OffsetDateTime,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else {
@@ -91,23 +189,10 @@ impl AccountRepository for SeaOrmUserRepository {
         // since its access token was issued.
         let kept_family = match keep {
             None => None,
-            Some(session_id) => {
-                // The live end of the family the caller's session belongs to.
-                let family_of_kept = Query::select()
-                    .column(sessions::Column::FamilyId)
-                    .from(sessions::Entity)
-                    .and_where(sessions::Column::Id.eq(session_id))
-                    .to_owned();
-                let live_tip = sessions::Entity::find()
-                    .filter(sessions::Column::FamilyId.in_subquery(family_of_kept))
-                    .filter(sessions::Column::RevokedAt.is_null())
-                    .filter(sessions::Column::RotatedAt.is_null())
-                    .one(&txn)
-                    .await
-                    .map_err(classify)?;
-                let Some(tip) = live_tip else { return Ok(Err(PasswordChangeRefused::SessionEnded)) };
-                Some(tip.family_id)
-            }
+            Some(session_id) => match live_family(&txn, session_id).await? {
+                Some(family) => Some(family),
+                None => return Ok(Err(PasswordChangeRefused::SessionEnded)),
+            },
         };
         let mut after = before.clone();
         after.touch(now);
@@ -115,9 +200,7 @@ impl AccountRepository for SeaOrmUserRepository {
         write_changes(&txn, &before, &after).await?;
         let revoked_sessions = revoke_sessions(&txn, user_id, kept_family, self.rotated_since(now), now).await?;
         spend_reset_tokens(&txn, user_id, now).await?;
-        outbox_store::insert_event(&txn, event).await?;
-        txn.commit().await.map_err(classify)?;
-        self.outbox_written.notify_one();
+        self.commit_with_events(txn, events).await?;
         Ok(Ok(Revocation { user: after, revoked_sessions, changed: true }))
     }
 
@@ -192,7 +275,7 @@ impl AccountRepository for SeaOrmUserRepository {
         user_id: UserId,
         hash: &PasswordHash,
         now: OffsetDateTime,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
@@ -207,14 +290,27 @@ impl AccountRepository for SeaOrmUserRepository {
         write_changes(&txn, &before, &after).await?;
         let revoked_sessions = revoke_sessions(&txn, user_id, None, self.rotated_since(now), now).await?;
         spend_reset_tokens(&txn, user_id, now).await?;
-        outbox_store::insert_event(&txn, event).await?;
-        txn.commit().await.map_err(classify)?;
-        self.outbox_written.notify_one();
+        self.commit_with_events(txn, events).await?;
         Ok(Some(Revocation { user: after, revoked_sessions, changed: true }))
     }
 }
 
 impl SeaOrmUserRepository {
+    async fn commit_with_events(
+        &self,
+        txn: DatabaseTransaction,
+        events: &[DomainEvent],
+    ) -> Result<(), RepositoryError> {
+        for event in events {
+            outbox_store::insert_event(&txn, event).await?;
+        }
+        txn.commit().await.map_err(classify)?;
+        if !events.is_empty() {
+            self.outbox_written.notify_one();
+        }
+        Ok(())
+    }
+
     /// A state transition that ends every session: under the user's lock,
     /// applies `change` to the user as stored now and writes what it changed.
     async fn transition(

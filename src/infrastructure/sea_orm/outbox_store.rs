@@ -103,21 +103,20 @@ impl OutboxStore for SeaOrmOutboxStore {
     }
 
     async fn redact_published(&self, limit: u64) -> Result<u64, RepositoryError> {
-        let rows: Vec<(Uuid, String)> = outbox::Entity::find()
-            .select_only()
-            .column(outbox::Column::Id)
-            .column(outbox::Column::Payload)
-            .filter(outbox::Column::PublishedAt.is_not_null())
-            .filter(
-                Condition::any()
-                    .add(outbox::Column::Payload.contains("\"verification_link\""))
-                    .add(outbox::Column::Payload.contains("\"reset_link\"")),
-            )
-            .limit(limit)
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .map_err(classify)?;
+        let rows: Vec<(Uuid, String)> =
+            outbox::Entity::find()
+                .select_only()
+                .column(outbox::Column::Id)
+                .column(outbox::Column::Payload)
+                .filter(outbox::Column::PublishedAt.is_not_null())
+                .filter(payload::LINK_FIELDS.iter().fold(Condition::any(), |any, field| {
+                    any.add(outbox::Column::Payload.contains(format!("\"{field}\"")))
+                }))
+                .limit(limit)
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(classify)?;
         for (id, stored) in &rows {
             outbox::Entity::update_many()
                 .col_expr(outbox::Column::Payload, Expr::value(payload::redact(stored)))

@@ -1,6 +1,8 @@
-//! The one store of single-use tokens (email verification, password reset),
+//! The one store of single-use tokens (email verification, password reset,
+//! email change),
 //! and the statements the account transactions use to spend them.
 
+use anyhow::Context;
 use async_trait::async_trait;
 use sea_orm::{
     ActiveValue::Set,
@@ -18,8 +20,11 @@ use super::{
     user_lock::{Lock, lock_user},
 };
 use crate::domain::{
-    DomainEvent, TokenHash, UserId,
-    ports::{NewSingleUseToken, RepositoryError, SendHistory, SingleUseTokenRecord, SingleUseTokens, TokenPurpose},
+    DomainEvent, Email, TokenHash, UserId,
+    ports::{
+        EmailChangeTarget, NewSingleUseToken, RepositoryError, SendHistory, SingleUseTokenRecord, SingleUseTokens,
+        TokenPurpose,
+    },
 };
 
 /// More than the hourly resend cap, so that counting the newest rows is enough.
@@ -30,12 +35,22 @@ pub(super) fn of_purpose(purpose: TokenPurpose) -> sea_orm::sea_query::SimpleExp
     single_use_tokens::Column::Purpose.eq(purpose.as_str())
 }
 
-fn record_of(row: single_use_tokens::Model) -> SingleUseTokenRecord {
-    SingleUseTokenRecord {
+fn record_of(row: single_use_tokens::Model) -> Result<SingleUseTokenRecord, RepositoryError> {
+    let email_change = match row.new_email {
+        None => None,
+        Some(raw) => Some(EmailChangeTarget {
+            new_email: Email::hydrate(raw)
+                .with_context(|| format!("single-use token {} holds an invalid address", row.id))
+                .map_err(RepositoryError::Unexpected)?,
+            session_id: row.session_id,
+        }),
+    };
+    Ok(SingleUseTokenRecord {
         user_id: UserId::from_uuid(row.user_id),
         expires_at: row.expires_at,
         is_spent: row.spent_at.is_some(),
-    }
+        email_change,
+    })
 }
 
 /// Stores a new, unspent token.
@@ -54,6 +69,8 @@ pub(super) async fn insert(
         expires_at: Set(token.expires_at),
         spent_at: Set(None),
         attempts: Set(0),
+        new_email: Set(token.email_change.as_ref().map(|target| target.new_email.as_str().to_owned())),
+        session_id: Set(token.email_change.as_ref().and_then(|target| target.session_id)),
     };
     single_use_tokens::Entity::insert(row).exec_without_returning(db).await.map_err(classify)?;
     Ok(())
@@ -142,7 +159,7 @@ impl SingleUseTokens for SeaOrmUserRepository {
             .one(&self.db)
             .await
             .map_err(classify)?;
-        Ok(row.map(record_of))
+        row.map(record_of).transpose()
     }
 
     async fn count_attempt(
@@ -184,7 +201,7 @@ impl SingleUseTokens for SeaOrmUserRepository {
         user_id: UserId,
         expected_last_sent_at: Option<OffsetDateTime>,
         token: &NewSingleUseToken,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<bool, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         // The user's row first, as every account change takes it: concurrent
@@ -199,7 +216,9 @@ impl SingleUseTokens for SeaOrmUserRepository {
         }
         spend_outstanding(&txn, purpose, user_id, token.created_at).await?;
         insert(&txn, purpose, user_id, token).await?;
-        outbox_store::insert_event(&txn, event).await?;
+        for event in events {
+            outbox_store::insert_event(&txn, event).await?;
+        }
         txn.commit().await.map_err(classify)?;
         self.outbox_written.notify_one();
         Ok(true)

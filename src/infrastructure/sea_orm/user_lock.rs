@@ -4,7 +4,7 @@
 //! transactions one at a time, which orders them just as well.
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect,
     sea_query::Expr,
 };
 use time::OffsetDateTime;
@@ -49,8 +49,18 @@ pub(super) async fn write_changes(
     before: &User,
     after: &User,
 ) -> Result<(), RepositoryError> {
+    try_write_changes(txn, before, after).await.map_err(classify)
+}
+
+/// [`write_changes`], with the database's error as it is: a change of address
+/// must tell the unique index's refusal from other failures.
+pub(super) async fn try_write_changes(txn: &DatabaseTransaction, before: &User, after: &User) -> Result<(), DbErr> {
     let mut update = users::Entity::update_many().filter(users::Column::Id.eq(after.id().as_uuid()));
     let mut changed = false;
+    if before.email() != after.email() {
+        update = update.col_expr(users::Column::Email, Expr::value(after.email().as_str()));
+        changed = true;
+    }
     if before.status() != after.status() {
         update = update.col_expr(users::Column::Status, Expr::value(after.status().as_str()));
         changed = true;
@@ -68,7 +78,7 @@ pub(super) async fn write_changes(
         changed = true;
     }
     if changed {
-        update.exec(txn).await.map_err(classify)?;
+        update.exec(txn).await?;
     }
     Ok(())
 }

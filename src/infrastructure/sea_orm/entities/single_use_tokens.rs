@@ -15,6 +15,10 @@ pub struct Model {
     pub spent_at: Option<TimeDateTimeWithTimeZone>,
     /// Presentations counted before checking (ResetPassword calls).
     pub attempts: i32,
+    /// The address an email-change token confirms (canonical).
+    pub new_email: Option<String>,
+    /// The session that asked for an email change: its login survives it.
+    pub session_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
