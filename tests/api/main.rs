@@ -9,6 +9,7 @@ mod tls;
 
 mod abuse;
 mod admin;
+mod django_import;
 mod django_passwords;
 mod email_pipeline;
 mod email_safety;
