@@ -171,7 +171,7 @@ fn args(source: &TestDatabase, table: &str) -> ImportArgs {
 }
 
 fn login(email: &str, password: &str) -> LoginRequest {
-    LoginRequest { email: email.into(), password: password.into(), ..Default::default() }
+    LoginRequest { email: email.into(), password: password.into() }
 }
 
 const SEED_SUMMARY: &str =
