@@ -71,7 +71,7 @@ pub struct LoginCaller {
 impl Caller for LoginCaller {
     async fn call(&mut self, index: usize) -> Result<(), tonic::Status> {
         let email = self.users[index % self.users.len()].clone();
-        self.client.login(proto::LoginRequest { email, password: PASSWORD.to_owned() }).await?;
+        self.client.login(proto::LoginRequest { email, password: PASSWORD.to_owned(), client: None }).await?;
         Ok(())
     }
 }
@@ -124,7 +124,7 @@ pub struct RefreshCaller {
 #[async_trait]
 impl Caller for RefreshCaller {
     async fn call(&mut self, _index: usize) -> Result<(), tonic::Status> {
-        let request = proto::RefreshSessionRequest { refresh_token: self.refresh_token.clone() };
+        let request = proto::RefreshSessionRequest { refresh_token: self.refresh_token.clone(), client: None };
         self.refresh_token = self.client.refresh_session(request).await?.into_inner().refresh_token;
         Ok(())
     }
@@ -164,7 +164,8 @@ pub async fn log_in(client: &Client, users: &[String], count: usize) -> anyhow::
             let mut client = client.clone();
             let email = users[index % users.len()].clone();
             tokio::spawn(async move {
-                let answer = client.login(proto::LoginRequest { email, password: PASSWORD.to_owned() }).await?;
+                let answer =
+                    client.login(proto::LoginRequest { email, password: PASSWORD.to_owned(), client: None }).await?;
                 let answer = answer.into_inner();
                 Ok::<_, tonic::Status>(Session {
                     access_token: answer.access_token,

@@ -246,6 +246,20 @@ impl UserService for BareUserService {
         unimplemented()
     }
 
+    async fn list_sessions(
+        &self,
+        _: Request<proto::ListSessionsRequest>,
+    ) -> Result<Response<proto::ListSessionsResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn revoke_session(
+        &self,
+        _: Request<proto::RevokeSessionRequest>,
+    ) -> Result<Response<proto::RevokeSessionResponse>, Status> {
+        unimplemented()
+    }
+
     async fn logout(&self, _: Request<proto::LogoutRequest>) -> Result<Response<proto::LogoutResponse>, Status> {
         unimplemented()
     }

@@ -240,7 +240,8 @@ mod tests {
         let user = active_user("ada@example.com");
         let users = FakeUsers::with(&user, "correct horse battery");
         let sessions = Arc::new(FakeSessions::default());
-        let (session, _) = issuer(&clock, Duration::from_secs(86_400)).new_session(&user);
+        let (session, _) =
+            issuer(&clock, Duration::from_secs(86_400)).new_session(&user, crate::domain::ClientContext::default());
         sessions.store(&session, |_| {});
         let access = FakeTokenIssuer.issue(user.id(), session.id, T0).unwrap().token.expose_secret().to_owned();
         let guard = guard(&users, &sessions, &clock);

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::{AccessGuard, ApplicationError};
 use crate::domain::{
     DomainEvent, User, UserDeleted, UserId, UserStatus,
-    ports::{AccountRepository, Clock, UserListQuery, UserRepository},
+    ports::{AccountRepository, Clock, LiveSession, SessionRepository, UserListQuery, UserRepository},
 };
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -36,6 +36,7 @@ struct Cursor {
 pub struct AdminUsers {
     pub users: Arc<dyn UserRepository>,
     pub accounts: Arc<dyn AccountRepository>,
+    pub sessions: Arc<dyn SessionRepository>,
     pub guard: Arc<AccessGuard>,
     pub clock: Arc<dyn Clock>,
 }
@@ -136,6 +137,32 @@ impl AdminUsers {
             audit(actor, "enable_user", id);
         }
         Ok(change.user)
+    }
+
+    /// The user's logins that can still be refreshed, newest first (at most
+    /// [`super::sessions::MAX_LISTED_SESSIONS`]).
+    ///
+    /// # Errors
+    /// `NotFound`; storage failures.
+    pub async fn list_sessions(&self, actor: &str, id: UserId) -> Result<Vec<LiveSession>, ApplicationError> {
+        self.users.find_by_id(id).await?.ok_or(ApplicationError::NotFound)?;
+        let sessions = self.sessions.list_live(id, self.clock.now(), super::sessions::MAX_LISTED_SESSIONS).await?;
+        audit(actor, "list_user_sessions", id);
+        Ok(sessions)
+    }
+
+    /// Ends every session of the user and refuses every access token issued
+    /// to them so far, as `LogoutAll` does; returns how many sessions ended.
+    ///
+    /// # Errors
+    /// `NotFound`; storage failures.
+    pub async fn revoke_sessions(&self, actor: &str, id: UserId) -> Result<usize, ApplicationError> {
+        let revocation =
+            self.accounts.revoke_all_sessions(id, self.clock.now()).await?.ok_or(ApplicationError::NotFound)?;
+        self.guard.apply(&revocation);
+        let revoked = revocation.revoked_sessions.len();
+        tracing::info!(target: "identity::audit", actor, action = "revoke_user_sessions", user_id = %id, revoked_sessions = revoked, "admin action");
+        Ok(revoked)
     }
 
     /// Deletes the user and their personal data, and announces it.

@@ -81,6 +81,9 @@ pub enum ApplicationError {
     RateLimited { retry_after: Duration },
     #[error("not found")]
     NotFound,
+    /// No session with this id that belongs to the caller and is still live.
+    #[error("no such session")]
+    SessionNotFound,
     /// The password was right; the login needs a second factor.
     #[error("a second factor is required")]
     MfaRequired(MfaChallengeIssued),

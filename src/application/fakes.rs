@@ -15,11 +15,11 @@ use uuid::Uuid;
 
 use super::{AccessGuard, SessionIssuer};
 use crate::domain::{
-    AccessGrant, AccessTokenClaims, AuthMethods, DomainEvent, Email, IssuedToken, LoginAttemptKeys, NewPassword,
-    PasswordHash, PersonNames, PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
+    AccessGrant, AccessTokenClaims, AuthMethods, ClientContext, DomainEvent, Email, IssuedToken, LoginAttemptKeys,
+    NewPassword, PasswordHash, PersonNames, PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
     ports::{
-        AccessTokenIssuer, AccountRepository, Clock, HashingError, InsertUserError, InvalidAccessToken, LoginCommit,
-        MfaChallengeRecord, MfaLoginCommit, MfaRepository, NewMfaChallenge, NewSession, NewSingleUseToken,
+        AccessTokenIssuer, AccountRepository, Clock, HashingError, InsertUserError, InvalidAccessToken, LiveSession,
+        LoginCommit, MfaChallengeRecord, MfaLoginCommit, MfaRepository, NewMfaChallenge, NewSession, NewSingleUseToken,
         PasswordChangeRefused, PasswordHasher, PublicKeyInfo, RepositoryError, Revocation, Rotation, SecondFactorProof,
         SendHistory, SessionRecord, SessionRepository, SingleUseTokenRecord, SingleUseTokens, StoredCredentials,
         TokenPurpose, TotpEnrollment, UserListQuery, UserRepository,
@@ -413,6 +413,47 @@ impl SessionRepository for FakeSessions {
             revoked.push(record.id);
         }
         Ok(revoked)
+    }
+
+    async fn list_live(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<LiveSession>, RepositoryError> {
+        let mut live: Vec<LiveSession> = lock(&self.by_id)
+            .values()
+            .filter(|r| r.user_id == user_id && !r.is_rotated && !r.is_revoked && r.expires_at > now)
+            .map(|r| LiveSession {
+                id: r.family_id,
+                user_id: r.user_id,
+                created_at: r.authenticated_at,
+                last_used_at: r.authenticated_at,
+                expires_at: r.expires_at,
+                context: ClientContext::default(),
+            })
+            .collect();
+        live.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        live.truncate(limit);
+        Ok(live)
+    }
+
+    async fn revoke_live_family(
+        &self,
+        user_id: UserId,
+        family_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<Uuid>>, RepositoryError> {
+        let member = lock(&self.by_id)
+            .values()
+            .find(|r| {
+                r.user_id == user_id && r.family_id == family_id && !r.is_rotated && !r.is_revoked && r.expires_at > now
+            })
+            .cloned();
+        match member {
+            Some(member) => self.revoke_family(&member, now).await.map(Some),
+            None => Ok(None),
+        }
     }
 }
 

@@ -6,8 +6,8 @@ use secrecy::SecretString;
 
 use super::{ApplicationError, MfaChallengeIssued, SessionIssuer, SessionTokens};
 use crate::domain::{
-    ClientAddress, Email, LoginAttemptKeys, NewPassword, OpaqueToken, PasswordHash, PlaintextPassword, ThrottlePolicy,
-    User,
+    ClientAddress, ClientContext, Email, LoginAttemptKeys, NewPassword, OpaqueToken, PasswordHash, PlaintextPassword,
+    ThrottlePolicy, User,
     ports::{
         Clock, LoginCommit, LoginThrottles, MfaRepository, NewMfaChallenge, PasswordHasher, SessionRepository,
         UserRepository,
@@ -21,8 +21,12 @@ pub const MFA_CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
 pub struct LoginCommand {
     pub email: Email,
     pub password: PlaintextPassword,
-    /// Where the attempt comes from: throttling counts per account and address.
+    /// Where the attempt comes from as the transport saw it: throttling counts
+    /// per account and this address (not one the caller names, which it could
+    /// vary at will).
     pub client: Option<ClientAddress>,
+    /// The device logging in, stored with the session for its user to see.
+    pub context: ClientContext,
 }
 
 pub type LoginOutcome = SessionTokens;
@@ -107,7 +111,7 @@ impl Login {
         } else {
             None
         };
-        let (session, refresh) = self.issuer.new_session(&user);
+        let (session, refresh) = self.issuer.new_session(&user, command.context);
         match self.sessions.insert_for_login(&session, credentials.version, upgraded.as_ref()).await? {
             LoginCommit::Created => {}
             LoginCommit::CredentialsChanged => {
@@ -203,7 +207,12 @@ mod tests {
     }
 
     fn command(address: &str, raw_password: &str) -> LoginCommand {
-        LoginCommand { email: email(address), password: password(raw_password), client: None }
+        LoginCommand {
+            email: email(address),
+            password: password(raw_password),
+            client: None,
+            context: ClientContext::default(),
+        }
     }
 
     #[tokio::test]

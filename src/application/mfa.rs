@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::{AccessGuard, ApplicationError, MfaRefusal, SessionIssuer, SessionTokens};
 use crate::domain::{
-    AccountNotice, AuthMethods, ClientAddress, DomainEvent, LoginAttemptKeys, OpaqueToken, PlaintextPassword,
-    RecoveryCode, SecondFactor, ThrottlePolicy, TotpCode, TotpSecret, User,
+    AccountNotice, AuthMethods, ClientAddress, ClientContext, DomainEvent, LoginAttemptKeys, OpaqueToken,
+    PlaintextPassword, RecoveryCode, SecondFactor, ThrottlePolicy, TotpCode, TotpSecret, User,
     mfa::acceptable_steps,
     ports::{
         AccountRepository, Clock, InvalidAccessToken, LoginThrottles, MfaLoginCommit, MfaRepository, PasswordHasher,
@@ -352,6 +352,7 @@ impl CompleteMfaLogin {
         challenge: OpaqueToken,
         code: SecondFactor,
         client: Option<ClientAddress>,
+        context: ClientContext,
     ) -> Result<SessionTokens, ApplicationError> {
         let hash = challenge.hash();
         let record = self
@@ -375,7 +376,7 @@ impl CompleteMfaLogin {
             refused("bad_code");
             return Err(ApplicationError::InvalidSecondFactor);
         };
-        let (session, refresh) = self.issuer.login_session(&user, AuthMethods::PasswordAndOtp);
+        let (session, refresh) = self.issuer.login_session(&user, AuthMethods::PasswordAndOtp, context);
         match self.factors.mfa.complete_login(&hash, &proof, &session, record.password_version).await? {
             MfaLoginCommit::Created => {}
             MfaLoginCommit::ProofSpent => {

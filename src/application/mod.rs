@@ -44,7 +44,7 @@ pub use prune::PruneStaleRecords;
 pub use rate_limiter::RateLimiter;
 pub use resend_verification_email::ResendVerificationEmail;
 pub use session_issuer::{SessionIssuer, SessionTokens};
-pub use sessions::{Logout, LogoutAll, RefreshSession};
+pub use sessions::{ListSessions, ListedSession, Logout, LogoutAll, RefreshSession, RevokeSession};
 pub use sign_up::{LinkTemplate, SignUp, SignUpCommand, SignUpInput};
 pub use validate_token::ValidateToken;
 pub use verify_email::VerifyEmail;

@@ -283,7 +283,7 @@ mod tests {
     impl World {
         /// A live session of the user and an access token for it.
         fn logged_in(&self) -> (Uuid, String) {
-            let (session, _) = self.issuer.new_session(&self.user);
+            let (session, _) = self.issuer.new_session(&self.user, crate::domain::ClientContext::default());
             self.sessions.store(&session, |_| {});
             let access = FakeTokenIssuer.issue(self.user.id(), session.id, T0).unwrap();
             (session.id, access.token.expose_secret().to_owned())

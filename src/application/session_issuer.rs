@@ -7,7 +7,7 @@ use super::ApplicationError;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    AccessGrant, AuthMethods, IssuedToken, OpaqueToken, User, UserId,
+    AccessGrant, AuthMethods, ClientContext, IssuedToken, OpaqueToken, User, UserId,
     ports::{AccessTokenIssuer, Clock, NewSession, SessionRecord},
 };
 
@@ -31,22 +31,28 @@ pub struct SessionIssuer {
 
 impl SessionIssuer {
     /// A password login's first session (a new family), and the secret refresh token for it.
-    pub fn new_session(&self, user: &User) -> (NewSession, OpaqueToken) {
-        self.login_session(user, AuthMethods::Password)
+    pub fn new_session(&self, user: &User, context: ClientContext) -> (NewSession, OpaqueToken) {
+        self.login_session(user, AuthMethods::Password, context)
     }
 
-    /// A login's first session, authenticated by `methods`.
-    pub fn login_session(&self, user: &User, methods: AuthMethods) -> (NewSession, OpaqueToken) {
+    /// A login's first session, authenticated by `methods`, from the device `context`.
+    pub fn login_session(
+        &self,
+        user: &User,
+        methods: AuthMethods,
+        context: ClientContext,
+    ) -> (NewSession, OpaqueToken) {
         let now = self.clock.now();
         let id = Uuid::now_v7();
-        self.session(user.id(), id, now, now, methods)
+        self.session(user.id(), id, now, now, methods, context)
     }
 
     /// The session a refresh rotates `old` into: same family, same login time,
     /// never past the family's absolute lifetime. `None` once that is over.
-    pub fn rotated(&self, old: &SessionRecord) -> Option<(NewSession, OpaqueToken)> {
+    pub fn rotated(&self, old: &SessionRecord, context: ClientContext) -> Option<(NewSession, OpaqueToken)> {
         let now = self.clock.now();
-        let (session, refresh) = self.session(old.user_id, old.family_id, old.authenticated_at, now, old.methods);
+        let (session, refresh) =
+            self.session(old.user_id, old.family_id, old.authenticated_at, now, old.methods, context);
         (session.expires_at > now).then_some((session, refresh))
     }
 
@@ -57,6 +63,7 @@ impl SessionIssuer {
         authenticated_at: OffsetDateTime,
         now: OffsetDateTime,
         methods: AuthMethods,
+        context: ClientContext,
     ) -> (NewSession, OpaqueToken) {
         let refresh = OpaqueToken::generate();
         let session = NewSession {
@@ -67,6 +74,7 @@ impl SessionIssuer {
             created_at: now,
             expires_at: (now + self.refresh_ttl).min(authenticated_at + self.max_lifetime),
             authenticated_at,
+            context,
             methods,
         };
         (session, refresh)

@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use super::{AccessGuard, ApplicationError, SessionIssuer, SessionTokens};
 use crate::domain::{
-    OpaqueToken,
-    ports::{AccountRepository, Clock, InvalidRefreshToken, Rotation, SessionRecord, SessionRepository},
+    ClientContext, OpaqueToken,
+    ports::{AccountRepository, Clock, InvalidRefreshToken, LiveSession, Rotation, SessionRecord, SessionRepository},
 };
 
 fn invalid_refresh_token() -> ApplicationError {
@@ -25,7 +25,7 @@ impl RefreshSession {
     /// Unknown, expired, revoked or reused tokens; a user who may no longer log
     /// in or revoked every session since this one's login.
     #[tracing::instrument(name = "refresh_session", skip_all, fields(user_id))]
-    pub async fn execute(&self, token: OpaqueToken) -> Result<SessionTokens, ApplicationError> {
+    pub async fn execute(&self, token: OpaqueToken, context: ClientContext) -> Result<SessionTokens, ApplicationError> {
         let now = self.clock.now();
         let session = self.sessions.find_by_token_hash(&token.hash()).await?.ok_or_else(invalid_refresh_token)?;
         tracing::Span::current().record("user_id", tracing::field::display(session.user_id));
@@ -39,7 +39,7 @@ impl RefreshSession {
             return Err(invalid_refresh_token());
         }
         // Past the family's absolute lifetime there is nothing to rotate into.
-        let (next, refresh) = self.issuer.rotated(&session).ok_or_else(invalid_refresh_token)?;
+        let (next, refresh) = self.issuer.rotated(&session, context).ok_or_else(invalid_refresh_token)?;
         let user = match self.sessions.rotate(&session, &next, now).await? {
             Rotation::Rotated(user) => user,
             // Rotated (or revoked) between our read and our write: the token was
@@ -117,6 +117,74 @@ impl LogoutAll {
     }
 }
 
+/// Most sessions `ListSessions` answers: hostile numbers of logins cost a
+/// bounded read.
+pub const MAX_LISTED_SESSIONS: usize = 100;
+
+/// A user's logins that can still be refreshed, newest first, with the one of
+/// the calling access token marked.
+pub struct ListSessions {
+    pub guard: Arc<AccessGuard>,
+    pub sessions: Arc<dyn SessionRepository>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// One listed session, and whether the caller's access token belongs to it.
+#[derive(Debug, Clone)]
+pub struct ListedSession {
+    pub session: LiveSession,
+    pub is_current: bool,
+}
+
+impl ListSessions {
+    /// # Errors
+    /// An invalid access token; storage failures.
+    #[tracing::instrument(name = "list_sessions", skip_all, fields(user_id))]
+    pub async fn execute(&self, access_token: &str) -> Result<Vec<ListedSession>, ApplicationError> {
+        let claims = self.guard.authenticate(access_token).await?;
+        tracing::Span::current().record("user_id", tracing::field::display(claims.user_id));
+        let live = self.sessions.list_live(claims.user_id, self.clock.now(), MAX_LISTED_SESSIONS).await?;
+        // The token names the session it was issued with; later refreshes of
+        // that login made new ones, but they share its family.
+        let current_family = match claims.session_id {
+            Some(id) => self.sessions.find_by_id(id).await?.map(|record| record.family_id),
+            None => None,
+        };
+        Ok(live
+            .into_iter()
+            .map(|session| ListedSession { is_current: Some(session.id) == current_family, session })
+            .collect())
+    }
+}
+
+/// Ends one of the caller's logins (by the id `ListSessions` shows) and its
+/// access tokens.
+pub struct RevokeSession {
+    pub guard: Arc<AccessGuard>,
+    pub sessions: Arc<dyn SessionRepository>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl RevokeSession {
+    /// # Errors
+    /// An invalid access token; [`ApplicationError::SessionNotFound`] for an
+    /// unknown id, another user's, or one already ended (the same answer, so
+    /// that ids of others' sessions cannot be probed); storage failures.
+    #[tracing::instrument(name = "revoke_session", skip_all, fields(user_id))]
+    pub async fn execute(&self, access_token: &str, session_id: uuid::Uuid) -> Result<(), ApplicationError> {
+        let claims = self.guard.authenticate(access_token).await?;
+        tracing::Span::current().record("user_id", tracing::field::display(claims.user_id));
+        let revoked = self
+            .sessions
+            .revoke_live_family(claims.user_id, session_id, self.clock.now())
+            .await?
+            .ok_or(ApplicationError::SessionNotFound)?;
+        self.guard.sessions_ended(&revoked);
+        tracing::info!(user_id = %claims.user_id, session_id = %session_id, revoked = revoked.len(), "session revoked");
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{sync::Arc, time::Duration};
@@ -158,11 +226,11 @@ mod tests {
     #[tokio::test]
     async fn a_refresh_rotates_the_session_into_a_new_one_of_the_same_family() {
         let w = world(30 * 24 * HOUR);
-        let (session, token) = w.issuer.new_session(&w.user);
+        let (session, token) = w.issuer.new_session(&w.user, ClientContext::default());
         w.sessions.store(&session, |_| {});
         *w.sessions.rotation.lock().unwrap() = Some(Rotation::Rotated(w.user.clone()));
         let presented = token.expose().to_owned();
-        let tokens = w.refresh.execute(token).await.expect("a live session refreshes");
+        let tokens = w.refresh.execute(token, ClientContext::default()).await.expect("a live session refreshes");
         let inserted = w.sessions.inserted.lock().unwrap().clone();
         assert_eq!(inserted.len(), 1);
         assert_eq!(inserted[0].family_id, session.family_id);
@@ -174,14 +242,15 @@ mod tests {
     #[tokio::test]
     async fn a_reused_refresh_token_revokes_its_whole_family() {
         let w = world(30 * 24 * HOUR);
-        let (old, old_token) = w.issuer.new_session(&w.user);
+        let (old, old_token) = w.issuer.new_session(&w.user, ClientContext::default());
         w.sessions.store(&old, |r| r.is_rotated = true);
-        let (next, _) = w.issuer.rotated(&FakeSessions::record_of(&old)).expect("within the lifetime");
+        let (next, _) =
+            w.issuer.rotated(&FakeSessions::record_of(&old), ClientContext::default()).expect("within the lifetime");
         w.sessions.store(&next, |_| {});
         let access = FakeTokenIssuer.issue(w.user.id(), next.id, T0).unwrap();
         w.guard.authenticate(access.token.expose_secret()).await.expect("the live session's token works");
 
-        let result = w.refresh.execute(old_token).await;
+        let result = w.refresh.execute(old_token, ClientContext::default()).await;
         assert!(matches!(result, Err(ApplicationError::InvalidRefreshToken(_))), "{result:?}");
         assert_eq!(*w.sessions.revoked_families.lock().unwrap(), [old.family_id]);
         // The family's live session ends on this replica at once, access token included.
@@ -192,10 +261,10 @@ mod tests {
     #[tokio::test]
     async fn a_family_past_its_absolute_lifetime_is_refused_though_its_session_has_not_expired() {
         let w = world(2 * HOUR);
-        let (session, token) = w.issuer.new_session(&w.user);
+        let (session, token) = w.issuer.new_session(&w.user, ClientContext::default());
         // A session rotated into recently, of a login two hours ago.
         w.sessions.store(&session, |r| r.authenticated_at = T0 - 2 * HOUR);
-        let result = w.refresh.execute(token).await;
+        let result = w.refresh.execute(token, ClientContext::default()).await;
         assert!(matches!(result, Err(ApplicationError::InvalidRefreshToken(_))), "{result:?}");
         assert!(w.sessions.inserted.lock().unwrap().is_empty());
         assert!(w.sessions.revoked_families.lock().unwrap().is_empty(), "expiry is not reuse");

@@ -7,6 +7,7 @@
 //! spells the digests. Password hashing and token signing are behind ports.
 
 pub mod client_address;
+pub mod client_context;
 pub mod durations;
 pub mod email;
 pub mod events;
@@ -21,6 +22,7 @@ pub mod token_claims;
 pub mod user;
 
 pub use client_address::ClientAddress;
+pub use client_context::{ClientContext, ClientContextError, UserAgent, parse_client_address};
 pub use email::{Email, EmailError};
 pub use events::{
     AccountNotice, DomainEvent, EMAIL_EVENT_TYPES, PasswordResetRequested, UserDeleted, VerificationEmailRequested,

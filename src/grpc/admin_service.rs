@@ -144,4 +144,28 @@ impl AdminService for AdminGrpcService {
         self.admin.delete(&actor, id).await?;
         Ok(Response::new(proto::DeleteUserResponse {}))
     }
+
+    async fn list_user_sessions(
+        &self,
+        request: Request<proto::ListUserSessionsRequest>,
+    ) -> Result<Response<proto::ListUserSessionsResponse>, Status> {
+        let actor = self.authorize(&request)?;
+        let id = parse_user_id(&request.get_ref().user_id)?;
+        let sessions = self.admin.list_sessions(&actor, id).await?;
+        Ok(Response::new(proto::ListUserSessionsResponse {
+            sessions: sessions.iter().map(|session| convert::session(session, false)).collect(),
+        }))
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        request: Request<proto::RevokeUserSessionsRequest>,
+    ) -> Result<Response<proto::RevokeUserSessionsResponse>, Status> {
+        let actor = self.authorize(&request)?;
+        let id = parse_user_id(&request.get_ref().user_id)?;
+        let revoked = self.admin.revoke_sessions(&actor, id).await?;
+        Ok(Response::new(proto::RevokeUserSessionsResponse {
+            revoked_sessions: u32::try_from(revoked).unwrap_or(u32::MAX),
+        }))
+    }
 }

@@ -4,8 +4,11 @@ use time::OffsetDateTime;
 
 use super::proto;
 use crate::{
-    application::SignUpInput,
-    domain::{AccessTokenClaims, User, UserStatus},
+    application::{ApplicationError, FieldViolation, ListedSession, SignUpInput},
+    domain::{
+        AccessTokenClaims, ClientAddress, ClientContext, User, UserAgent, UserStatus, parse_client_address,
+        ports::LiveSession,
+    },
 };
 
 pub fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
@@ -62,4 +65,52 @@ pub fn token_claims(claims: &AccessTokenClaims) -> proto::ValidateTokenResponse 
         amr: claims.methods.amr().iter().map(|&m| m.to_owned()).collect(),
         auth_time: claims.authenticated_at.map(timestamp),
     }
+}
+
+/// The device behind a login or refresh: the caller's `client` message when
+/// it sent one (its fields are the end user's, so an empty one means unknown,
+/// never the backend's own), else the `user-agent` metadata and `transport`,
+/// the address the call came from.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a `client` field out of bounds.
+pub fn client_context(
+    client: Option<proto::ClientInfo>,
+    metadata: &tonic::metadata::MetadataMap,
+    transport: Option<ClientAddress>,
+) -> Result<ClientContext, ApplicationError> {
+    let Some(client) = client else {
+        let user_agent = metadata.get("user-agent").and_then(|v| v.to_str().ok()).and_then(UserAgent::lenient);
+        return Ok(ClientContext { user_agent, address: transport });
+    };
+    let user_agent = UserAgent::parse_optional(&client.user_agent);
+    let address = parse_client_address(&client.ip_address);
+    match (user_agent, address) {
+        (Ok(user_agent), Ok(address)) => Ok(ClientContext { user_agent, address }),
+        (user_agent, address) => Err(ApplicationError::InvalidInput(
+            [
+                user_agent.err().map(|e| FieldViolation::new("client.user_agent", e)),
+                address.err().map(|e| FieldViolation::new("client.ip_address", e)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        )),
+    }
+}
+
+pub fn session(session: &LiveSession, is_current: bool) -> proto::Session {
+    proto::Session {
+        id: session.id.to_string(),
+        created_at: Some(timestamp(session.created_at)),
+        last_used_at: Some(timestamp(session.last_used_at)),
+        expires_at: Some(timestamp(session.expires_at)),
+        user_agent: session.context.user_agent.as_ref().map(|agent| agent.as_str().to_owned()).unwrap_or_default(),
+        client_address: session.context.address.map(|address| address.to_string()).unwrap_or_default(),
+        current: is_current,
+    }
+}
+
+pub fn listed_session(listed: &ListedSession) -> proto::Session {
+    session(&listed.session, listed.is_current)
 }

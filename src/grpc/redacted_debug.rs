@@ -26,7 +26,11 @@ impl fmt::Debug for SignUpRequest {
 
 impl fmt::Debug for LoginRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoginRequest").field("email", &self.email).field("password", &HIDDEN).finish()
+        f.debug_struct("LoginRequest")
+            .field("email", &self.email)
+            .field("password", &HIDDEN)
+            .field("client", &self.client)
+            .finish()
     }
 }
 
@@ -56,7 +60,7 @@ impl fmt::Debug for ValidateTokenRequest {
 
 impl fmt::Debug for RefreshSessionRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefreshSessionRequest").field("refresh_token", &HIDDEN).finish()
+        f.debug_struct("RefreshSessionRequest").field("refresh_token", &HIDDEN).field("client", &self.client).finish()
     }
 }
 

@@ -65,6 +65,7 @@ impl From<ApplicationError> for Status {
                 ErrorDetails::with_retry_info(Some(round_up_to_second(retry_after))),
             ),
             ApplicationError::NotFound => Status::not_found("no such user"),
+            ApplicationError::SessionNotFound => Status::not_found("no such session"),
             ApplicationError::MfaRequired(issued) => {
                 let metadata = std::collections::HashMap::from([
                     ("challenge".to_owned(), issued.challenge.expose_secret().to_owned()),

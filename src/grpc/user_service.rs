@@ -13,9 +13,9 @@ use super::{
 use crate::{
     application::{
         ApplicationError, BeginTotpEnrollment, ChangePassword, CompleteMfaLogin, ConfirmTotpEnrollment, DisableTotp,
-        GetCurrentUser, Login, LoginCommand, Logout, LogoutAll, PasswordRules, RefreshSession, RegenerateRecoveryCodes,
-        RequestPasswordReset, ResendVerificationEmail, ResetPassword, SessionTokens, SignUp, SignUpCommand,
-        ValidateToken, VerifyEmail,
+        GetCurrentUser, ListSessions, Login, LoginCommand, Logout, LogoutAll, PasswordRules, RefreshSession,
+        RegenerateRecoveryCodes, RequestPasswordReset, ResendVerificationEmail, ResetPassword, RevokeSession,
+        SessionTokens, SignUp, SignUpCommand, ValidateToken, VerifyEmail,
     },
     domain::{
         Email, OpaqueToken, PlaintextPassword, RecoveryCode, SecondFactor, TotpCode,
@@ -33,6 +33,8 @@ pub struct UserGrpcService {
     pub validate_token: ValidateToken,
     pub get_current_user: GetCurrentUser,
     pub refresh_session: RefreshSession,
+    pub list_sessions: ListSessions,
+    pub revoke_session: RevokeSession,
     pub logout: Logout,
     pub logout_all: LogoutAll,
     pub change_password: ChangePassword,
@@ -85,6 +87,19 @@ fn parse_current_password(raw: String) -> Result<PlaintextPassword, ApplicationE
 
 fn parse_refresh_token(raw: &str) -> Result<OpaqueToken, ApplicationError> {
     OpaqueToken::parse(raw).map_err(|_| ApplicationError::InvalidRefreshToken(InvalidRefreshToken))
+}
+
+/// One INVALID_ARGUMENT listing the violations of every field that failed;
+/// any other error as it is.
+fn all_violations<const N: usize>(errors: [Option<ApplicationError>; N]) -> ApplicationError {
+    let mut violations = Vec::new();
+    for error in errors.into_iter().flatten() {
+        match error {
+            ApplicationError::InvalidInput(found) => violations.extend(found),
+            other => return other,
+        }
+    }
+    ApplicationError::InvalidInput(violations)
 }
 
 /// Pads a call to `floor`, whatever its outcome.
@@ -153,17 +168,16 @@ impl UserService for UserGrpcService {
 
     async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
         let client = self.limits.check_address(&request, Operation::Login)?;
-        let request = request.into_inner();
+        let (metadata, _, mut request) = request.into_parts();
+        let context = convert::client_context(request.client.take(), &metadata, client);
         let email = parse_email(&request.email);
         let password =
             PlaintextPassword::parse(request.password).map_err(|e| ApplicationError::invalid_field("password", e));
-        let command = match (email, password) {
-            (Ok(email), Ok(password)) => LoginCommand { email, password, client },
-            (Err(ApplicationError::InvalidInput(mut a)), Err(ApplicationError::InvalidInput(b))) => {
-                a.extend(b);
-                return Err(ApplicationError::InvalidInput(a).into());
+        let command = match (email, password, context) {
+            (Ok(email), Ok(password), Ok(context)) => LoginCommand { email, password, client, context },
+            (email, password, context) => {
+                return Err(all_violations([email.err(), password.err(), context.err()]).into());
             }
-            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
         };
         self.limits.check_email(Operation::Login, &command.email, client.as_ref())?;
         let result = self.login.execute(command).await;
@@ -186,10 +200,12 @@ impl UserService for UserGrpcService {
         request: Request<proto::CompleteMfaLoginRequest>,
     ) -> Result<Response<proto::LoginResponse>, Status> {
         let client = self.limits.check_address(&request, Operation::CompleteMfaLogin)?;
+        // The device as the transport saw it (CompleteMfaLoginRequest has no `client`).
+        let context = convert::client_context(None, request.metadata(), client)?;
         let body = request.into_inner();
         let challenge = OpaqueToken::parse(&body.challenge).map_err(|_| ApplicationError::InvalidMfaChallenge)?;
         let code = parse_second_factor(&body.code)?;
-        let result = self.complete_mfa_login.execute(challenge, code, client).await;
+        let result = self.complete_mfa_login.execute(challenge, code, client, context).await;
         self.metrics.record_login(match &result {
             Ok(_) => "success_mfa",
             Err(ApplicationError::InvalidSecondFactor) => "bad_code",
@@ -301,11 +317,36 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::RefreshSessionRequest>,
     ) -> Result<Response<proto::RefreshSessionResponse>, Status> {
-        self.limits.check_address(&request, Operation::RefreshSession)?;
-        let token = parse_refresh_token(&request.into_inner().refresh_token)?;
-        let tokens = self.refresh_session.execute(token).await?;
+        let client = self.limits.check_address(&request, Operation::RefreshSession)?;
+        let (metadata, _, mut request) = request.into_parts();
+        let context = convert::client_context(request.client.take(), &metadata, client)?;
+        let token = parse_refresh_token(&request.refresh_token)?;
+        let tokens = self.refresh_session.execute(token, context).await?;
         record_user(&tokens.user);
         Ok(Response::new(session_response(tokens)))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<proto::ListSessionsRequest>,
+    ) -> Result<Response<proto::ListSessionsResponse>, Status> {
+        let token = bearer_token(request.metadata())?;
+        let sessions = self.list_sessions.execute(token).await?;
+        Ok(Response::new(proto::ListSessionsResponse {
+            sessions: sessions.iter().map(convert::listed_session).collect(),
+        }))
+    }
+
+    async fn revoke_session(
+        &self,
+        request: Request<proto::RevokeSessionRequest>,
+    ) -> Result<Response<proto::RevokeSessionResponse>, Status> {
+        let token = bearer_token(request.metadata())?;
+        let raw = request.get_ref().session_id.trim();
+        let session_id =
+            uuid::Uuid::try_parse(raw).map_err(|_| ApplicationError::invalid_field("session_id", "is not a UUID"))?;
+        self.revoke_session.execute(token, session_id).await?;
+        Ok(Response::new(proto::RevokeSessionResponse {}))
     }
 
     async fn logout(&self, request: Request<proto::LogoutRequest>) -> Result<Response<proto::LogoutResponse>, Status> {

@@ -123,6 +123,8 @@ fn grpc_services(use_cases: UseCases, a: &Adapters, settings: &Settings) -> anyh
         validate_token: sessions.validate_token,
         get_current_user: sessions.get_current_user,
         refresh_session: sessions.refresh_session,
+        list_sessions: sessions.list_sessions,
+        revoke_session: sessions.revoke_session,
         logout: sessions.logout,
         logout_all: sessions.logout_all,
         change_password: passwords.change_password,

@@ -6,9 +6,9 @@ use super::adapters::Adapters;
 use crate::{
     application::{
         AccessGuard, AdminUsers, BeginTotpEnrollment, ChangePassword, CompleteMfaLogin, ConfirmTotpEnrollment,
-        DisableTotp, GetCurrentUser, Login, Logout, LogoutAll, PasswordRules, RefreshSession, RegenerateRecoveryCodes,
-        RequestPasswordReset, ResendVerificationEmail, ResetPassword, SecondFactors, SessionIssuer, SignUp,
-        ValidateToken, VerifyEmail,
+        DisableTotp, GetCurrentUser, ListSessions, Login, Logout, LogoutAll, PasswordRules, RefreshSession,
+        RegenerateRecoveryCodes, RequestPasswordReset, ResendVerificationEmail, ResetPassword, RevokeSession,
+        SecondFactors, SessionIssuer, SignUp, ValidateToken, VerifyEmail,
     },
     config::Settings,
     domain::{PasswordPolicy, ResendPolicy, ThrottlePolicy},
@@ -46,6 +46,8 @@ pub(super) struct Sessions {
     pub validate_token: ValidateToken,
     pub get_current_user: GetCurrentUser,
     pub refresh_session: RefreshSession,
+    pub list_sessions: ListSessions,
+    pub revoke_session: RevokeSession,
     pub logout: Logout,
     pub logout_all: LogoutAll,
 }
@@ -115,6 +117,7 @@ impl UseCases {
             admin: AdminUsers {
                 users: a.users.clone(),
                 accounts: a.accounts.clone(),
+                sessions: a.sessions.clone(),
                 guard: shared.guard,
                 clock: a.clock.clone(),
             },
@@ -174,6 +177,8 @@ fn sessions(a: &Adapters, settings: &Settings, shared: &Shared) -> Sessions {
             guard: guard.clone(),
             clock: a.clock.clone(),
         },
+        list_sessions: ListSessions { guard: guard.clone(), sessions: a.sessions.clone(), clock: a.clock.clone() },
+        revoke_session: RevokeSession { guard: guard.clone(), sessions: a.sessions.clone(), clock: a.clock.clone() },
         logout: Logout { sessions: a.sessions.clone(), guard: guard.clone(), clock: a.clock.clone() },
         logout_all: LogoutAll { guard: guard.clone(), accounts: a.accounts.clone(), clock: a.clock.clone() },
     }

@@ -18,7 +18,7 @@ on_both_databases!(
 );
 
 fn login(email: &str, password: &str) -> LoginRequest {
-    LoginRequest { email: email.into(), password: password.into() }
+    LoginRequest { email: email.into(), password: password.into(), client: None }
 }
 
 fn retry_delay(status: &tonic::Status) -> Duration {

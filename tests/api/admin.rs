@@ -20,16 +20,16 @@ on_both_databases!(
     bad_ids_and_unknown_users_get_precise_errors,
 );
 
-async fn admin_app(backend: Backend) -> Option<TestApp> {
+pub async fn admin_app(backend: Backend) -> Option<TestApp> {
     let hash: String = hex::encode(Sha256::digest(ADMIN_KEY.as_bytes()));
     spawn_app_with(backend, move |s| s.server.admin_api_key_hashes = vec![hash]).await
 }
 
-async fn admin(app: &TestApp) -> AdminServiceClient<Channel> {
+pub async fn admin(app: &TestApp) -> AdminServiceClient<Channel> {
     AdminServiceClient::new(app.channel().await)
 }
 
-fn keyed<T>(message: T) -> Request<T> {
+pub fn keyed<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert("x-api-key", ADMIN_KEY.parse().unwrap());
     request
@@ -67,13 +67,15 @@ async fn a_disabled_user_cannot_log_in_or_use_tokens_until_enabled(mut app: Test
         .unwrap();
     assert_eq!(user.status(), UserStatus::Disabled);
 
-    let login = || LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into() };
+    let login = || LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into(), client: None };
     let refused = app.client.login(login()).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_eq!(refused.get_error_details().error_info().unwrap().reason, "ACCOUNT_DISABLED");
     assert!(!is_valid(&mut app, &access).await);
-    let refreshed =
-        app.client.refresh_session(identity::grpc::proto::RefreshSessionRequest { refresh_token: refresh }).await;
+    let refreshed = app
+        .client
+        .refresh_session(identity::grpc::proto::RefreshSessionRequest { refresh_token: refresh, client: None })
+        .await;
     assert_eq!(refreshed.unwrap_err().code(), Code::Unauthenticated);
 
     let user = client.enable_user(keyed(EnableUserRequest { user_id })).await.unwrap().into_inner().user.unwrap();

@@ -171,7 +171,7 @@ fn args(source: &TestDatabase, table: &str) -> ImportArgs {
 }
 
 fn login(email: &str, password: &str) -> LoginRequest {
-    LoginRequest { email: email.into(), password: password.into() }
+    LoginRequest { email: email.into(), password: password.into(), client: None }
 }
 
 const SEED_SUMMARY: &str =

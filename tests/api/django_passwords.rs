@@ -59,7 +59,7 @@ async fn set_hash(db: &DatabaseConnection, email: &str, hash: &str) {
 }
 
 fn login(email: &str, password: &str) -> LoginRequest {
-    LoginRequest { email: email.into(), password: password.into() }
+    LoginRequest { email: email.into(), password: password.into(), client: None }
 }
 
 async fn every_django_hash_kind_logs_in_with_its_password_and_is_rehashed_once(mut app: TestApp) {

@@ -60,7 +60,7 @@ async fn signup_to_sendgrid_to_verify_to_login(backend: Backend) {
 
     let token = token_in_request(sent);
     pipeline.app.client.verify_email(VerifyEmailRequest { token }).await.unwrap();
-    let login = LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into() };
+    let login = LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into(), client: None };
     pipeline.app.client.login(login).await.unwrap();
     pipeline.stop_mailer().await;
     assert_eq!(pipeline.sendgrid_requests().await.len(), 1);

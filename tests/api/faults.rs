@@ -81,7 +81,7 @@ async fn a_black_holed_database_gives_unavailable_within_the_acquire_timeout_and
     verified_user(&mut app, "ada@example.com").await;
     drop(proxy);
     let hole = TcpProxy::blackhole(port).await;
-    let login = || LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into() };
+    let login = || LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into(), client: None };
     for _ in 0..3 {
         let started = tokio::time::Instant::now();
         let status = app.client.login(login()).await.unwrap_err();

@@ -190,7 +190,7 @@ pub async fn logged_in(app: &mut TestApp, email: &str) -> (String, String, Strin
 }
 
 pub async fn login_tokens(app: &mut TestApp, email: &str, password: &str) -> (String, String) {
-    let request = identity::grpc::proto::LoginRequest { email: email.into(), password: password.into() };
+    let request = identity::grpc::proto::LoginRequest { email: email.into(), password: password.into(), client: None };
     let response = app.client.login(request).await.unwrap().into_inner();
     (response.access_token, response.refresh_token)
 }

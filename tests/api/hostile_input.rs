@@ -80,9 +80,12 @@ async fn hostile_input_gets_precise_statuses_and_the_server_keeps_serving(mut ap
             c.resend_verification_email(ResendVerificationEmailRequest { email: v() }).await.map(|_| ()),
             label,
         );
-        assert_precise(c.login(LoginRequest { email: v(), password: v() }).await.map(|_| ()), label);
+        assert_precise(c.login(LoginRequest { email: v(), password: v(), client: None }).await.map(|_| ()), label);
         assert_precise(c.validate_token(ValidateTokenRequest { access_token: v() }).await.map(|_| ()), label);
-        assert_precise(c.refresh_session(RefreshSessionRequest { refresh_token: v() }).await.map(|_| ()), label);
+        assert_precise(
+            c.refresh_session(RefreshSessionRequest { refresh_token: v(), client: None }).await.map(|_| ()),
+            label,
+        );
         assert_precise(c.logout(LogoutRequest { refresh_token: v() }).await.map(|_| ()), label);
         assert_precise(c.request_password_reset(RequestPasswordResetRequest { email: v() }).await.map(|_| ()), label);
         assert_precise(

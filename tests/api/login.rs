@@ -16,7 +16,7 @@ on_both_databases!(
 );
 
 fn login(email: &str, password: &str) -> LoginRequest {
-    LoginRequest { email: email.into(), password: password.into() }
+    LoginRequest { email: email.into(), password: password.into(), client: None }
 }
 
 async fn login_is_refused_until_the_email_is_verified(mut app: TestApp) {

@@ -23,6 +23,7 @@ mod pruning;
 mod races;
 mod resend_verification;
 mod security;
+mod session_list;
 mod sessions;
 mod sign_up;
 mod smtp_sender;

@@ -38,11 +38,11 @@ async fn metrics_count_rpcs_by_method_and_code_and_logins_by_outcome() {
         let Some(mut app) = spawn_app(backend).await else { continue };
         verified_user(&mut app, "ada@example.com").await;
         app.client
-            .login(LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into() })
+            .login(LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into(), client: None })
             .await
             .unwrap();
         app.client
-            .login(LoginRequest { email: "ada@example.com".into(), password: "wrong-password-1".into() })
+            .login(LoginRequest { email: "ada@example.com".into(), password: "wrong-password-1".into(), client: None })
             .await
             .unwrap_err();
         let text = scrape(metrics_port(&app)).await;
@@ -167,14 +167,14 @@ async fn a_full_signup_and_login_logs_no_password_token_or_key() {
     secrets.push(verification.clone());
     client.verify_email(VerifyEmailRequest { token: verification }).await.unwrap();
     let login = client
-        .login(LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into() })
+        .login(LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into(), client: None })
         .await
         .unwrap()
         .into_inner();
     secrets.extend([login.access_token.clone(), login.refresh_token.clone()]);
     client.get_current_user(with_bearer(&login.access_token, GetCurrentUserRequest {})).await.unwrap();
     let refreshed = client
-        .refresh_session(RefreshSessionRequest { refresh_token: login.refresh_token.clone() })
+        .refresh_session(RefreshSessionRequest { refresh_token: login.refresh_token.clone(), client: None })
         .await
         .unwrap()
         .into_inner();
@@ -184,7 +184,7 @@ async fn a_full_signup_and_login_logs_no_password_token_or_key() {
     client.logout(LogoutRequest { refresh_token: refreshed.refresh_token.clone() }).await.unwrap();
     // A failing login must not log the attempted password either.
     client
-        .login(LoginRequest { email: "ada@example.com".into(), password: "wrong-but-secret-9".into() })
+        .login(LoginRequest { email: "ada@example.com".into(), password: "wrong-but-secret-9".into(), client: None })
         .await
         .unwrap_err();
     secrets.push("wrong-but-secret-9".into());

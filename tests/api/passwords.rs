@@ -51,12 +51,16 @@ async fn changing_the_password_needs_the_current_one_and_ends_the_other_sessions
     assert_eq!(anonymous.code(), Code::Unauthenticated);
 
     app.client.change_password(with_bearer(&access, change(STRONG_PASSWORD, NEW_PASSWORD))).await.unwrap();
-    let old = LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into() };
+    let old = LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into(), client: None };
     assert_eq!(app.client.login(old).await.unwrap_err().code(), Code::Unauthenticated);
     login_tokens(&mut app, "ada@example.com", NEW_PASSWORD).await;
     // The caller's session lives on; the other one is over.
-    app.client.refresh_session(RefreshSessionRequest { refresh_token: own_refresh }).await.unwrap();
-    let other = app.client.refresh_session(RefreshSessionRequest { refresh_token: other_refresh }).await.unwrap_err();
+    app.client.refresh_session(RefreshSessionRequest { refresh_token: own_refresh, client: None }).await.unwrap();
+    let other = app
+        .client
+        .refresh_session(RefreshSessionRequest { refresh_token: other_refresh, client: None })
+        .await
+        .unwrap_err();
     assert_eq!(other.code(), Code::Unauthenticated);
     wait_for_email(&app, "ada@example.com", CHANGED_SUBJECT).await;
 }
@@ -76,7 +80,8 @@ async fn a_password_reset_sets_the_password_once_and_ends_every_session(mut app:
     let reset = ResetPasswordRequest { token: token.clone(), new_password: NEW_PASSWORD.into() };
     app.client.reset_password(reset.clone()).await.unwrap();
     assert!(!is_valid(&mut app, &access).await, "access tokens issued before the reset are refused");
-    let stale = app.client.refresh_session(RefreshSessionRequest { refresh_token: refresh }).await.unwrap_err();
+    let stale =
+        app.client.refresh_session(RefreshSessionRequest { refresh_token: refresh, client: None }).await.unwrap_err();
     assert_eq!(stale.code(), Code::Unauthenticated);
     app.clock.advance(Duration::from_millis(5));
     let (fresh, _) = login_tokens(&mut app, "ada@example.com", NEW_PASSWORD).await;

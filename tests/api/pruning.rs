@@ -48,14 +48,16 @@ async fn pruning_deletes_stale_sessions_throttles_tokens_and_abandoned_sign_ups_
     // one from the rotation and another live login, and a reset token.
     verified_user(&mut app, "ada@example.com").await;
     let (_, first_refresh) = login_tokens(&mut app, "ada@example.com", STRONG_PASSWORD).await;
-    let rotated = app.client.refresh_session(RefreshSessionRequest { refresh_token: first_refresh }).await.unwrap();
+    let rotated =
+        app.client.refresh_session(RefreshSessionRequest { refresh_token: first_refresh, client: None }).await.unwrap();
     let (_, live_refresh) = login_tokens(&mut app, "ada@example.com", STRONG_PASSWORD).await;
     app.client.request_password_reset(RequestPasswordResetRequest { email: "ada@example.com".into() }).await.unwrap();
     wait_for_email(&app, "ada@example.com", "Reset your password").await;
     // Throttle rows for addresses nobody registered (two each: the account's,
     // and the account's from this address): what an attacker grows.
     for i in 0..5 {
-        let login = LoginRequest { email: format!("ghost{i}@example.com"), password: "wrong-password".into() };
+        let login =
+            LoginRequest { email: format!("ghost{i}@example.com"), password: "wrong-password".into(), client: None };
         app.client.login(login).await.unwrap_err();
     }
     // A sign-up nobody verifies.
@@ -93,7 +95,10 @@ async fn pruning_deletes_stale_sessions_throttles_tokens_and_abandoned_sign_ups_
     // Live sessions were kept: both still refresh.
     let rotated_refresh = rotated.into_inner().refresh_token;
     for refresh_token in [rotated_refresh, live_refresh] {
-        app.client.refresh_session(RefreshSessionRequest { refresh_token }).await.expect("a live session survives");
+        app.client
+            .refresh_session(RefreshSessionRequest { refresh_token, client: None })
+            .await
+            .expect("a live session survives");
     }
     assert_eq!(prune(&app).await, PruneReport::default(), "a second run finds nothing");
 }
@@ -104,7 +109,7 @@ async fn the_server_prunes_on_its_own(backend: crate::helpers::Backend) {
     else {
         return;
     };
-    let login = LoginRequest { email: "ghost@example.com".into(), password: "wrong-password".into() };
+    let login = LoginRequest { email: "ghost@example.com".into(), password: "wrong-password".into(), client: None };
     app.client.login(login).await.unwrap_err();
     assert_eq!(count(&app, "SELECT COUNT(*) FROM login_throttles").await, 2, "the account's row and the address's");
     app.clock.advance(2 * DAY);

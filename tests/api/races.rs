@@ -110,7 +110,8 @@ async fn a_password_change_racing_a_disable_never_undoes_the_disable(mut app: Te
         assert_eq!(user.status(), UserStatus::Disabled, "trial {trial}: the disable was undone");
         assert!(!is_valid(&mut app, &access).await, "trial {trial}: a token from before the disable validates");
         for password in [STRONG_PASSWORD, NEW_PASSWORD] {
-            let login = app.client.login(LoginRequest { email: email.clone(), password: password.into() }).await;
+            let login =
+                app.client.login(LoginRequest { email: email.clone(), password: password.into(), client: None }).await;
             assert!(login.is_err(), "trial {trial}: a disabled user logged in");
         }
     }
@@ -131,7 +132,8 @@ async fn refresh_until_refused(
 ) -> Loot {
     let mut access_tokens = Vec::new();
     for _ in 0..2_000 {
-        match client.refresh_session(RefreshSessionRequest { refresh_token: refresh_token.clone() }).await {
+        match client.refresh_session(RefreshSessionRequest { refresh_token: refresh_token.clone(), client: None }).await
+        {
             Ok(response) => {
                 let pair = response.into_inner();
                 access_tokens.push(pair.access_token);
@@ -164,7 +166,10 @@ where
     revoke(app.client.clone()).await;
     let loot = thief.await.unwrap();
     assert!(!loot.survived, "trial {trial}: the thief kept refreshing after the revocation");
-    let replay = app.client.refresh_session(RefreshSessionRequest { refresh_token: loot.last_refresh_token }).await;
+    let replay = app
+        .client
+        .refresh_session(RefreshSessionRequest { refresh_token: loot.last_refresh_token, client: None })
+        .await;
     assert_eq!(replay.unwrap_err().code(), Code::Unauthenticated, "trial {trial}");
     for token in &loot.access_tokens {
         assert!(!is_valid(app, token).await, "trial {trial}: an access token the thief got still validates");
@@ -236,7 +241,11 @@ async fn concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts(mut 
     }
     let guesses = clients.into_iter().enumerate().map(|(i, mut client)| {
         tokio::spawn(async move {
-            let request = LoginRequest { email: "guessed@example.com".into(), password: format!("wrong guess {i}") };
+            let request = LoginRequest {
+                email: "guessed@example.com".into(),
+                password: format!("wrong guess {i}"),
+                client: None,
+            };
             client.login(request).await.unwrap_err().code()
         })
     });

@@ -49,7 +49,7 @@ on_both_databases!(
 );
 
 fn login_from(email: &str, password: &str, address: &str) -> Request<LoginRequest> {
-    from_address(address, Request::new(LoginRequest { email: email.into(), password: password.into() }))
+    from_address(address, Request::new(LoginRequest { email: email.into(), password: password.into(), client: None }))
 }
 
 async fn a_strangers_failures_do_not_lock_the_owner_out_of_their_own_address(mut app: TestApp) {
@@ -82,8 +82,10 @@ async fn enumeration_safe_login_does_not_tell_a_free_address_from_a_taken_one(mu
     let answers: Vec<_> = futures_util::future::join_all(["taken@example.com", "free@example.com"].map(|email| {
         let mut client = app.client.clone();
         async move {
-            let status =
-                client.login(LoginRequest { email: email.into(), password: other_password.into() }).await.unwrap_err();
+            let status = client
+                .login(LoginRequest { email: email.into(), password: other_password.into(), client: None })
+                .await
+                .unwrap_err();
             (status.code(), status.message().to_owned())
         }
     }))
@@ -117,14 +119,16 @@ async fn sessions_end_at_their_absolute_lifetime_however_often_refreshed(mut app
     let (_, _, mut refresh) = logged_in(&mut app, "ada@example.com").await;
     for _ in 0..5 {
         app.clock.advance(Duration::from_secs(10 * 60));
-        let pair = app.client.refresh_session(RefreshSessionRequest { refresh_token: refresh }).await.unwrap();
+        let pair =
+            app.client.refresh_session(RefreshSessionRequest { refresh_token: refresh, client: None }).await.unwrap();
         let pair = pair.into_inner();
         let expires = pair.refresh_token_expires_at.unwrap();
         assert!(expires.seconds <= login_time.unix_timestamp() + 3600 + 1, "a refresh extended the session");
         refresh = pair.refresh_token;
     }
     app.clock.advance(Duration::from_secs(11 * 60));
-    let late = app.client.refresh_session(RefreshSessionRequest { refresh_token: refresh }).await.unwrap_err();
+    let late =
+        app.client.refresh_session(RefreshSessionRequest { refresh_token: refresh, client: None }).await.unwrap_err();
     assert_eq!(late.code(), Code::Unauthenticated);
 }
 
@@ -168,13 +172,14 @@ async fn access_tokens_die_with_their_session(mut app: TestApp) {
 
     let rotated = app
         .client
-        .refresh_session(RefreshSessionRequest { refresh_token: second_refresh.clone() })
+        .refresh_session(RefreshSessionRequest { refresh_token: second_refresh.clone(), client: None })
         .await
         .unwrap()
         .into_inner();
     assert!(is_valid(&mut app, &rotated.access_token).await);
     // A replayed refresh token ends the family, and every access token of it.
-    let replay = app.client.refresh_session(RefreshSessionRequest { refresh_token: second_refresh }).await;
+    let replay =
+        app.client.refresh_session(RefreshSessionRequest { refresh_token: second_refresh, client: None }).await;
     assert_eq!(replay.unwrap_err().code(), Code::Unauthenticated);
     assert!(!is_valid(&mut app, &rotated.access_token).await);
     assert!(!is_valid(&mut app, &second_access).await);
@@ -233,7 +238,7 @@ async fn every_rpc_that_takes_a_secret_is_rate_limited() {
                 .unwrap_err()
                 .code(),
             client
-                .refresh_session(from(Request::new(RefreshSessionRequest { refresh_token: "x".into() })))
+                .refresh_session(from(Request::new(RefreshSessionRequest { refresh_token: "x".into(), client: None })))
                 .await
                 .unwrap_err()
                 .code(),
@@ -253,14 +258,18 @@ async fn every_rpc_that_takes_a_secret_is_rate_limited() {
 async fn a_password_change_keeps_the_callers_login_even_after_it_was_refreshed(mut app: TestApp) {
     let (_, access, refresh) = logged_in(&mut app, "ada@example.com").await;
     let (other_access, _) = login_tokens(&mut app, "ada@example.com", STRONG_PASSWORD).await;
-    let rotated =
-        app.client.refresh_session(RefreshSessionRequest { refresh_token: refresh }).await.unwrap().into_inner();
+    let rotated = app
+        .client
+        .refresh_session(RefreshSessionRequest { refresh_token: refresh, client: None })
+        .await
+        .unwrap()
+        .into_inner();
     // The access token from before the refresh still names the older session.
     let request = ChangePasswordRequest { current_password: STRONG_PASSWORD.into(), new_password: NEW_PASSWORD.into() };
     app.client.change_password(with_bearer(&access, request)).await.unwrap();
     assert!(is_valid(&mut app, &rotated.access_token).await, "the caller's login ended");
     app.client
-        .refresh_session(RefreshSessionRequest { refresh_token: rotated.refresh_token })
+        .refresh_session(RefreshSessionRequest { refresh_token: rotated.refresh_token, client: None })
         .await
         .expect("the caller's login refreshes");
     assert!(!is_valid(&mut app, &other_access).await, "another login survived the change");

@@ -17,7 +17,7 @@ on_both_databases!(
 );
 
 fn refresh(token: &str) -> RefreshSessionRequest {
-    RefreshSessionRequest { refresh_token: token.into() }
+    RefreshSessionRequest { refresh_token: token.into(), client: None }
 }
 
 async fn a_refresh_rotates_both_tokens_and_a_replayed_token_revokes_the_family(mut app: TestApp) {

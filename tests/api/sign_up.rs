@@ -96,7 +96,11 @@ async fn passwords_are_checked_exactly_as_sent(mut app: TestApp) {
     app.client.sign_up(request).await.unwrap();
     let token = token_in(&app.emails.wait_for(1).await[0]);
     app.client.verify_email(identity::grpc::proto::VerifyEmailRequest { token }).await.unwrap();
-    let login = |password: String| identity::grpc::proto::LoginRequest { email: "spaced@example.com".into(), password };
+    let login = |password: String| identity::grpc::proto::LoginRequest {
+        email: "spaced@example.com".into(),
+        password,
+        client: None,
+    };
     assert_eq!(app.client.login(login(STRONG_PASSWORD.into())).await.unwrap_err().code(), Code::Unauthenticated);
     app.client.login(login(spaced)).await.unwrap();
 }

@@ -46,9 +46,13 @@ async fn each_hot_call_logs_its_statements_and_stays_within_its_budget(backend: 
     let db = Database::connect(url.as_str()).await.unwrap();
     db.execute_unprepared("UPDATE users SET status = 'active', verified_at = created_at").await.unwrap();
     db.close().await.unwrap();
-    let login = client.login(LoginRequest { email, password: STRONG_PASSWORD.into() }).await.unwrap().into_inner();
+    let login = client
+        .login(LoginRequest { email, password: STRONG_PASSWORD.into(), client: None })
+        .await
+        .unwrap()
+        .into_inner();
     let refreshed = client
-        .refresh_session(RefreshSessionRequest { refresh_token: login.refresh_token })
+        .refresh_session(RefreshSessionRequest { refresh_token: login.refresh_token, client: None })
         .await
         .unwrap()
         .into_inner();

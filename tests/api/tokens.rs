@@ -17,7 +17,7 @@ on_both_databases!(
 
 async fn access_token(app: &mut TestApp, email: &str) -> (String, String) {
     let user_id = verified_user(app, email).await;
-    let login = LoginRequest { email: email.into(), password: STRONG_PASSWORD.into() };
+    let login = LoginRequest { email: email.into(), password: STRONG_PASSWORD.into(), client: None };
     (user_id, app.client.login(login).await.unwrap().into_inner().access_token)
 }
 

@@ -110,7 +110,7 @@ async fn challenge(app: &mut TestApp) -> String {
 }
 
 fn login_request(password: &str) -> LoginRequest {
-    LoginRequest { email: EMAIL.into(), password: password.into() }
+    LoginRequest { email: EMAIL.into(), password: password.into(), client: None }
 }
 
 async fn complete(app: &mut TestApp, challenge: &str, code: &str) -> Result<LoginResponse, tonic::Status> {
@@ -164,7 +164,7 @@ async fn enrolment_makes_login_ask_for_a_code_and_the_tokens_say_so(mut app: Tes
     // A refreshed token keeps the methods and the time of its login.
     let refreshed = app
         .client
-        .refresh_session(RefreshSessionRequest { refresh_token: login.refresh_token })
+        .refresh_session(RefreshSessionRequest { refresh_token: login.refresh_token, client: None })
         .await
         .unwrap()
         .into_inner();
@@ -213,7 +213,8 @@ async fn a_wrong_password_answers_as_without_two_factor_login(mut app: TestApp) 
     let status = app.client.login(login_request("not the password at all")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert!(status.get_error_details().error_info().is_none(), "no hint that a second factor is on");
-    let unknown = LoginRequest { email: "nobody@example.com".into(), password: "not the password at all".into() };
+    let unknown =
+        LoginRequest { email: "nobody@example.com".into(), password: "not the password at all".into(), client: None };
     let other = app.client.login(unknown).await.unwrap_err();
     assert_eq!((status.code(), status.message()), (other.code(), other.message()));
 }

@@ -37,7 +37,7 @@ async fn an_unreachable_database_is_unavailable_not_internal_and_recovers() {
         .admin_execute(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
         .await;
 
-    let login = || LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into() };
+    let login = || LoginRequest { email: "ada@example.com".into(), password: STRONG_PASSWORD.into(), client: None };
     let started = tokio::time::Instant::now();
     let status = app.client.login(login()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");

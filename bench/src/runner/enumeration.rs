@@ -34,7 +34,8 @@ impl Bench {
         // A few calls first, so that both workers have their memory before timing starts.
         for index in 0..6 {
             let email = if index % 2 == 0 { unknown(index) } else { known.clone() };
-            let _ = client.login(proto::LoginRequest { email, password: WRONG_PASSWORD.to_owned() }).await;
+            let _ =
+                client.login(proto::LoginRequest { email, password: WRONG_PASSWORD.to_owned(), client: None }).await;
         }
         let (mut unknown_times, mut known_times, mut unexpected) = (Vec::new(), Vec::new(), Outcome::default());
         let processes: Vec<_> =
@@ -48,7 +49,8 @@ impl Bench {
             let is_unknown = index % 2 == 0;
             let email = if is_unknown { unknown(index) } else { known.clone() };
             let sent = Instant::now();
-            let answer = client.login(proto::LoginRequest { email, password: WRONG_PASSWORD.to_owned() }).await;
+            let answer =
+                client.login(proto::LoginRequest { email, password: WRONG_PASSWORD.to_owned(), client: None }).await;
             let took = sent.elapsed();
             match answer {
                 Err(status) if status.code() == tonic::Code::Unauthenticated => {

@@ -18,6 +18,24 @@ pub struct NewSession {
     pub authenticated_at: OffsetDateTime,
     /// How that login authenticated; rotations keep it too.
     pub methods: AuthMethods,
+    /// The device that logged in or refreshed into this session.
+    pub context: ClientContext,
+}
+
+/// A login that can still be refreshed, as its user sees it: one per family,
+/// described by its newest live session (the last refresh).
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    /// The family id: it stays the same through every refresh.
+    pub id: Uuid,
+    pub user_id: UserId,
+    /// The login.
+    pub created_at: OffsetDateTime,
+    /// The last refresh (the login if there was none).
+    pub last_used_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    /// The device of the last refresh (or of the login).
+    pub context: ClientContext,
 }
 
 /// A stored refresh-token session.
@@ -99,6 +117,32 @@ pub trait SessionRepository: Send + Sync {
     /// # Errors
     /// Storage failures only.
     async fn revoke_family(&self, member: &SessionRecord, now: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError>;
+
+    /// The user's logins that can still be refreshed at `now`, newest login
+    /// first, at most `limit` of them.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn list_live(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<LiveSession>, RepositoryError>;
+
+    /// Revokes the family `family_id` if it is `user_id`'s and still has a
+    /// session that can be refreshed at `now`; returns the ids revoked (with
+    /// the rotated ones whose access tokens may still be live), or `None` when
+    /// there is no such family.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn revoke_live_family(
+        &self,
+        user_id: UserId,
+        family_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<Uuid>>, RepositoryError>;
 }
 
 /// Consecutive failed logins (see [`crate::domain::login_throttle`]), shared by

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
-    sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait, sea_query::Expr,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -13,9 +13,14 @@ use super::{
     user_repository::to_user,
 };
 use crate::domain::{
-    AuthMethods, TokenHash, UserId,
-    ports::{LoginCommit, NewSession, RepositoryError, Rotation, SessionRecord, SessionRepository},
+    AuthMethods, ClientAddress, ClientContext, TokenHash, UserAgent, UserId,
+    ports::{LiveSession, LoginCommit, NewSession, RepositoryError, Rotation, SessionRecord, SessionRepository},
 };
+
+/// Rows `list_live` reads at most: each family has one live row (a few more
+/// just after concurrent refreshes), so this covers the listing's bound with
+/// room to spare while keeping a hostile number of logins a bounded read.
+const MAX_LIVE_ROWS_READ: u64 = 1000;
 
 /// Refresh-token sessions in SQL; only the token's digest is stored.
 #[derive(Clone)]
@@ -37,6 +42,36 @@ impl SeaOrmSessionRepository {
     }
 }
 
+impl SeaOrmSessionRepository {
+    /// Revokes the family's rows that still matter (see [`still_matters`]);
+    /// returns their ids. Call it under the user's lock.
+    async fn revoke_family_rows(
+        &self,
+        txn: &DatabaseTransaction,
+        family_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Uuid>, RepositoryError> {
+        let still_matters = still_matters(self.access_token_lifetime.map(|lifetime| now - lifetime));
+        let ids: Vec<Uuid> = sessions::Entity::find()
+            .select_only()
+            .column(sessions::Column::Id)
+            .filter(sessions::Column::FamilyId.eq(family_id))
+            .filter(still_matters.clone())
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(classify)?;
+        sessions::Entity::update_many()
+            .col_expr(sessions::Column::RevokedAt, Expr::value(now))
+            .filter(sessions::Column::FamilyId.eq(family_id))
+            .filter(still_matters)
+            .exec(txn)
+            .await
+            .map_err(classify)?;
+        Ok(ids)
+    }
+}
+
 pub(super) fn row(session: &NewSession) -> sessions::ActiveModel {
     sessions::ActiveModel {
         id: Set(session.id),
@@ -48,8 +83,44 @@ pub(super) fn row(session: &NewSession) -> sessions::ActiveModel {
         rotated_at: Set(None),
         revoked_at: Set(None),
         authenticated_at: Set(Some(session.authenticated_at)),
+        user_agent: Set(session.context.user_agent.as_ref().map(|agent| agent.as_str().to_owned())),
+        client_address: Set(session.context.address.map(|address| address.to_string())),
         amr: Set(Some(session.methods.as_str().to_owned())),
     }
+}
+
+/// The context stored with a row; a value that no longer parses is dropped
+/// rather than failing the listing.
+fn context(s: &sessions::Model) -> ClientContext {
+    ClientContext {
+        user_agent: s.user_agent.as_deref().and_then(UserAgent::hydrate),
+        address: s
+            .client_address
+            .as_deref()
+            .and_then(|raw| raw.parse::<std::net::IpAddr>().ok())
+            .map(ClientAddress::new),
+    }
+}
+
+/// One entry per family, described by its newest row (`rows` come newest
+/// first), in the order of their logins, newest first.
+fn live_sessions(rows: Vec<sessions::Model>, limit: usize) -> Vec<LiveSession> {
+    let mut seen = std::collections::HashSet::new();
+    let mut live: Vec<LiveSession> = rows
+        .into_iter()
+        .filter(|row| seen.insert(row.family_id))
+        .map(|row| LiveSession {
+            id: row.family_id,
+            user_id: UserId::from_uuid(row.user_id),
+            created_at: row.authenticated_at.unwrap_or(row.created_at),
+            last_used_at: row.created_at,
+            expires_at: row.expires_at,
+            context: context(&row),
+        })
+        .collect();
+    live.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    live.truncate(limit);
+    live
 }
 
 fn record(s: sessions::Model) -> SessionRecord {
@@ -153,24 +224,57 @@ impl SessionRepository for SeaOrmSessionRepository {
         // The user's lock keeps a concurrent rotation from adding to the family
         // between the read of its live members and their revocation.
         lock_user(&txn, member.user_id, Lock::Update).await?;
-        let still_matters = still_matters(self.access_token_lifetime.map(|lifetime| now - lifetime));
-        let ids: Vec<Uuid> = sessions::Entity::find()
-            .select_only()
-            .column(sessions::Column::Id)
-            .filter(sessions::Column::FamilyId.eq(family_id))
-            .filter(still_matters.clone())
-            .into_tuple()
-            .all(&txn)
-            .await
-            .map_err(classify)?;
-        sessions::Entity::update_many()
-            .col_expr(sessions::Column::RevokedAt, Expr::value(now))
-            .filter(sessions::Column::FamilyId.eq(family_id))
-            .filter(still_matters)
-            .exec(&txn)
-            .await
-            .map_err(classify)?;
+        let ids = self.revoke_family_rows(&txn, family_id, now).await?;
         txn.commit().await.map_err(classify)?;
         Ok(ids)
+    }
+
+    async fn list_live(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<LiveSession>, RepositoryError> {
+        let rows = sessions::Entity::find()
+            .filter(sessions::Column::UserId.eq(user_id.as_uuid()))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .filter(sessions::Column::RotatedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(now))
+            .order_by_desc(sessions::Column::CreatedAt)
+            .order_by_desc(sessions::Column::Id)
+            .limit(MAX_LIVE_ROWS_READ)
+            .all(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(live_sessions(rows, limit))
+    }
+
+    async fn revoke_live_family(
+        &self,
+        user_id: UserId,
+        family_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<Uuid>>, RepositoryError> {
+        let txn = self.db.begin().await.map_err(classify)?;
+        // As in `revoke_family`: no rotation adds to the family meanwhile.
+        lock_user(&txn, user_id, Lock::Update).await?;
+        let live = sessions::Entity::find()
+            .select_only()
+            .column(sessions::Column::Id)
+            .filter(sessions::Column::UserId.eq(user_id.as_uuid()))
+            .filter(sessions::Column::FamilyId.eq(family_id))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .filter(sessions::Column::RotatedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(now))
+            .into_tuple::<Uuid>()
+            .one(&txn)
+            .await
+            .map_err(classify)?;
+        if live.is_none() {
+            return Ok(None);
+        }
+        let ids = self.revoke_family_rows(&txn, family_id, now).await?;
+        txn.commit().await.map_err(classify)?;
+        Ok(Some(ids))
     }
 }

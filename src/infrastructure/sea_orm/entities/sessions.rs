@@ -15,6 +15,9 @@ pub struct Model {
     pub revoked_at: Option<TimeDateTimeWithTimeZone>,
     /// When the login that started the family happened (kept through rotations).
     pub authenticated_at: Option<TimeDateTimeWithTimeZone>,
+    /// The device that logged in or refreshed into this session, when known.
+    pub user_agent: Option<String>,
+    pub client_address: Option<String>,
     /// How that login authenticated (`amr` values, space-separated); NULL for
     /// sessions from before two-factor login, which were all password logins.
     pub amr: Option<String>,
