@@ -1,4 +1,4 @@
-//! `identity-server [serve|migrate|generate-key]`.
+//! `identity-server [serve|migrate|generate-key|import-django ...]`.
 
 use secrecy::ExposeSecret;
 
@@ -12,7 +12,7 @@ use crate::{
     telemetry::{self, TelemetryGuard},
 };
 
-const USAGE: &str = "usage: identity-server [serve|migrate|generate-key]";
+const USAGE: &str = "usage: identity-server [serve|migrate|generate-key|import-django --source URL ...]";
 
 /// # Errors
 /// Bad configuration or a failure to start; the message is one line for the operator.
@@ -27,6 +27,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        // No log subscriber: stdout carries the summary line alone, for the
+        // scripts that run the import; progress goes to stderr.
+        Some("import-django") => crate::import::run(&Settings::from_env()?, &args[1..]).await,
         Some("generate-key") => {
             let (secret, public) = PasetoTokens::generate_secret_key()?;
             println!("IDENTITY_TOKEN_SECRET_KEY={}", secret.expose_secret());

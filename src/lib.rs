@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod import;
 pub mod infrastructure;
 pub mod observability;
 pub mod startup;

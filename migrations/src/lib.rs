@@ -12,6 +12,7 @@ mod m20261127_000006_account_security;
 mod m20261202_000007_concurrent_account_state;
 mod m20261202_000010_outbox_owner_and_pruning_indexes;
 mod m20261202_000011_single_use_tokens;
+mod m20261202_000012_users_legacy_id;
 mod m20261202_000013_session_client_context;
 mod m20261202_000014_email_change;
 mod m20261202_000015_two_factor_login;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_concurrent_account_state::Migration),
             Box::new(m20261202_000010_outbox_owner_and_pruning_indexes::Migration),
             Box::new(m20261202_000011_single_use_tokens::Migration),
+            Box::new(m20261202_000012_users_legacy_id::Migration),
             Box::new(m20261202_000013_session_client_context::Migration),
             Box::new(m20261202_000014_email_change::Migration),
             Box::new(m20261202_000015_two_factor_login::Migration),

@@ -60,6 +60,19 @@ impl AdminUsers {
         Ok(user)
     }
 
+    /// The user imported from Django with this key (`legacy_id`).
+    ///
+    /// # Errors
+    /// `NotFound` (also for a key longer than any stored); storage failures.
+    pub async fn get_by_legacy_id(&self, actor: &str, legacy_id: &str) -> Result<User, ApplicationError> {
+        if legacy_id.len() > super::import_django::MAX_LEGACY_ID_LENGTH {
+            return Err(ApplicationError::NotFound);
+        }
+        let user = self.users.find_by_legacy_id(legacy_id).await?.ok_or(ApplicationError::NotFound)?;
+        audit(actor, "get_user", user.id());
+        Ok(user)
+    }
+
     /// Keyset pagination in id order (ids are UUIDv7, so creation order): a
     /// page never repeats or skips a user because of inserts elsewhere.
     ///

@@ -97,6 +97,10 @@ impl PasswordHasher for FakeHasher {
     fn needs_rehash(&self, _: &PasswordHash) -> bool {
         false
     }
+
+    fn can_verify(&self, hash: &PasswordHash) -> bool {
+        !hash.as_str().starts_with('!')
+    }
 }
 
 /// Admits while `refuse_with` is `None`; counts admitted attempts (each one a
@@ -214,6 +218,13 @@ impl UserRepository for FakeUsers {
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepositoryError> {
         Ok(self.by_email(email).map(|(user, _)| user))
+    }
+
+    async fn find_by_legacy_id(&self, legacy_id: &str) -> Result<Option<User>, RepositoryError> {
+        Ok(lock(&self.users)
+            .values()
+            .find(|(user, _)| user.legacy_id() == Some(legacy_id))
+            .map(|(user, _)| user.clone()))
     }
 
     async fn find_credentials_by_email(

@@ -12,6 +12,7 @@ mod error;
 mod fakes;
 pub mod get_current_user;
 pub mod handle_email_event;
+pub mod import_django;
 pub mod login;
 pub mod mfa;
 pub mod password_rules;
@@ -33,6 +34,7 @@ pub use email_checks::ExpectedEmails;
 pub use error::{ApplicationError, FieldViolation, MfaChallengeIssued, MfaRefusal};
 pub use get_current_user::GetCurrentUser;
 pub use handle_email_event::{Disposition, HandleEmailEvent, RetryPolicy};
+pub use import_django::{ImportDjangoUsers, ImportObserver, ImportOptions, ImportSummary, SkipReason, SkippedRow};
 pub use login::{Login, LoginCommand, LoginOutcome};
 pub use mfa::{
     BeginTotpEnrollment, CompleteMfaLogin, ConfirmTotpEnrollment, DisableTotp, RegenerateRecoveryCodes, SecondFactors,

@@ -3,6 +3,7 @@
 
 mod crypto;
 mod email;
+mod import;
 mod mfa;
 mod outbox;
 mod pruning;
@@ -23,6 +24,7 @@ use super::{
 
 pub use crypto::*;
 pub use email::*;
+pub use import::*;
 pub use mfa::*;
 pub use outbox::{OutboxBacklog, OutboxClaim, OutboxEvent, OutboxPublisher, OutboxStore, PublishError};
 pub use pruning::*;

@@ -87,6 +87,10 @@ pub struct User {
     verified_at: Option<OffsetDateTime>,
     /// Access tokens issued before this instant are no longer accepted.
     tokens_valid_after: Option<OffsetDateTime>,
+    /// The key the user had in the system they were imported from, when it
+    /// could not become their id (Django's integer keys). Boxed: a `String`
+    /// would grow every user by a word, for the few imported ones.
+    legacy_id: Option<Box<str>>,
 }
 
 /// When the user's timestamps stand, as read back from storage.
@@ -137,6 +141,7 @@ impl User {
             updated_at: now,
             verified_at: None,
             tokens_valid_after: None,
+            legacy_id: None,
         }
     }
 
@@ -153,7 +158,15 @@ impl User {
             updated_at: at.updated_at,
             verified_at: at.verified_at,
             tokens_valid_after: at.tokens_valid_after,
+            legacy_id: None,
         }
+    }
+
+    /// The user with the key they had in the system they were imported from.
+    #[must_use]
+    pub fn with_legacy_id(mut self, legacy_id: Option<String>) -> Self {
+        self.legacy_id = legacy_id.map(String::into_boxed_str);
+        self
     }
 
     /// Disables the account: it can no longer log in, and every access token
@@ -296,6 +309,9 @@ impl User {
     }
     pub fn tokens_valid_after(&self) -> Option<OffsetDateTime> {
         self.tokens_valid_after
+    }
+    pub fn legacy_id(&self) -> Option<&str> {
+        self.legacy_id.as_deref()
     }
 }
 

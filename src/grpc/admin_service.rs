@@ -83,8 +83,16 @@ impl AdminService for AdminGrpcService {
         request: Request<proto::GetUserRequest>,
     ) -> Result<Response<proto::GetUserResponse>, Status> {
         let actor = self.authorize(&request)?;
-        let id = parse_user_id(&request.get_ref().user_id)?;
-        let user = self.admin.get(&actor, id).await?;
+        let body = request.get_ref();
+        let user = match (body.user_id.is_empty(), body.legacy_id.is_empty()) {
+            (true, false) => self.admin.get_by_legacy_id(&actor, &body.legacy_id).await?,
+            (false, false) => {
+                return Err(
+                    ApplicationError::invalid_field("legacy_id", "give either user_id or legacy_id, not both").into()
+                );
+            }
+            _ => self.admin.get(&actor, parse_user_id(&body.user_id)?).await?,
+        };
         Ok(Response::new(proto::GetUserResponse { user: Some(convert::user(&user)) }))
     }
 

@@ -30,6 +30,7 @@ pub fn user(user: &User) -> proto::User {
         status: status(user.status()).into(),
         created_at: Some(timestamp(user.created_at())),
         verified_at: user.verified_at().map(timestamp),
+        legacy_id: user.legacy_id().map(str::to_owned),
     }
 }
 

@@ -40,14 +40,14 @@ async fn the_admin_api_needs_a_configured_and_matching_key() {
     let Some(unconfigured) = spawn_app_with(Backend::Sqlite, |_| {}).await else { return };
     let status = admin(&unconfigured)
         .await
-        .get_user(keyed(GetUserRequest { user_id: uuid::Uuid::nil().to_string() }))
+        .get_user(keyed(GetUserRequest { user_id: uuid::Uuid::nil().to_string(), ..Default::default() }))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 
     let Some(app) = admin_app(Backend::Sqlite).await else { return };
     let mut client = admin(&app).await;
-    let request = || GetUserRequest { user_id: uuid::Uuid::nil().to_string() };
+    let request = || GetUserRequest { user_id: uuid::Uuid::nil().to_string(), ..Default::default() };
     assert_eq!(client.get_user(Request::new(request())).await.unwrap_err().code(), Code::Unauthenticated);
     let mut wrong = Request::new(request());
     wrong.metadata_mut().insert("x-api-key", "not-the-key".parse().unwrap());
@@ -135,7 +135,8 @@ async fn deleting_a_user_removes_them_and_frees_the_address(mut app: TestApp) {
     let (user_id, access, _) = logged_in(&mut app, "ada@example.com").await;
     let mut client = admin(&app).await;
     client.delete_user(keyed(DeleteUserRequest { user_id: user_id.clone() })).await.unwrap();
-    let gone = client.get_user(keyed(GetUserRequest { user_id: user_id.clone() })).await.unwrap_err();
+    let gone =
+        client.get_user(keyed(GetUserRequest { user_id: user_id.clone(), ..Default::default() })).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     assert!(!is_valid(&mut app, &access).await);
     let again = client.delete_user(keyed(DeleteUserRequest { user_id: user_id.clone() })).await.unwrap_err();
@@ -159,7 +160,10 @@ async fn deleting_a_user_removes_them_and_frees_the_address(mut app: TestApp) {
 
 async fn bad_ids_and_unknown_users_get_precise_errors(app: TestApp) {
     let mut client = admin(&app).await;
-    let bad = client.get_user(keyed(GetUserRequest { user_id: "not-a-uuid".into() })).await.unwrap_err();
+    let bad = client
+        .get_user(keyed(GetUserRequest { user_id: "not-a-uuid".into(), ..Default::default() }))
+        .await
+        .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert_eq!(bad.get_error_details().bad_request().unwrap().field_violations[0].field, "user_id");
     let unknown = uuid::Uuid::now_v7().to_string();
@@ -185,10 +189,10 @@ async fn refused_admin_keys_are_logged_with_the_callers_address_and_never_the_ke
 
     let mut client = AdminServiceClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
     let wrong_key = "wrong-admin-key-guessed-7f3a";
-    let mut request = Request::new(GetUserRequest { user_id: uuid::Uuid::nil().to_string() });
+    let mut request = Request::new(GetUserRequest { user_id: uuid::Uuid::nil().to_string(), ..Default::default() });
     request.metadata_mut().insert("x-api-key", wrong_key.parse().unwrap());
     assert_eq!(client.get_user(request).await.unwrap_err().code(), Code::Unauthenticated);
-    let request = Request::new(GetUserRequest { user_id: uuid::Uuid::nil().to_string() });
+    let request = Request::new(GetUserRequest { user_id: uuid::Uuid::nil().to_string(), ..Default::default() });
     assert_eq!(client.get_user(request).await.unwrap_err().code(), Code::Unauthenticated);
     let log = server.stop().await;
 

@@ -9,6 +9,7 @@ mod tls;
 
 mod abuse;
 mod admin;
+mod django_import;
 mod django_passwords;
 mod email_change;
 mod email_pipeline;

@@ -100,7 +100,13 @@ async fn a_password_change_racing_a_disable_never_undoes_the_disable(mut app: Te
         assert_eq!(disabled.into_inner().user.unwrap().status(), UserStatus::Disabled);
         let _ = changing.await.unwrap();
 
-        let user = admin.get_user(keyed(GetUserRequest { user_id })).await.unwrap().into_inner().user.unwrap();
+        let user = admin
+            .get_user(keyed(GetUserRequest { user_id, ..Default::default() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
         assert_eq!(user.status(), UserStatus::Disabled, "trial {trial}: the disable was undone");
         assert!(!is_valid(&mut app, &access).await, "trial {trial}: a token from before the disable validates");
         for password in [STRONG_PASSWORD, NEW_PASSWORD] {

@@ -47,6 +47,10 @@ pub trait PasswordHasher: Send + Sync {
     /// Whether a stored hash is weaker than what we hash with now, so that a
     /// successful login should replace it.
     fn needs_rehash(&self, hash: &PasswordHash) -> bool;
+
+    /// Whether a stored hash from elsewhere (an import) is one this hasher
+    /// can verify; the import stores the others as unusable.
+    fn can_verify(&self, hash: &PasswordHash) -> bool;
 }
 
 /// Why an access token was refused. Deliberately coarse: callers learn only

@@ -71,6 +71,12 @@ pub trait UserRepository: Send + Sync {
     /// Storage failures only.
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepositoryError>;
 
+    /// The user imported with this key from the system they came from.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn find_by_legacy_id(&self, legacy_id: &str) -> Result<Option<User>, RepositoryError>;
+
     /// The user and their password hash, for login.
     ///
     /// # Errors

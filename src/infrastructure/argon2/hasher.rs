@@ -280,6 +280,14 @@ impl PasswordHasher for Argon2Hasher {
         Ok(matches && !is_dummy)
     }
 
+    fn can_verify(&self, hash: &PasswordHash) -> bool {
+        match django::classify(hash.as_str()) {
+            Stored::Django(..) => django::is_supported(hash.as_str()),
+            Stored::Unusable => false,
+            Stored::Phc => Phc::new(hash.as_str()).is_ok_and(|phc| Algorithm::try_from(phc.algorithm.as_str()).is_ok()),
+        }
+    }
+
     fn needs_rehash(&self, hash: &PasswordHash) -> bool {
         if matches!(django::classify(hash.as_str()), Stored::Django(..)) {
             // A Django hash that just verified: replaced by ours.

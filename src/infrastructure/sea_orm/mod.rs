@@ -4,8 +4,10 @@
 mod account_repository;
 mod connection;
 mod delivery_log;
+mod django_source;
 mod entities;
 mod errors;
+mod imported_users;
 mod login_throttles;
 mod mfa_repository;
 mod migrate;
@@ -19,7 +21,9 @@ mod user_repository;
 
 pub use connection::{DatabaseSettings, connect, is_postgres};
 pub use delivery_log::SeaOrmDeliveryLog;
+pub use django_source::SqlDjangoSource;
 pub use errors::classify;
+pub use imported_users::SeaOrmImportedUsers;
 pub use login_throttles::SeaOrmLoginThrottles;
 pub use mfa_repository::has_totp_secrets;
 pub use migrate::migrate;

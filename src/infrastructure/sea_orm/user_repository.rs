@@ -87,6 +87,15 @@ impl UserRepository for SeaOrmUserRepository {
         row.map(|row| to_user(&row)).transpose()
     }
 
+    async fn find_by_legacy_id(&self, legacy_id: &str) -> Result<Option<User>, RepositoryError> {
+        let row = users::Entity::find()
+            .filter(users::Column::LegacyId.eq(legacy_id))
+            .one(&self.db)
+            .await
+            .map_err(classify)?;
+        row.map(|row| to_user(&row)).transpose()
+    }
+
     async fn find_credentials_by_email(
         &self,
         email: &Email,
@@ -145,6 +154,7 @@ pub(super) fn user_row(user: &User, password_hash: &PasswordHash) -> users::Acti
         tokens_valid_after: Set(user.tokens_valid_after()),
         password_version: Set(0),
         mfa_enabled_at: Set(None),
+        legacy_id: Set(user.legacy_id().map(str::to_owned)),
     }
 }
 
@@ -181,7 +191,8 @@ pub(super) fn to_user(row: &users::Model) -> Result<User, RepositoryError> {
                 verified_at: row.verified_at,
                 tokens_valid_after: row.tokens_valid_after,
             },
-        ))
+        )
+        .with_legacy_id(row.legacy_id.clone()))
     };
     build().with_context(|| format!("user row {} is invalid", row.id)).map_err(RepositoryError::Unexpected)
 }

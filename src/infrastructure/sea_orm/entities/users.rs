@@ -20,6 +20,9 @@ pub struct Model {
     pub password_version: i32,
     /// Set while a confirmed TOTP secret makes logins ask for a second factor.
     pub mfa_enabled_at: Option<TimeDateTimeWithTimeZone>,
+    /// The key of a user imported from Django whose key was no UUID.
+    #[sea_orm(unique)]
+    pub legacy_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
