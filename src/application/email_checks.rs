@@ -37,7 +37,6 @@ impl ExpectedEmails {
                 Some((&self.email_change_links, &e.confirmation_link, "IDENTITY_EMAIL_CHANGE_URL")),
             ),
             DomainEvent::PasswordChanged(n)
-            | DomainEvent::PasswordReset(n)
             | DomainEvent::RegistrationAttempted(n)
             | DomainEvent::EmailChangePending(n)
             | DomainEvent::EmailChanged(n)

@@ -136,7 +136,6 @@ macro_rules! notice_templates {
     };
 }
 
-notice_templates!(PasswordResetText, PasswordResetHtml, "password_reset_completed.txt", "password_reset_completed.html");
 notice_templates!(ChangePendingText, ChangePendingHtml, "email_change_pending.txt", "email_change_pending.html");
 notice_templates!(EmailChangedText, EmailChangedHtml, "email_changed.txt", "email_changed.html");
 notice_templates!(
@@ -209,17 +208,6 @@ pub fn render(event: &DomainEvent) -> anyhow::Result<OutgoingEmail> {
                 subject: "Confirm your new email address".to_owned(),
                 text_body: ChangeRequestedText { username, confirmation_link: link, expires_at, date_time }.render()?,
                 html_body: ChangeRequestedHtml { username, confirmation_link: link, expires_at, date_time }.render()?,
-            })
-        }
-        DomainEvent::PasswordReset(notice) => {
-            let date_time = human_time(notice.occurred_at);
-            let (username, date_time) = (notice.display_name.as_str(), date_time.as_str());
-            Ok(OutgoingEmail {
-                event_id: notice.event_id,
-                to: notice.email.clone(),
-                subject: "Your password was reset".to_owned(),
-                text_body: PasswordResetText { username, date_time }.render()?,
-                html_body: PasswordResetHtml { username, date_time }.render()?,
             })
         }
         DomainEvent::EmailChangePending(notice) => {

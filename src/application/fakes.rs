@@ -252,7 +252,7 @@ impl AccountRepository for FakeUsers {
         verified_version: i32,
         keep: Option<Uuid>,
         _: OffsetDateTime,
-        _: &[DomainEvent],
+        _: &DomainEvent,
     ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError> {
         lock(&self.changes).push((user_id, hash.clone(), verified_version, keep));
         lock(&self.change_outcome).take().ok_or_else(|| not_faked("change_password"))
@@ -288,7 +288,7 @@ impl AccountRepository for FakeUsers {
         _: UserId,
         _: &PasswordHash,
         _: OffsetDateTime,
-        _: &[DomainEvent],
+        _: &DomainEvent,
     ) -> Result<Option<Revocation>, RepositoryError> {
         Ok(lock(&self.reset_outcome).take())
     }

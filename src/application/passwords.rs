@@ -2,9 +2,9 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::{AccessGuard, ApplicationError, LinkTemplate, Notices, PasswordRules, email_change::notice_to};
+use super::{AccessGuard, ApplicationError, LinkTemplate, PasswordRules};
 use crate::domain::{
-    ClientAddress, DomainEvent, Email, LoginAttemptKeys, NewPassword, OpaqueToken,
+    AccountNotice, ClientAddress, DomainEvent, Email, LoginAttemptKeys, NewPassword, OpaqueToken,
     PasswordResetRequested, PlaintextPassword, ResendPolicy, ThrottleKey, ThrottlePolicy, User, UserStatus,
     ports::{
         AccountRepository, Clock, InvalidAccessToken, LoginThrottles, NewSingleUseToken, PasswordChangeRefused,
@@ -45,9 +45,14 @@ async fn parse_new_password(rules: &PasswordRules, raw: String, user: &User) -> 
     rules.check(raw, &context_of(user)).await?.map_err(|e| ApplicationError::invalid_field("new_password", e))
 }
 
-/// The notice to write with a password change, unless notices are off.
-fn notice(is_on: bool, event: impl FnOnce() -> DomainEvent) -> Vec<DomainEvent> {
-    if is_on { vec![event()] } else { Vec::new() }
+fn password_changed(user: &User, now: time::OffsetDateTime) -> DomainEvent {
+    DomainEvent::PasswordChanged(AccountNotice {
+        event_id: Uuid::now_v7(),
+        user_id: user.id(),
+        email: user.email().clone(),
+        display_name: user.greeting_name(),
+        occurred_at: now,
+    })
 }
 
 const SAME_PASSWORD: &str = "must differ from the current password";
@@ -61,7 +66,6 @@ pub struct ChangePassword {
     pub throttle_policy: ThrottlePolicy,
     pub rules: PasswordRules,
     pub clock: Arc<dyn Clock>,
-    pub notices: Notices,
 }
 
 impl ChangePassword {
@@ -100,11 +104,10 @@ impl ChangePassword {
         let hash = self.hasher.hash(&new).await?;
         // Taken after hashing: the change happens at commit, not when it began.
         let now = self.clock.now();
-        let events =
-            notice(self.notices.password_changed, || DomainEvent::PasswordChanged(notice_to(&user, now)));
+        let event = password_changed(&user, now);
         let revocation = match self
             .accounts
-            .change_password(user.id(), &hash, stored.version, claims.session_id, now, &events)
+            .change_password(user.id(), &hash, stored.version, claims.session_id, now, &event)
             .await?
         {
             Ok(revocation) => revocation,
@@ -191,7 +194,6 @@ pub struct ResetPassword {
     pub guard: Arc<AccessGuard>,
     pub rules: PasswordRules,
     pub clock: Arc<dyn Clock>,
-    pub notices: Notices,
 }
 
 impl ResetPassword {
@@ -225,10 +227,10 @@ impl ResetPassword {
         // Taken after hashing, so that an access token minted while the hash
         // was computed is refused too.
         let now = self.clock.now();
-        let events = notice(self.notices.password_changed, || DomainEvent::PasswordReset(notice_to(&user, now)));
+        let event = password_changed(&user, now);
         let revocation = self
             .accounts
-            .complete_password_reset(&hash, user.id(), &new_hash, now, &events)
+            .complete_password_reset(&hash, user.id(), &new_hash, now, &event)
             .await?
             .ok_or(ApplicationError::InvalidResetToken)?;
         self.guard.apply(&revocation);
@@ -306,7 +308,6 @@ mod tests {
                 throttle_policy: throttle_policy(),
                 rules: rules(),
                 clock: self.clock.clone(),
-                notices: Notices::default(),
             }
         }
 
@@ -319,7 +320,6 @@ mod tests {
                 guard: self.guard.clone(),
                 rules: rules(),
                 clock: self.clock.clone(),
-                notices: Notices::default(),
             }
         }
 

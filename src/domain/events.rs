@@ -11,10 +11,8 @@ use super::{Email, UserId};
 pub enum DomainEvent {
     VerificationEmailRequested(VerificationEmailRequested),
     PasswordResetRequested(PasswordResetRequested),
-    /// A security notice after a password change.
+    /// A security notice after a password change or reset.
     PasswordChanged(AccountNotice),
-    /// A security notice after a password reset (through an emailed link).
-    PasswordReset(AccountNotice),
     /// Someone tried to sign up with an address that is already registered
     /// (enumeration-safe mode tells the owner instead of the caller).
     RegistrationAttempted(AccountNotice),
@@ -41,7 +39,6 @@ impl DomainEvent {
             Self::PasswordResetRequested(event) => event.event_id,
             Self::EmailChangeRequested(event) => event.event_id,
             Self::PasswordChanged(event)
-            | Self::PasswordReset(event)
             | Self::RegistrationAttempted(event)
             | Self::EmailChangePending(event)
             | Self::EmailChanged(event)
@@ -58,7 +55,6 @@ impl DomainEvent {
             Self::VerificationEmailRequested(_) => VerificationEmailRequested::EVENT_TYPE,
             Self::PasswordResetRequested(_) => PasswordResetRequested::EVENT_TYPE,
             Self::PasswordChanged(_) => AccountNotice::PASSWORD_CHANGED,
-            Self::PasswordReset(_) => AccountNotice::PASSWORD_RESET,
             Self::RegistrationAttempted(_) => AccountNotice::REGISTRATION_ATTEMPTED,
             Self::EmailChangeRequested(_) => EmailChangeRequested::EVENT_TYPE,
             Self::EmailChangePending(_) => AccountNotice::EMAIL_CHANGE_PENDING,
@@ -76,7 +72,6 @@ impl DomainEvent {
             Self::PasswordResetRequested(event) => event.occurred_at,
             Self::EmailChangeRequested(event) => event.occurred_at,
             Self::PasswordChanged(event)
-            | Self::PasswordReset(event)
             | Self::RegistrationAttempted(event)
             | Self::EmailChangePending(event)
             | Self::EmailChanged(event)
@@ -94,7 +89,6 @@ impl DomainEvent {
             Self::PasswordResetRequested(event) => event.user_id,
             Self::EmailChangeRequested(event) => event.user_id,
             Self::PasswordChanged(event)
-            | Self::PasswordReset(event)
             | Self::RegistrationAttempted(event)
             | Self::EmailChangePending(event)
             | Self::EmailChanged(event)
@@ -116,7 +110,6 @@ pub const EMAIL_EVENT_TYPES: &[&str] = &[
     VerificationEmailRequested::EVENT_TYPE,
     PasswordResetRequested::EVENT_TYPE,
     AccountNotice::PASSWORD_CHANGED,
-    AccountNotice::PASSWORD_RESET,
     AccountNotice::REGISTRATION_ATTEMPTED,
     EmailChangeRequested::EVENT_TYPE,
     AccountNotice::EMAIL_CHANGE_PENDING,
@@ -155,7 +148,6 @@ pub struct AccountNotice {
 
 impl AccountNotice {
     pub const PASSWORD_CHANGED: &'static str = "user.password_changed";
-    pub const PASSWORD_RESET: &'static str = "user.password_reset_completed";
     pub const REGISTRATION_ATTEMPTED: &'static str = "user.registration_attempted";
     pub const TWO_FACTOR_ENABLED: &'static str = "user.two_factor_enabled";
     pub const TWO_FACTOR_DISABLED: &'static str = "user.two_factor_disabled";

@@ -204,7 +204,6 @@ fn passwords(a: &Adapters, settings: &Settings, shared: &Shared) -> Passwords {
             throttle_policy: shared.throttle_policy,
             rules: shared.password_rules.clone(),
             clock: a.clock.clone(),
-            notices: settings.notices,
         },
         request_password_reset: RequestPasswordReset {
             users: a.users.clone(),
@@ -222,7 +221,6 @@ fn passwords(a: &Adapters, settings: &Settings, shared: &Shared) -> Passwords {
             guard: shared.guard.clone(),
             rules: shared.password_rules.clone(),
             clock: a.clock.clone(),
-            notices: settings.notices,
         },
     }
 }

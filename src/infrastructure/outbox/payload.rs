@@ -140,7 +140,6 @@ pub fn encode(event: &DomainEvent) -> anyhow::Result<String> {
             occurred_at: e.occurred_at,
         })?),
         DomainEvent::PasswordChanged(e)
-        | DomainEvent::PasswordReset(e)
         | DomainEvent::RegistrationAttempted(e)
         | DomainEvent::EmailChangePending(e)
         | DomainEvent::EmailChanged(e)
@@ -188,9 +187,6 @@ pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
             }))
         }
         AccountNotice::PASSWORD_CHANGED => Ok(DomainEvent::PasswordChanged(notice_from(
-            serde_json::from_slice(payload).context("malformed event payload")?,
-        )?)),
-        AccountNotice::PASSWORD_RESET => Ok(DomainEvent::PasswordReset(notice_from(
             serde_json::from_slice(payload).context("malformed event payload")?,
         )?)),
         AccountNotice::REGISTRATION_ATTEMPTED => Ok(DomainEvent::RegistrationAttempted(notice_from(

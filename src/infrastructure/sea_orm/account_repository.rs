@@ -172,7 +172,7 @@ impl AccountRepository for SeaOrmUserRepository {
         verified_version: i32,
         keep: Option<Uuid>,
         now: OffsetDateTime,
-        events: &[DomainEvent],
+        event: &DomainEvent,
     ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else {
@@ -200,7 +200,9 @@ impl AccountRepository for SeaOrmUserRepository {
         write_changes(&txn, &before, &after).await?;
         let revoked_sessions = revoke_sessions(&txn, user_id, kept_family, self.rotated_since(now), now).await?;
         spend_reset_tokens(&txn, user_id, now).await?;
-        self.commit_with_events(txn, events).await?;
+        outbox_store::insert_event(&txn, event).await?;
+        txn.commit().await.map_err(classify)?;
+        self.outbox_written.notify_one();
         Ok(Ok(Revocation { user: after, revoked_sessions, changed: true }))
     }
 
@@ -275,7 +277,7 @@ impl AccountRepository for SeaOrmUserRepository {
         user_id: UserId,
         hash: &PasswordHash,
         now: OffsetDateTime,
-        events: &[DomainEvent],
+        event: &DomainEvent,
     ) -> Result<Option<Revocation>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
@@ -290,7 +292,9 @@ impl AccountRepository for SeaOrmUserRepository {
         write_changes(&txn, &before, &after).await?;
         let revoked_sessions = revoke_sessions(&txn, user_id, None, self.rotated_since(now), now).await?;
         spend_reset_tokens(&txn, user_id, now).await?;
-        self.commit_with_events(txn, events).await?;
+        outbox_store::insert_event(&txn, event).await?;
+        txn.commit().await.map_err(classify)?;
+        self.outbox_written.notify_one();
         Ok(Some(Revocation { user: after, revoked_sessions, changed: true }))
     }
 }
