@@ -196,7 +196,7 @@ where
                     }
                     if let Some(fields) = span.extensions().get::<SpanFields>() {
                         for (name, value) in &fields.0 {
-                            line.value(*name, value);
+                            line.value(name, value);
                         }
                     }
                 }
