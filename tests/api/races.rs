@@ -6,9 +6,9 @@
 use std::{sync::Arc, time::Duration};
 
 use identity::grpc::proto::{
-    ChangePasswordRequest, DisableUserRequest, GetUserRequest, LoginRequest, LogoutAllRequest, LogoutRequest,
-    RefreshSessionRequest, RequestPasswordResetRequest, ResetPasswordRequest, UserStatus,
-    admin_service_client::AdminServiceClient, user_service_client::UserServiceClient,
+    ChangePasswordRequest, DisableUserRequest, GetUserRequest, ListSessionsRequest, LoginRequest, LogoutAllRequest,
+    LogoutRequest, RefreshSessionRequest, RequestPasswordResetRequest, ResetPasswordRequest, RevokeSessionRequest,
+    UserStatus, admin_service_client::AdminServiceClient, user_service_client::UserServiceClient,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -32,6 +32,7 @@ on_both_databases!(
     a_thief_refreshing_in_a_loop_does_not_survive_a_password_reset,
     a_thief_refreshing_in_a_loop_does_not_survive_a_password_change,
     a_thief_refreshing_in_a_loop_does_not_survive_a_disable,
+    a_thief_refreshing_in_a_loop_does_not_survive_the_owner_revoking_its_session,
     two_password_changes_proving_one_password_change_it_once,
     verifying_while_a_resend_runs_never_fails_inside,
     concurrent_resets_with_one_link_succeed_once_within_its_attempts,
@@ -229,6 +230,24 @@ async fn a_thief_refreshing_in_a_loop_does_not_survive_a_disable(mut app: TestAp
             admin.disable_user(keyed(DisableUserRequest { user_id })).await.unwrap();
         })
         .await;
+    }
+}
+
+async fn a_thief_refreshing_in_a_loop_does_not_survive_the_owner_revoking_its_session(mut app: TestApp) {
+    for trial in 0..TRIALS {
+        let email = format!("revoke{trial}@example.com");
+        let (_, access, _) = logged_in(&mut app, &email).await;
+        let owner_access = access.clone();
+        thief_does_not_survive(&mut app, &email, trial, |mut client| async move {
+            let listed = client.list_sessions(with_bearer(&owner_access, ListSessionsRequest {})).await.unwrap();
+            for session in listed.into_inner().sessions.into_iter().filter(|session| !session.current) {
+                let request = with_bearer(&owner_access, RevokeSessionRequest { session_id: session.id });
+                client.revoke_session(request).await.unwrap();
+            }
+        })
+        .await;
+        // The owner's own session goes on.
+        assert!(is_valid(&mut app, &access).await, "trial {trial}: the caller's own session ended");
     }
 }
 
