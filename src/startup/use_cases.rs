@@ -125,6 +125,7 @@ impl UseCases {
                 users: a.users.clone(),
                 accounts: a.accounts.clone(),
                 sessions: a.sessions.clone(),
+                mfa: a.mfa.clone(),
                 guard: shared.guard,
                 clock: a.clock.clone(),
                 verification_links: settings.links.verification_url.clone(),

@@ -8,8 +8,8 @@ use identity::{
     config::Settings,
     grpc::proto::{
         BeginTotpEnrollmentRequest, CompleteMfaLoginRequest, ConfirmTotpEnrollmentRequest, DisableTotpRequest,
-        LoginRequest, LoginResponse, RefreshSessionRequest, RegenerateRecoveryCodesRequest, ValidateTokenRequest,
-        ValidateTokenResponse,
+        LoginRequest, LoginResponse, RefreshSessionRequest, RegenerateRecoveryCodesRequest, ResetMfaRequest,
+        ValidateTokenRequest, ValidateTokenResponse,
     },
     startup::{Application, Overrides},
 };
@@ -19,6 +19,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 use totp_rs::{Algorithm, Builder, Secret};
 
+use crate::admin::{admin, admin_app, keyed};
 use crate::helpers::{STRONG_PASSWORD, TestApp, logged_in, spawn_app, spawn_app_with, test_settings, with_bearer};
 
 on_both_databases!(
@@ -31,6 +32,7 @@ on_both_databases!(
     new_recovery_codes_replace_the_old_ones,
     turning_two_factor_login_off_needs_the_password_and_a_code_and_sends_a_notice,
     a_second_enrolment_replaces_the_pending_secret,
+    an_expired_challenge_is_refused_and_pruned,
 );
 
 on_both_databases!(
@@ -42,6 +44,11 @@ on_both_databases!(
 on_both_databases!(
     builder = spawn_app_with(without_the_key);
     without_the_key_nobody_can_enrol,
+);
+
+on_both_databases!(
+    builder = admin_app;
+    support_can_reset_a_users_second_factor_and_the_user_is_told,
 );
 
 on_both_databases!(start_up_refuses_to_run_without_the_key_once_someone_enrolled);
@@ -367,4 +374,33 @@ async fn start_up_refuses_to_run_without_the_key_once_someone_enrolled(backend: 
     settings.mfa.encryption_key = None;
     let error = Application::build(settings, Overrides::default()).await.err().expect("start-up fails");
     assert!(format!("{error:#}").contains("IDENTITY_MFA_ENCRYPTION_KEY"), "{error:#}");
+}
+
+async fn support_can_reset_a_users_second_factor_and_the_user_is_told(mut app: TestApp) {
+    let user_id = crate::helpers::verified_user(&mut app, EMAIL).await;
+    let (access, _) = crate::helpers::login_tokens(&mut app, EMAIL, STRONG_PASSWORD).await;
+    let begin = BeginTotpEnrollmentRequest { current_password: STRONG_PASSWORD.into() };
+    let begun = app.client.begin_totp_enrollment(with_bearer(&access, begin)).await.unwrap().into_inner();
+    let confirm = ConfirmTotpEnrollmentRequest { code: current_code(&app, &begun.secret) };
+    app.client.confirm_totp_enrollment(with_bearer(&access, confirm)).await.unwrap();
+    challenge(&mut app).await;
+
+    let mut admin = admin(&app).await;
+    admin.reset_mfa(keyed(ResetMfaRequest { user_id: user_id.clone() })).await.unwrap();
+    crate::helpers::wait_for_email(&app, EMAIL, "Two-factor login was turned off").await;
+    app.client.login(login_request(STRONG_PASSWORD)).await.unwrap();
+    // Idempotent; an unknown user is NOT_FOUND.
+    admin.reset_mfa(keyed(ResetMfaRequest { user_id })).await.unwrap();
+    let unknown = ResetMfaRequest { user_id: uuid::Uuid::now_v7().to_string() };
+    assert_eq!(admin.reset_mfa(keyed(unknown)).await.unwrap_err().code(), Code::NotFound);
+}
+
+async fn an_expired_challenge_is_refused_and_pruned(mut app: TestApp) {
+    let enrolled = enrolled(&mut app).await;
+    let challenge = challenge(&mut app).await;
+    app.clock.advance(Duration::from_secs(5 * 60 + 1));
+    let code = current_code(&app, &enrolled.secret);
+    let expired = complete(&mut app, &challenge, &code).await.unwrap_err();
+    assert_eq!(field_violations(&expired), ["challenge"]);
+    assert_eq!(crate::pruning::prune(&app).await.mfa_challenges, 1);
 }
