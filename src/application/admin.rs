@@ -231,9 +231,7 @@ impl AdminUsers {
         audit(actor, "delete_user", id);
         Ok(())
     }
-}
 
-impl AdminUsers {
     /// Removes the user's second factor (support, when both the app and the
     /// recovery codes are lost) and tells them by email. Idempotent.
     ///

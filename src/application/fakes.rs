@@ -18,12 +18,12 @@ use crate::domain::{
     AccessGrant, AccessTokenClaims, AuthMethods, ClientContext, DomainEvent, Email, IssuedToken, LoginAttemptKeys,
     NewPassword, PasswordHash, PersonNames, PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
     ports::{
-        AccessTokenIssuer, AccountRepository, Clock, EmailChangeRefused, EmailChangeTarget, HashingError,
-        InsertUserError, InvalidAccessToken, LiveSession, LoginCommit, MfaChallengeRecord, MfaLoginCommit,
-        MfaRepository, NewMfaChallenge, NewSession, NewSingleUseToken, PasswordChangeRefused, PasswordHasher,
-        PublicKeyInfo, RepositoryError, Revocation, Rotation, SecondFactorProof, SendHistory, SessionRecord,
-        SessionRepository, SingleUseTokenRecord, SingleUseTokens, StoredCredentials, TokenPurpose, TotpEnrollment,
-        UserListQuery, UserRepository,
+        AccessTokenIssuer, AccountRepository, Clock, DeviceSighting, EmailChangeRefused, EmailChangeTarget,
+        HashingError, InsertUserError, InvalidAccessToken, LiveSession, LoginCommit, MfaChallengeRecord,
+        MfaLoginCommit, MfaRepository, NewMfaChallenge, NewSession, NewSingleUseToken, PasswordChangeRefused,
+        PasswordHasher, PublicKeyInfo, RepositoryError, Revocation, Rotation, SecondFactorProof, SendHistory,
+        SessionRecord, SessionRepository, SingleUseTokenRecord, SingleUseTokens, StoredCredentials, TokenPurpose,
+        TotpEnrollment, UserListQuery, UserRepository,
     },
 };
 
@@ -252,7 +252,7 @@ impl AccountRepository for FakeUsers {
         verified_version: i32,
         keep: Option<Uuid>,
         _: OffsetDateTime,
-        _: &DomainEvent,
+        _: &[DomainEvent],
     ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError> {
         lock(&self.changes).push((user_id, hash.clone(), verified_version, keep));
         lock(&self.change_outcome).take().ok_or_else(|| not_faked("change_password"))
@@ -288,7 +288,7 @@ impl AccountRepository for FakeUsers {
         _: UserId,
         _: &PasswordHash,
         _: OffsetDateTime,
-        _: &DomainEvent,
+        _: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError> {
         Ok(lock(&self.reset_outcome).take())
     }
@@ -385,6 +385,8 @@ pub struct FakeSessions {
     pub login_commit: Mutex<Option<LoginCommit>>,
     pub rotation: Mutex<Option<Rotation>>,
     pub inserted: Mutex<Vec<NewSession>>,
+    /// The devices logins asked to remember, in order.
+    pub sightings: Mutex<Vec<DeviceSighting>>,
     pub revoked_families: Mutex<Vec<Uuid>>,
 }
 
@@ -417,9 +419,11 @@ impl SessionRepository for FakeSessions {
         session: &NewSession,
         _: i32,
         _: Option<&PasswordHash>,
+        device: Option<&DeviceSighting>,
     ) -> Result<LoginCommit, RepositoryError> {
         let commit = lock(&self.login_commit).unwrap_or(LoginCommit::Created);
         if commit == LoginCommit::Created {
+            lock(&self.sightings).extend(device.cloned());
             lock(&self.inserted).push(session.clone());
         }
         Ok(commit)
@@ -558,6 +562,7 @@ pub fn issuer(clock: &Arc<FixedClock>, max_lifetime: Duration) -> Arc<SessionIss
         clock: clock.clone(),
         refresh_ttl: Duration::from_secs(3600),
         max_lifetime,
+        notify_new_device: true,
     })
 }
 
@@ -720,6 +725,7 @@ impl MfaRepository for FakeMfa {
         proof: &SecondFactorProof,
         session: &NewSession,
         _: i32,
+        _: Option<&DeviceSighting>,
     ) -> Result<MfaLoginCommit, RepositoryError> {
         if lock(&self.challenges).get(challenge).is_none_or(|(_, _, spent)| *spent) {
             return Ok(MfaLoginCommit::ChallengeSpent);

@@ -377,7 +377,9 @@ impl CompleteMfaLogin {
             return Err(ApplicationError::InvalidSecondFactor);
         };
         let (session, refresh) = self.issuer.login_session(&user, AuthMethods::PasswordAndOtp, context);
-        match self.factors.mfa.complete_login(&hash, &proof, &session, record.password_version).await? {
+        let device = self.issuer.device_sighting(&user, &session);
+        match self.factors.mfa.complete_login(&hash, &proof, &session, record.password_version, device.as_ref()).await?
+        {
             MfaLoginCommit::Created => {}
             MfaLoginCommit::ProofSpent => {
                 refused("bad_code");

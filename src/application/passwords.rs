@@ -2,10 +2,10 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::{AccessGuard, ApplicationError, LinkTemplate, PasswordRules};
+use super::{AccessGuard, ApplicationError, LinkTemplate, Notices, PasswordRules, email_change::notice_to};
 use crate::domain::{
-    AccountNotice, ClientAddress, DomainEvent, Email, LoginAttemptKeys, NewPassword, OpaqueToken,
-    PasswordResetRequested, PlaintextPassword, ResendPolicy, ThrottleKey, ThrottlePolicy, User, UserStatus,
+    ClientAddress, DomainEvent, Email, LoginAttemptKeys, NewPassword, OpaqueToken, PasswordResetRequested,
+    PlaintextPassword, ResendPolicy, ThrottleKey, ThrottlePolicy, User, UserStatus,
     ports::{
         AccountRepository, Clock, InvalidAccessToken, LoginThrottles, NewSingleUseToken, PasswordChangeRefused,
         PasswordHasher, SingleUseTokens, TokenPurpose, UserRepository,
@@ -45,14 +45,9 @@ async fn parse_new_password(rules: &PasswordRules, raw: String, user: &User) -> 
     rules.check(raw, &context_of(user)).await?.map_err(|e| ApplicationError::invalid_field("new_password", e))
 }
 
-fn password_changed(user: &User, now: time::OffsetDateTime) -> DomainEvent {
-    DomainEvent::PasswordChanged(AccountNotice {
-        event_id: Uuid::now_v7(),
-        user_id: user.id(),
-        email: user.email().clone(),
-        display_name: user.greeting_name(),
-        occurred_at: now,
-    })
+/// The notice to write with a password change, unless notices are off.
+fn notice(is_on: bool, event: impl FnOnce() -> DomainEvent) -> Vec<DomainEvent> {
+    if is_on { vec![event()] } else { Vec::new() }
 }
 
 const SAME_PASSWORD: &str = "must differ from the current password";
@@ -66,6 +61,7 @@ pub struct ChangePassword {
     pub throttle_policy: ThrottlePolicy,
     pub rules: PasswordRules,
     pub clock: Arc<dyn Clock>,
+    pub notices: Notices,
 }
 
 impl ChangePassword {
@@ -104,10 +100,10 @@ impl ChangePassword {
         let hash = self.hasher.hash(&new).await?;
         // Taken after hashing: the change happens at commit, not when it began.
         let now = self.clock.now();
-        let event = password_changed(&user, now);
+        let events = notice(self.notices.password_changed, || DomainEvent::PasswordChanged(notice_to(&user, now)));
         let revocation = match self
             .accounts
-            .change_password(user.id(), &hash, stored.version, claims.session_id, now, &event)
+            .change_password(user.id(), &hash, stored.version, claims.session_id, now, &events)
             .await?
         {
             Ok(revocation) => revocation,
@@ -194,6 +190,7 @@ pub struct ResetPassword {
     pub guard: Arc<AccessGuard>,
     pub rules: PasswordRules,
     pub clock: Arc<dyn Clock>,
+    pub notices: Notices,
 }
 
 impl ResetPassword {
@@ -227,10 +224,10 @@ impl ResetPassword {
         // Taken after hashing, so that an access token minted while the hash
         // was computed is refused too.
         let now = self.clock.now();
-        let event = password_changed(&user, now);
+        let events = notice(self.notices.password_changed, || DomainEvent::PasswordReset(notice_to(&user, now)));
         let revocation = self
             .accounts
-            .complete_password_reset(&hash, user.id(), &new_hash, now, &event)
+            .complete_password_reset(&hash, user.id(), &new_hash, now, &events)
             .await?
             .ok_or(ApplicationError::InvalidResetToken)?;
         self.guard.apply(&revocation);
@@ -308,6 +305,7 @@ mod tests {
                 throttle_policy: throttle_policy(),
                 rules: rules(),
                 clock: self.clock.clone(),
+                notices: Notices::default(),
             }
         }
 
@@ -320,6 +318,7 @@ mod tests {
                 guard: self.guard.clone(),
                 rules: rules(),
                 clock: self.clock.clone(),
+                notices: Notices::default(),
             }
         }
 

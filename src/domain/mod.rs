@@ -22,11 +22,11 @@ pub mod token_claims;
 pub mod user;
 
 pub use client_address::ClientAddress;
-pub use client_context::{ClientContext, ClientContextError, UserAgent, parse_client_address};
+pub use client_context::{ClientContext, ClientContextError, DeviceFingerprint, UserAgent, parse_client_address};
 pub use email::{Email, EmailError};
 pub use events::{
-    AccountNotice, DomainEvent, EMAIL_EVENT_TYPES, EmailChangeRequested, PasswordResetRequested, UserDeleted,
-    VerificationEmailRequested,
+    AccountNotice, DomainEvent, EMAIL_EVENT_TYPES, EmailChangeRequested, NewDeviceSignIn, PasswordResetRequested,
+    UserDeleted, VerificationEmailRequested,
 };
 pub use login_throttle::{AdmittedAttempt, LoginAttemptKeys, ThrottleKey, ThrottlePolicy, ThrottleState};
 pub use mfa::{AuthMethods, RecoveryCode, SecondFactor, SecondFactorError, TotpCode, TotpSecret};

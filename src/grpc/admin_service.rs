@@ -187,6 +187,8 @@ impl AdminService for AdminGrpcService {
         Ok(Response::new(proto::RevokeUserSessionsResponse {
             revoked_sessions: u32::try_from(revoked).unwrap_or(u32::MAX),
         }))
+    }
+
     async fn reset_mfa(
         &self,
         request: Request<proto::ResetMfaRequest>,

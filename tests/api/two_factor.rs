@@ -39,6 +39,7 @@ on_both_databases!(
     builder = spawn_app_with(without_throttling);
     five_codes_spend_the_challenge,
     concurrent_completions_of_one_challenge_let_exactly_one_win,
+    turning_it_off_beside_a_login_with_the_same_recovery_code_lets_exactly_one_use_it,
 );
 
 on_both_databases!(
@@ -298,6 +299,57 @@ async fn concurrent_completions_of_one_challenge_let_exactly_one_win(mut app: Te
         }
     }
     assert_eq!(won, 1);
+}
+
+/// The recovery code a user types to turn two-factor login off, while a thief
+/// completes a login with the same code: the code works once, and a login
+/// whose challenge outlived the second factor does not complete.
+async fn turning_it_off_beside_a_login_with_the_same_recovery_code_lets_exactly_one_use_it(mut app: TestApp) {
+    let first = enrolled(&mut app).await;
+    let access = first.access;
+    let mut codes = first.recovery_codes;
+    for round in 0..6 {
+        if round > 0 && codes.is_empty() {
+            // Turned off in the last round: enrol again.
+            let request = BeginTotpEnrollmentRequest { current_password: STRONG_PASSWORD.into() };
+            let begun = app.client.begin_totp_enrollment(with_bearer(&access, request)).await.unwrap().into_inner();
+            next_step(&app);
+            let confirm = ConfirmTotpEnrollmentRequest { code: current_code(&app, &begun.secret) };
+            codes = app
+                .client
+                .confirm_totp_enrollment(with_bearer(&access, confirm))
+                .await
+                .unwrap()
+                .into_inner()
+                .recovery_codes;
+        }
+        let challenge = challenge(&mut app).await;
+        let code = codes[0].clone();
+        let mut disabling = app.client.clone();
+        let disable = DisableTotpRequest { current_password: STRONG_PASSWORD.into(), code: code.clone() };
+        let disable = tokio::spawn({
+            let access = access.clone();
+            async move { disabling.disable_totp(with_bearer(&access, disable)).await }
+        });
+        let mut completing = app.client.clone();
+        let complete_request = CompleteMfaLoginRequest { challenge: challenge.clone(), code };
+        let completion = tokio::spawn(async move { completing.complete_mfa_login(complete_request).await });
+        let (disabled, completed) = (disable.await.unwrap(), completion.await.unwrap());
+        match (&disabled, &completed) {
+            (Ok(_), Err(status)) => {
+                assert!(matches!(status.code(), Code::Unauthenticated | Code::InvalidArgument), "{status:?}");
+                // Off now: the challenge is gone with the factor, whatever code comes with it.
+                assert!(complete(&mut app, &challenge, &codes[1]).await.is_err());
+                app.client.login(login_request(STRONG_PASSWORD)).await.unwrap();
+                codes.clear();
+            }
+            (Err(status), Ok(_)) => {
+                assert_eq!(field_violations(status), ["code"], "{status:?}");
+                codes.remove(0);
+            }
+            other => panic!("round {round}: the code worked twice or never: {other:?}"),
+        }
+    }
 }
 
 async fn new_recovery_codes_replace_the_old_ones(mut app: TestApp) {

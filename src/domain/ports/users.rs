@@ -122,7 +122,7 @@ pub trait AccountRepository: Send + Sync {
     ///
     /// Stores a new password hash (bumping the password version), ends every
     /// session but those of `keep`'s family (the caller's login, whatever it was
-    /// rotated into), spends outstanding reset links and writes the notice,
+    /// rotated into), spends outstanding reset links and writes the events (the notice),
     /// atomically, provided the password is still the `verified_version`.
     ///
     /// # Errors
@@ -134,7 +134,7 @@ pub trait AccountRepository: Send + Sync {
         verified_version: i32,
         keep: Option<Uuid>,
         now: OffsetDateTime,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError>;
 
     /// Refuses every access token issued before `now` and ends every session
@@ -226,6 +226,6 @@ pub trait AccountRepository: Send + Sync {
         user_id: UserId,
         hash: &PasswordHash,
         now: OffsetDateTime,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError>;
 }

@@ -172,7 +172,7 @@ impl AccountRepository for SeaOrmUserRepository {
         verified_version: i32,
         keep: Option<Uuid>,
         now: OffsetDateTime,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else {
@@ -200,9 +200,7 @@ impl AccountRepository for SeaOrmUserRepository {
         write_changes(&txn, &before, &after).await?;
         let revoked_sessions = revoke_sessions(&txn, user_id, kept_family, self.rotated_since(now), now).await?;
         spend_reset_tokens(&txn, user_id, now).await?;
-        outbox_store::insert_event(&txn, event).await?;
-        txn.commit().await.map_err(classify)?;
-        self.outbox_written.notify_one();
+        self.commit_with_events(txn, events).await?;
         Ok(Ok(Revocation { user: after, revoked_sessions, changed: true }))
     }
 
@@ -277,7 +275,7 @@ impl AccountRepository for SeaOrmUserRepository {
         user_id: UserId,
         hash: &PasswordHash,
         now: OffsetDateTime,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
@@ -292,9 +290,7 @@ impl AccountRepository for SeaOrmUserRepository {
         write_changes(&txn, &before, &after).await?;
         let revoked_sessions = revoke_sessions(&txn, user_id, None, self.rotated_since(now), now).await?;
         spend_reset_tokens(&txn, user_id, now).await?;
-        outbox_store::insert_event(&txn, event).await?;
-        txn.commit().await.map_err(classify)?;
-        self.outbox_written.notify_one();
+        self.commit_with_events(txn, events).await?;
         Ok(Some(Revocation { user: after, revoked_sessions, changed: true }))
     }
 }

@@ -9,12 +9,16 @@ use uuid::Uuid;
 use super::{
     classify,
     entities::{sessions, users},
+    known_devices,
     user_lock::{Lock, lock_user, still_matters},
     user_repository::to_user,
 };
 use crate::domain::{
     AuthMethods, ClientAddress, ClientContext, TokenHash, UserAgent, UserId,
-    ports::{LiveSession, LoginCommit, NewSession, RepositoryError, Rotation, SessionRecord, SessionRepository},
+    ports::{
+        DeviceSighting, LiveSession, LoginCommit, NewSession, RepositoryError, Rotation, SessionRecord,
+        SessionRepository,
+    },
 };
 
 /// Rows `list_live` reads at most: each family has one live row (a few more
@@ -144,6 +148,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         session: &NewSession,
         verified_version: i32,
         upgraded_hash: Option<&crate::domain::PasswordHash>,
+        device: Option<&DeviceSighting>,
     ) -> Result<LoginCommit, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let lock = if upgraded_hash.is_some() { Lock::Update } else { Lock::Share };
@@ -167,6 +172,9 @@ impl SessionRepository for SeaOrmSessionRepository {
                 .map_err(classify)?;
         }
         sessions::Entity::insert(row(session)).exec_without_returning(&txn).await.map_err(classify)?;
+        if let Some(device) = device {
+            known_devices::remember(&txn, user_row.id, device).await?;
+        }
         txn.commit().await.map_err(classify)?;
         Ok(LoginCommit::Created)
     }
