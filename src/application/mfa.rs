@@ -377,7 +377,8 @@ impl CompleteMfaLogin {
             return Err(ApplicationError::InvalidSecondFactor);
         };
         let (session, refresh) = self.issuer.login_session(&user, AuthMethods::PasswordAndOtp, context);
-        match self.factors.mfa.complete_login(&hash, &proof, &session, record.password_version).await? {
+        let created = UserEvent::session_created(user.id(), session.family_id, true, session.created_at);
+        match self.factors.mfa.complete_login(&hash, &proof, &session, record.password_version, &[created.into()]).await? {
             MfaLoginCommit::Created => {}
             MfaLoginCommit::ProofSpent => {
                 refused("bad_code");
