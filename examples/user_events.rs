@@ -61,7 +61,9 @@ async fn main() -> anyhow::Result<()> {
     let queue = channel.queue_declare("".into(), exclusive, FieldTable::default()).await?;
     let every_event = "identity.v1.#";
     let bind = QueueBindOptions::default();
-    channel.queue_bind(queue.name().clone(), exchange.as_str().into(), every_event.into(), bind, FieldTable::default()).await?;
+    channel
+        .queue_bind(queue.name().clone(), exchange.as_str().into(), every_event.into(), bind, FieldTable::default())
+        .await?;
     let mut deliveries = channel
         .basic_consume(queue.name().clone(), "example".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;

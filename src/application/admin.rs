@@ -174,7 +174,8 @@ impl AdminUsers {
             events.push(DomainEvent::EmailChanged(notice_to(&user, now)));
         }
         // Announced even when only the verification changed: `verified` says which.
-        let changed = UserChange::EmailChanged { email: email.clone(), previous_email: user.email().clone(), is_verified };
+        let changed =
+            UserChange::EmailChanged { email: email.clone(), previous_email: user.email().clone(), is_verified };
         events.push(UserEvent::new(id, now, changed).into());
         events.push(
             UserEvent::sessions_revoked(id, EndedSessions::AllBut(None), RevocationReason::EmailChanged, now).into(),
@@ -219,8 +220,10 @@ impl AdminUsers {
     pub async fn revoke_sessions(&self, actor: &str, id: UserId) -> Result<usize, ApplicationError> {
         let now = self.clock.now();
         let events =
-            [UserEvent::sessions_revoked(id, EndedSessions::AllBut(None), RevocationReason::RevokedByAdmin, now).into()];
-        let revocation = self.accounts.revoke_all_sessions(id, now, &events).await?.ok_or(ApplicationError::NotFound)?;
+            [UserEvent::sessions_revoked(id, EndedSessions::AllBut(None), RevocationReason::RevokedByAdmin, now)
+                .into()];
+        let revocation =
+            self.accounts.revoke_all_sessions(id, now, &events).await?.ok_or(ApplicationError::NotFound)?;
         self.guard.apply(&revocation);
         let revoked = revocation.revoked_sessions.len();
         tracing::info!(target: "identity::audit", actor, action = "revoke_user_sessions", user_id = %id, revoked_sessions = revoked, "admin action");

@@ -270,11 +270,21 @@ impl AccountRepository for FakeUsers {
         Err(not_faked("revoke_all_sessions"))
     }
 
-    async fn disable(&self, _: UserId, _: OffsetDateTime, _: &[DomainEvent]) -> Result<Option<Revocation>, RepositoryError> {
+    async fn disable(
+        &self,
+        _: UserId,
+        _: OffsetDateTime,
+        _: &[DomainEvent],
+    ) -> Result<Option<Revocation>, RepositoryError> {
         Err(not_faked("disable"))
     }
 
-    async fn enable(&self, _: UserId, _: OffsetDateTime, _: &[DomainEvent]) -> Result<Option<Revocation>, RepositoryError> {
+    async fn enable(
+        &self,
+        _: UserId,
+        _: OffsetDateTime,
+        _: &[DomainEvent],
+    ) -> Result<Option<Revocation>, RepositoryError> {
         Err(not_faked("enable"))
     }
 

@@ -113,7 +113,11 @@ impl Login {
         };
         let (session, refresh) = self.issuer.new_session(&user, command.context);
         let created = UserEvent::session_created(user.id(), session.family_id, false, session.created_at);
-        match self.sessions.insert_for_login(&session, credentials.version, upgraded.as_ref(), &[created.into()]).await? {
+        match self
+            .sessions
+            .insert_for_login(&session, credentials.version, upgraded.as_ref(), &[created.into()])
+            .await?
+        {
             LoginCommit::Created => {}
             LoginCommit::CredentialsChanged => {
                 // The password changed while this one was being checked.

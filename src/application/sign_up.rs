@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::{ApplicationError, FieldViolation, PasswordRules, passwords::password_context};
 use crate::domain::{
-    AccountNotice, DomainEvent, Email, NewPassword, OpaqueToken, PersonName, PersonNames, ResendPolicy, User, UserId,
-    UserChange, UserEvent, VerificationEmailRequested,
+    AccountNotice, DomainEvent, Email, NewPassword, OpaqueToken, PersonName, PersonNames, ResendPolicy, User,
+    UserChange, UserEvent, UserId, VerificationEmailRequested,
     ports::{Clock, InsertUserError, NewSingleUseToken, PasswordHasher, RegistrationNotices, UserRepository},
     resend_policy::RESEND_WINDOW,
 };

@@ -36,7 +36,7 @@ pub use password::{NewPassword, PasswordError, PasswordHash, PasswordPolicy, Pas
 pub use person_name::{PersonName, PersonNameError};
 pub use resend_policy::ResendPolicy;
 pub use token_claims::{AccessGrant, AccessTokenClaims, IssuedToken};
-pub use user_events::{EndedSessions, RevocationReason, USER_EVENT_TYPES, UserChange, UserEvent};
 pub use user::{
     AccountStateError, LoginRefusal, PersonNames, User, UserId, UserStatus, UserTimestamps, VerifyEmailError,
 };
+pub use user_events::{EndedSessions, RevocationReason, USER_EVENT_TYPES, UserChange, UserEvent};

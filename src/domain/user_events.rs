@@ -21,17 +21,33 @@ pub struct UserEvent {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserChange {
-    SignedUp { email: Email },
-    EmailVerified { email: Email },
-    EmailChanged { email: Email, previous_email: Email, is_verified: bool },
-    PasswordChanged { was_reset: bool },
+    SignedUp {
+        email: Email,
+    },
+    EmailVerified {
+        email: Email,
+    },
+    EmailChanged {
+        email: Email,
+        previous_email: Email,
+        is_verified: bool,
+    },
+    PasswordChanged {
+        was_reset: bool,
+    },
     Disabled,
     Enabled,
     Deleted,
     /// A login opened a session; `session_id` is its family id, the id
     /// `ListSessions` shows, which refreshes keep.
-    SessionCreated { session_id: Uuid, used_second_factor: bool },
-    SessionRevoked { ended: EndedSessions, reason: RevocationReason },
+    SessionCreated {
+        session_id: Uuid,
+        used_second_factor: bool,
+    },
+    SessionRevoked {
+        ended: EndedSessions,
+        reason: RevocationReason,
+    },
 }
 
 /// Which sessions a revocation ended (by family id, as `SessionCreated` named them).

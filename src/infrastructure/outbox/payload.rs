@@ -9,8 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{
-    AccountNotice, DomainEvent, Email, EmailChangeRequested, PasswordResetRequested, UserId,
-    VerificationEmailRequested,
+    AccountNotice, DomainEvent, Email, EmailChangeRequested, PasswordResetRequested, UserId, VerificationEmailRequested,
 };
 
 /// Bumped when a field changes meaning or disappears; consumers refuse versions

@@ -12,7 +12,7 @@ use super::{
     classify,
     entities::users,
     errors::is_unique_violation,
-    outbox_store, single_use_tokens,
+    single_use_tokens,
     user_lock::{Lock, lock_user},
 };
 use crate::domain::{
