@@ -324,7 +324,10 @@ async fn a_users_events_wait_out_a_broker_outage_and_arrive_once_in_order(backen
     // Every call answered while the broker was away; the relay kept failing.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(count(&app, UNPUBLISHED_USER_EVENTS).await, 9);
-    assert!(count(&app, "SELECT CAST(COALESCE(MAX(attempts), 0) AS BIGINT) FROM outbox WHERE stream_position = 1").await >= 1);
+    assert!(
+        count(&app, "SELECT CAST(COALESCE(MAX(attempts), 0) AS BIGINT) FROM outbox WHERE stream_position = 1").await
+            >= 1
+    );
 
     // The broker "comes back".
     let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
