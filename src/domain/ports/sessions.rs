@@ -94,7 +94,8 @@ pub trait SessionRepository: Send + Sync {
     /// may still log in and the password version is still the one verified; with
     /// `upgraded_hash`, replaces the stored hash (same password, today's cost),
     /// and with `device`, remembers it (see [`DeviceSighting`]), in the same
-    /// transaction.
+    /// transaction; the events (`session.created`) are written only with the
+    /// session.
     ///
     /// # Errors
     /// Storage failures only.
@@ -103,6 +104,7 @@ pub trait SessionRepository: Send + Sync {
         session: &NewSession,
         verified_version: i32,
         upgraded_hash: Option<&PasswordHash>,
+        events: &[DomainEvent],
         device: Option<&DeviceSighting>,
     ) -> Result<LoginCommit, RepositoryError>;
 
@@ -127,11 +129,17 @@ pub trait SessionRepository: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<Rotation, RepositoryError>;
 
-    /// Revokes every live session of `member`'s family; returns their ids.
+    /// Revokes every live session of `member`'s family; returns their ids. The
+    /// events are written only when it revoked one.
     ///
     /// # Errors
     /// Storage failures only.
-    async fn revoke_family(&self, member: &SessionRecord, now: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError>;
+    async fn revoke_family(
+        &self,
+        member: &SessionRecord,
+        now: OffsetDateTime,
+        events: &[DomainEvent],
+    ) -> Result<Vec<Uuid>, RepositoryError>;
 
     /// The user's logins that can still be refreshed at `now`, newest login
     /// first, at most `limit` of them.
@@ -148,7 +156,7 @@ pub trait SessionRepository: Send + Sync {
     /// Revokes the family `family_id` if it is `user_id`'s and still has a
     /// session that can be refreshed at `now`; returns the ids revoked (with
     /// the rotated ones whose access tokens may still be live), or `None` when
-    /// there is no such family.
+    /// there is no such family (and then writes no events).
     ///
     /// # Errors
     /// Storage failures only.
@@ -157,6 +165,7 @@ pub trait SessionRepository: Send + Sync {
         user_id: UserId,
         family_id: Uuid,
         now: OffsetDateTime,
+        events: &[DomainEvent],
     ) -> Result<Option<Vec<Uuid>>, RepositoryError>;
 }
 

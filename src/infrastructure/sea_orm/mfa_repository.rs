@@ -305,6 +305,7 @@ impl MfaRepository for SeaOrmUserRepository {
         proof: &SecondFactorProof,
         session: &NewSession,
         verified_version: i32,
+        events: &[DomainEvent],
         device: Option<&DeviceSighting>,
     ) -> Result<MfaLoginCommit, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
@@ -337,7 +338,13 @@ impl MfaRepository for SeaOrmUserRepository {
         if let Some(device) = device {
             known_devices::remember(&txn, user_row.id, device).await?;
         }
+        for event in events {
+            outbox_store::insert_event(&txn, event).await?;
+        }
         txn.commit().await.map_err(classify)?;
+        if !events.is_empty() {
+            self.outbox_written.notify_one();
+        }
         Ok(MfaLoginCommit::Created)
     }
 }
