@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement, TransactionTrait, Value};
 
+use identity::infrastructure::sea_orm::{DatabaseSettings, connect};
+
 use super::{Bench, Row};
 use crate::{
     database::BenchDatabase,
@@ -135,7 +137,15 @@ async fn seed_django_users(db: &DatabaseConnection, rows: usize) -> anyhow::Resu
 /// and written to a scratch table of the destination in one multi-row INSERT
 /// and one commit per batch; dropped afterwards.
 async fn copy_rows(source: &DatabaseConnection, destination_url: &str) -> anyhow::Result<Duration> {
-    let destination = Database::connect(destination_url).await.context("connecting to the bench database")?;
+    // The service's own connection set-up (WAL on SQLite), so that the ceiling
+    // and the import pay the same price per commit.
+    let destination = connect(&DatabaseSettings {
+        url: destination_url.to_owned().into(),
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(30),
+        auto_migrate: false,
+    })
+    .await?;
     let backend = destination.get_database_backend();
     destination
         .execute_unprepared(
