@@ -10,6 +10,8 @@ use std::{
 };
 
 use anyhow::Context;
+use migration::MigratorTrait;
+use sea_orm::ConnectionTrait;
 
 use crate::{
     application::{ImportDjangoUsers, ImportObserver, ImportOptions, ImportSummary, SkippedRow},
@@ -86,6 +88,15 @@ pub async fn run(settings: &Settings, args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether every migration is applied, read without writing (SeaORM's own
+/// pending check would create its bookkeeping table).
+async fn is_migrated(db: &sea_orm::DatabaseConnection) -> bool {
+    let statement = sea_orm::Statement::from_string(db.get_database_backend(), "SELECT version FROM seaql_migrations");
+    let Ok(rows) = db.query_all_raw(statement).await else { return false };
+    let applied: Vec<String> = rows.iter().filter_map(|row| row.try_get_by_index::<String>(0).ok()).collect();
+    migration::Migrator::migrations().iter().all(|wanted| applied.iter().any(|name| name == wanted.name()))
+}
+
 /// The import itself, for the command and for tests and the benchmark.
 ///
 /// # Errors
@@ -95,6 +106,13 @@ pub async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<Im
     let db = connect(&settings.database).await?;
     if !args.dry_run {
         migrate(&db).await?;
+    } else {
+        // A dry run writes nothing, not even the schema, and needs it to compare.
+        anyhow::ensure!(
+            is_migrated(&db).await,
+            "the service database (IDENTITY_DATABASE_URL) is not migrated and a dry run writes nothing: \
+             run `identity-server migrate` first"
+        );
     }
     // Only to tell verifiable hashes from the rest: nothing is hashed.
     let argon2 = crate::infrastructure::Argon2Settings { max_concurrent: 1, ..settings.passwords.argon2 };

@@ -364,3 +364,32 @@ async fn a_missing_table_or_column_is_one_line_naming_it() {
     let error = format!("{:#}", import(&settings, &unreachable).await.unwrap_err());
     assert!(error.starts_with("cannot connect to the source database") && !error.contains('\n'), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_into_a_database_never_migrated_says_to_migrate_first_and_writes_nothing() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let Ok(service) = TestDatabase::create(backend, "dryrun", &id, &testkit::postgres_admin_url()).await else {
+            assert!(std::env::var_os("CI").is_none(), "PostgreSQL is required in CI");
+            continue;
+        };
+        let source = django_source(Backend::Sqlite, &seed_rows()).await;
+        let settings = test_settings(&service.url());
+        let dry = ImportArgs { dry_run: true, ..args(&source, "user") };
+        let error = format!("{:#}", import(&settings, &dry).await.unwrap_err());
+        assert!(error.contains("run `identity-server migrate` first") && !error.contains('\n'), "{error}");
+        let db = Database::connect(service.url().as_str()).await.unwrap();
+        let tables = match backend {
+            Backend::Sqlite => "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table'",
+            Backend::Postgres => "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = 'public'",
+        };
+        let count = db
+            .query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), tables))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(count, 0, "a dry run created no table");
+    }
+}
