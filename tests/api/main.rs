@@ -24,6 +24,7 @@ mod pruning;
 mod races;
 mod resend_verification;
 mod security;
+mod security_notices;
 mod session_list;
 mod sessions;
 mod sign_up;
