@@ -1,5 +1,6 @@
-//! Compiles the protobuf contract into the tonic server and client, and writes the
-//! descriptor set that server reflection serves to grpcurl.
+//! Compiles the protobuf contract into the tonic server and client, writes the
+//! descriptor set that server reflection serves to grpcurl, and compiles the
+//! events published to other services.
 
 use std::{env, error::Error, path::PathBuf};
 
@@ -41,5 +42,15 @@ fn main() -> Result<(), Box<dyn Error>> {
             &["proto/identity/v1/user_service.proto", "proto/identity/v1/admin_service.proto"],
             &["proto"],
         )?;
+
+    // The events other services consume: messages only, no service, so plain
+    // prost in a directory of their own (the package is the same, and so would
+    // be the generated file's name). The outbox encodes them; tests decode them.
+    let events_dir = out_dir.join("events");
+    std::fs::create_dir_all(&events_dir)?;
+    let mut events = tonic_prost_build::Config::new();
+    events.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    events.out_dir(&events_dir);
+    events.compile_protos(&["proto/identity/v1/events.proto"], &["proto"])?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{AccessGuard, ApplicationError, LinkTemplate, Notices, email_change::notice_to, sign_up::new_verification};
 use crate::domain::{
-    DomainEvent, Email, User, UserDeleted, UserId, UserStatus,
+    DomainEvent, Email, EndedSessions, RevocationReason, User, UserChange, UserEvent, UserId, UserStatus,
     ports::{
         AccountRepository, Clock, EmailChangeRefused, LiveSession, SessionRepository, UserListQuery, UserRepository,
     },
@@ -122,7 +122,12 @@ impl AdminUsers {
     /// # Errors
     /// `NotFound`; storage failures.
     pub async fn disable(&self, actor: &str, id: UserId) -> Result<User, ApplicationError> {
-        let revocation = self.accounts.disable(id, self.clock.now()).await?.ok_or(ApplicationError::NotFound)?;
+        let now = self.clock.now();
+        let events = [
+            UserEvent::new(id, now, UserChange::Disabled).into(),
+            UserEvent::sessions_revoked(id, EndedSessions::AllBut(None), RevocationReason::UserDisabled, now).into(),
+        ];
+        let revocation = self.accounts.disable(id, now, &events).await?.ok_or(ApplicationError::NotFound)?;
         // Read under the row lock, so current even when nothing changed (a
         // disable on another replica): this replica refuses at once either way.
         self.guard.apply(&revocation);
@@ -137,7 +142,9 @@ impl AdminUsers {
     /// # Errors
     /// `NotFound`; storage failures.
     pub async fn enable(&self, actor: &str, id: UserId) -> Result<User, ApplicationError> {
-        let change = self.accounts.enable(id, self.clock.now()).await?.ok_or(ApplicationError::NotFound)?;
+        let now = self.clock.now();
+        let events = [UserEvent::new(id, now, UserChange::Enabled).into()];
+        let change = self.accounts.enable(id, now, &events).await?.ok_or(ApplicationError::NotFound)?;
         self.guard.remember(&change.user);
         if change.changed {
             audit(actor, "enable_user", id);
@@ -166,6 +173,13 @@ impl AdminUsers {
         if self.notices.email_changed && user.email() != &email {
             events.push(DomainEvent::EmailChanged(notice_to(&user, now)));
         }
+        // Announced even when only the verification changed: `verified` says which.
+        let changed =
+            UserChange::EmailChanged { email: email.clone(), previous_email: user.email().clone(), is_verified };
+        events.push(UserEvent::new(id, now, changed).into());
+        events.push(
+            UserEvent::sessions_revoked(id, EndedSessions::AllBut(None), RevocationReason::EmailChanged, now).into(),
+        );
         let mut moved = user.clone();
         moved.change_email(email.clone(), is_verified, now);
         let verification = if is_verified {
@@ -204,8 +218,12 @@ impl AdminUsers {
     /// # Errors
     /// `NotFound`; storage failures.
     pub async fn revoke_sessions(&self, actor: &str, id: UserId) -> Result<usize, ApplicationError> {
+        let now = self.clock.now();
+        let events =
+            [UserEvent::sessions_revoked(id, EndedSessions::AllBut(None), RevocationReason::RevokedByAdmin, now)
+                .into()];
         let revocation =
-            self.accounts.revoke_all_sessions(id, self.clock.now()).await?.ok_or(ApplicationError::NotFound)?;
+            self.accounts.revoke_all_sessions(id, now, &events).await?.ok_or(ApplicationError::NotFound)?;
         self.guard.apply(&revocation);
         let revoked = revocation.revoked_sessions.len();
         tracing::info!(target: "identity::audit", actor, action = "revoke_user_sessions", user_id = %id, revoked_sessions = revoked, "admin action");
@@ -217,11 +235,7 @@ impl AdminUsers {
     /// # Errors
     /// `NotFound`; storage failures.
     pub async fn delete(&self, actor: &str, id: UserId) -> Result<(), ApplicationError> {
-        let event = DomainEvent::UserDeleted(UserDeleted {
-            event_id: Uuid::now_v7(),
-            user_id: id,
-            occurred_at: self.clock.now(),
-        });
+        let event = UserEvent::new(id, self.clock.now(), UserChange::Deleted).into();
         if !self.accounts.delete(id, &event).await? {
             return Err(ApplicationError::NotFound);
         }

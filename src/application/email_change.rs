@@ -7,8 +7,9 @@ use uuid::Uuid;
 
 use super::{AccessGuard, ApplicationError, LinkTemplate, Notices};
 use crate::domain::{
-    AccountNotice, ClientAddress, DomainEvent, Email, EmailChangeRequested, LoginAttemptKeys, OpaqueToken,
-    PlaintextPassword, ResendPolicy, ThrottlePolicy, User, UserStatus,
+    AccountNotice, ClientAddress, DomainEvent, Email, EmailChangeRequested, EndedSessions, LoginAttemptKeys,
+    OpaqueToken, PlaintextPassword, ResendPolicy, RevocationReason, ThrottlePolicy, User, UserChange, UserEvent,
+    UserStatus,
     ports::{
         AccountRepository, Clock, EmailChangeRefused, EmailChangeTarget, InvalidAccessToken, LoginThrottles,
         NewSingleUseToken, PasswordHasher, SingleUseTokens, TokenPurpose, UserRepository,
@@ -157,11 +158,21 @@ impl ConfirmEmailChange {
         let target = record.email_change.ok_or(ApplicationError::InvalidEmailChangeToken)?;
         let user = self.users.find_by_id(record.user_id).await?.ok_or(ApplicationError::InvalidEmailChangeToken)?;
         tracing::Span::current().record("user_id", tracing::field::display(user.id()));
-        let events: Vec<DomainEvent> = if self.notices.email_changed {
+        let mut events: Vec<DomainEvent> = if self.notices.email_changed {
             vec![DomainEvent::EmailChanged(notice_to(&user, now))]
         } else {
             Vec::new()
         };
+        let changed = UserChange::EmailChanged {
+            email: target.new_email.clone(),
+            previous_email: user.email().clone(),
+            is_verified: true,
+        };
+        events.push(UserEvent::new(user.id(), now, changed).into());
+        events.push(
+            UserEvent::sessions_revoked(user.id(), EndedSessions::AllBut(None), RevocationReason::EmailChanged, now)
+                .into(),
+        );
         let revocation = match self.accounts.complete_email_change(&hash, user.id(), &target, now, &events).await? {
             Ok(revocation) => revocation,
             Err(EmailChangeRefused::EmailTaken) => return Err(ApplicationError::EmailTaken),

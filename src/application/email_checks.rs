@@ -43,7 +43,7 @@ impl ExpectedEmails {
             | DomainEvent::EmailChangeAttempted(n)
             | DomainEvent::TwoFactorEnabled(n)
             | DomainEvent::TwoFactorDisabled(n) => (&n.email, &n.display_name, None),
-            DomainEvent::UserDeleted(_) => return Err(format!("{} is not an email event", event.event_type())),
+            DomainEvent::User(_) => return Err(format!("{} is not an email event", event.event_type())),
         };
         if Email::parse(to.as_str()).ok().as_ref() != Some(to) {
             return Err("the recipient is not an address the service accepts".to_owned());

@@ -243,7 +243,7 @@ pub fn render(event: &DomainEvent) -> anyhow::Result<OutgoingEmail> {
                 html_body: ChangeAttemptedHtml { username, date_time }.render()?,
             })
         }
-        DomainEvent::UserDeleted(_) => anyhow::bail!("{} is not an email event", event.event_type()),
+        DomainEvent::User(_) => anyhow::bail!("{} is not an email event", event.event_type()),
     }
 }
 

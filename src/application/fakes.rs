@@ -177,6 +177,8 @@ pub struct FakeUsers {
     /// What `complete_email_change` answers, and the events it was given.
     pub email_change_outcome: Mutex<Option<Result<Revocation, EmailChangeRefused>>>,
     pub email_change_events: Mutex<Vec<DomainEvent>>,
+    /// The events `change_password` and `complete_password_reset` were given.
+    pub password_events: Mutex<Vec<DomainEvent>>,
 }
 
 impl FakeUsers {
@@ -200,7 +202,7 @@ impl UserRepository for FakeUsers {
         _: &User,
         _: &PasswordHash,
         _: &NewSingleUseToken,
-        _: &DomainEvent,
+        _: &[DomainEvent],
     ) -> Result<(), InsertUserError> {
         Err(not_faked("insert_with_verification").into())
     }
@@ -234,7 +236,7 @@ impl UserRepository for FakeUsers {
         Ok(self.by_email(email))
     }
 
-    async fn complete_verification(&self, _: &TokenHash, _: &User) -> Result<bool, RepositoryError> {
+    async fn complete_verification(&self, _: &TokenHash, _: &User, _: &[DomainEvent]) -> Result<bool, RepositoryError> {
         Err(not_faked("complete_verification"))
     }
 }
@@ -252,21 +254,37 @@ impl AccountRepository for FakeUsers {
         verified_version: i32,
         keep: Option<Uuid>,
         _: OffsetDateTime,
-        _: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError> {
         lock(&self.changes).push((user_id, hash.clone(), verified_version, keep));
+        lock(&self.password_events).extend_from_slice(events);
         lock(&self.change_outcome).take().ok_or_else(|| not_faked("change_password"))
     }
 
-    async fn revoke_all_sessions(&self, _: UserId, _: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError> {
+    async fn revoke_all_sessions(
+        &self,
+        _: UserId,
+        _: OffsetDateTime,
+        _: &[DomainEvent],
+    ) -> Result<Option<Revocation>, RepositoryError> {
         Err(not_faked("revoke_all_sessions"))
     }
 
-    async fn disable(&self, _: UserId, _: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError> {
+    async fn disable(
+        &self,
+        _: UserId,
+        _: OffsetDateTime,
+        _: &[DomainEvent],
+    ) -> Result<Option<Revocation>, RepositoryError> {
         Err(not_faked("disable"))
     }
 
-    async fn enable(&self, _: UserId, _: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError> {
+    async fn enable(
+        &self,
+        _: UserId,
+        _: OffsetDateTime,
+        _: &[DomainEvent],
+    ) -> Result<Option<Revocation>, RepositoryError> {
         Err(not_faked("enable"))
     }
 
@@ -288,8 +306,9 @@ impl AccountRepository for FakeUsers {
         _: UserId,
         _: &PasswordHash,
         _: OffsetDateTime,
-        _: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError> {
+        lock(&self.password_events).extend_from_slice(events);
         Ok(lock(&self.reset_outcome).take())
     }
 
@@ -386,6 +405,8 @@ pub struct FakeSessions {
     pub rotation: Mutex<Option<Rotation>>,
     pub inserted: Mutex<Vec<NewSession>>,
     pub revoked_families: Mutex<Vec<Uuid>>,
+    /// The events written with a session stored or a family revoked.
+    pub events: Mutex<Vec<DomainEvent>>,
 }
 
 impl FakeSessions {
@@ -417,10 +438,12 @@ impl SessionRepository for FakeSessions {
         session: &NewSession,
         _: i32,
         _: Option<&PasswordHash>,
+        events: &[DomainEvent],
     ) -> Result<LoginCommit, RepositoryError> {
         let commit = lock(&self.login_commit).unwrap_or(LoginCommit::Created);
         if commit == LoginCommit::Created {
             lock(&self.inserted).push(session.clone());
+            lock(&self.events).extend_from_slice(events);
         }
         Ok(commit)
     }
@@ -464,13 +487,21 @@ impl SessionRepository for FakeSessions {
         Ok(rotation)
     }
 
-    async fn revoke_family(&self, member: &SessionRecord, _: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError> {
+    async fn revoke_family(
+        &self,
+        member: &SessionRecord,
+        _: OffsetDateTime,
+        events: &[DomainEvent],
+    ) -> Result<Vec<Uuid>, RepositoryError> {
         let family_id = member.family_id;
         lock(&self.revoked_families).push(family_id);
         let mut revoked = Vec::new();
         for record in lock(&self.by_id).values_mut().filter(|r| r.family_id == family_id && !r.is_revoked) {
             record.is_revoked = true;
             revoked.push(record.id);
+        }
+        if !revoked.is_empty() {
+            lock(&self.events).extend_from_slice(events);
         }
         Ok(revoked)
     }
@@ -503,6 +534,7 @@ impl SessionRepository for FakeSessions {
         user_id: UserId,
         family_id: Uuid,
         now: OffsetDateTime,
+        events: &[DomainEvent],
     ) -> Result<Option<Vec<Uuid>>, RepositoryError> {
         let member = lock(&self.by_id)
             .values()
@@ -515,7 +547,7 @@ impl SessionRepository for FakeSessions {
             })
             .cloned();
         match member {
-            Some(member) => self.revoke_family(&member, now).await.map(Some),
+            Some(member) => self.revoke_family(&member, now, events).await.map(Some),
             None => Ok(None),
         }
     }
@@ -742,6 +774,7 @@ impl MfaRepository for FakeMfa {
         proof: &SecondFactorProof,
         session: &NewSession,
         _: i32,
+        _: &[DomainEvent],
     ) -> Result<MfaLoginCommit, RepositoryError> {
         if lock(&self.challenges).get(challenge).is_none_or(|(_, _, spent)| *spent) {
             return Ok(MfaLoginCommit::ChallengeSpent);

@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use super::{ApplicationError, MfaChallengeIssued, SessionIssuer, SessionTokens};
 use crate::domain::{
     ClientAddress, ClientContext, Email, LoginAttemptKeys, NewPassword, OpaqueToken, PasswordHash, PlaintextPassword,
-    ThrottlePolicy, User,
+    ThrottlePolicy, User, UserEvent,
     ports::{
         Clock, LoginCommit, LoginThrottles, MfaRepository, NewMfaChallenge, PasswordHasher, SessionRepository,
         UserRepository,
@@ -112,7 +112,12 @@ impl Login {
             None
         };
         let (session, refresh) = self.issuer.new_session(&user, command.context);
-        match self.sessions.insert_for_login(&session, credentials.version, upgraded.as_ref()).await? {
+        let created = UserEvent::session_created(user.id(), session.family_id, false, session.created_at);
+        match self
+            .sessions
+            .insert_for_login(&session, credentials.version, upgraded.as_ref(), &[created.into()])
+            .await?
+        {
             LoginCommit::Created => {}
             LoginCommit::CredentialsChanged => {
                 // The password changed while this one was being checked.
@@ -259,5 +264,21 @@ mod tests {
         let result = w.login.execute(command("ada@example.com", PASSWORD)).await;
         assert!(matches!(result, Err(ApplicationError::InvalidCredentials)), "{result:?}");
         assert!(w.sessions.inserted.lock().unwrap().is_empty());
+        assert!(w.sessions.events.lock().unwrap().is_empty(), "no session, no session.created");
+    }
+
+    #[tokio::test]
+    async fn a_login_stores_its_session_with_a_session_created_event_naming_the_login() {
+        let user = active_user("ada@example.com");
+        let w = world(&user, false);
+        w.login.execute(command("ada@example.com", PASSWORD)).await.expect("the login succeeds");
+        let session = w.sessions.inserted.lock().unwrap()[0].clone();
+        let events = w.sessions.events.lock().unwrap().clone();
+        let [crate::domain::DomainEvent::User(event)] = events.as_slice() else { panic!("{events:?}") };
+        assert_eq!(event.user_id, user.id());
+        assert_eq!(
+            event.change,
+            crate::domain::UserChange::SessionCreated { session_id: session.family_id, used_second_factor: false }
+        );
     }
 }

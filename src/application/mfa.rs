@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{AccessGuard, ApplicationError, MfaRefusal, SessionIssuer, SessionTokens};
 use crate::domain::{
     AccountNotice, AuthMethods, ClientAddress, ClientContext, DomainEvent, LoginAttemptKeys, OpaqueToken,
-    PlaintextPassword, RecoveryCode, SecondFactor, ThrottlePolicy, TotpCode, TotpSecret, User,
+    PlaintextPassword, RecoveryCode, SecondFactor, ThrottlePolicy, TotpCode, TotpSecret, User, UserEvent,
     mfa::acceptable_steps,
     ports::{
         AccountRepository, Clock, InvalidAccessToken, LoginThrottles, MfaLoginCommit, MfaRepository, PasswordHasher,
@@ -377,7 +377,13 @@ impl CompleteMfaLogin {
             return Err(ApplicationError::InvalidSecondFactor);
         };
         let (session, refresh) = self.issuer.login_session(&user, AuthMethods::PasswordAndOtp, context);
-        match self.factors.mfa.complete_login(&hash, &proof, &session, record.password_version).await? {
+        let created = UserEvent::session_created(user.id(), session.family_id, true, session.created_at);
+        match self
+            .factors
+            .mfa
+            .complete_login(&hash, &proof, &session, record.password_version, &[created.into()])
+            .await?
+        {
             MfaLoginCommit::Created => {}
             MfaLoginCommit::ProofSpent => {
                 refused("bad_code");

@@ -4,8 +4,9 @@ use uuid::Uuid;
 
 use super::{AccessGuard, ApplicationError, LinkTemplate, PasswordRules};
 use crate::domain::{
-    AccountNotice, ClientAddress, DomainEvent, Email, LoginAttemptKeys, NewPassword, OpaqueToken,
-    PasswordResetRequested, PlaintextPassword, ResendPolicy, ThrottleKey, ThrottlePolicy, User, UserStatus,
+    AccountNotice, ClientAddress, DomainEvent, Email, EndedSessions, LoginAttemptKeys, NewPassword, OpaqueToken,
+    PasswordResetRequested, PlaintextPassword, ResendPolicy, RevocationReason, ThrottleKey, ThrottlePolicy, User,
+    UserChange, UserEvent, UserStatus,
     ports::{
         AccountRepository, Clock, InvalidAccessToken, LoginThrottles, NewSingleUseToken, PasswordChangeRefused,
         PasswordHasher, SingleUseTokens, TokenPurpose, UserRepository,
@@ -104,10 +105,16 @@ impl ChangePassword {
         let hash = self.hasher.hash(&new).await?;
         // Taken after hashing: the change happens at commit, not when it began.
         let now = self.clock.now();
-        let event = password_changed(&user, now);
+        let events = [
+            password_changed(&user, now),
+            UserEvent::new(user.id(), now, UserChange::PasswordChanged { was_reset: false }).into(),
+            // Names the login kept once the repository found it.
+            UserEvent::sessions_revoked(user.id(), EndedSessions::AllBut(None), RevocationReason::PasswordChanged, now)
+                .into(),
+        ];
         let revocation = match self
             .accounts
-            .change_password(user.id(), &hash, stored.version, claims.session_id, now, &event)
+            .change_password(user.id(), &hash, stored.version, claims.session_id, now, &events)
             .await?
         {
             Ok(revocation) => revocation,
@@ -227,10 +234,15 @@ impl ResetPassword {
         // Taken after hashing, so that an access token minted while the hash
         // was computed is refused too.
         let now = self.clock.now();
-        let event = password_changed(&user, now);
+        let events = [
+            password_changed(&user, now),
+            UserEvent::new(user.id(), now, UserChange::PasswordChanged { was_reset: true }).into(),
+            UserEvent::sessions_revoked(user.id(), EndedSessions::AllBut(None), RevocationReason::PasswordReset, now)
+                .into(),
+        ];
         let revocation = self
             .accounts
-            .complete_password_reset(&hash, user.id(), &new_hash, now, &event)
+            .complete_password_reset(&hash, user.id(), &new_hash, now, &events)
             .await?
             .ok_or(ApplicationError::InvalidResetToken)?;
         self.guard.apply(&revocation);
@@ -371,6 +383,38 @@ mod tests {
         let refused = w.guard.authenticate(&other_access).await;
         assert!(matches!(refused, Err(ApplicationError::InvalidAccessToken(_))), "{refused:?}");
         w.guard.authenticate(&access).await.expect("the caller's own session goes on");
+    }
+
+    #[tokio::test]
+    async fn a_password_change_announces_itself_and_the_sessions_it_ends_leaving_the_kept_one_to_the_repository() {
+        let w = world();
+        let (_, access) = w.logged_in();
+        *w.users.change_outcome.lock().unwrap() =
+            Some(Ok(Revocation { user: w.user.clone(), revoked_sessions: vec![], changed: true }));
+        w.change_password().execute(&access, password(CURRENT), NEW.into(), None).await.expect("the change is made");
+        let events = w.users.password_events.lock().unwrap().clone();
+        let changes: Vec<_> = events
+            .iter()
+            .filter_map(|event| match event {
+                DomainEvent::User(event) => Some((event.user_id, event.occurred_at, event.change.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                (w.user.id(), T0, UserChange::PasswordChanged { was_reset: false }),
+                (
+                    w.user.id(),
+                    T0,
+                    UserChange::SessionRevoked {
+                        ended: EndedSessions::AllBut(None),
+                        reason: RevocationReason::PasswordChanged
+                    }
+                ),
+            ]
+        );
+        assert!(events.iter().any(|event| matches!(event, DomainEvent::PasswordChanged(_))), "and the notice");
     }
 
     #[tokio::test]

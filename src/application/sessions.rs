@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::{AccessGuard, ApplicationError, SessionIssuer, SessionTokens};
 use crate::domain::{
-    ClientContext, OpaqueToken,
+    ClientContext, DomainEvent, EndedSessions, OpaqueToken, RevocationReason, UserEvent,
     ports::{AccountRepository, Clock, InvalidRefreshToken, LiveSession, Rotation, SessionRecord, SessionRepository},
 };
 
@@ -89,7 +89,8 @@ impl RefreshSession {
 
     async fn reuse_detected(&self, session: &SessionRecord, now: time::OffsetDateTime) -> ApplicationError {
         let family_id = session.family_id;
-        match self.sessions.revoke_family(session, now).await {
+        let events = [revoked_one(session, RevocationReason::RefreshTokenReused, now)];
+        match self.sessions.revoke_family(session, now, &events).await {
             Ok(revoked) => {
                 self.guard.sessions_ended(&revoked);
                 tracing::warn!(family_id = %family_id, revoked = revoked.len(), "refresh token reused: revoked its whole session family");
@@ -98,6 +99,11 @@ impl RefreshSession {
             Err(error) => error.into(),
         }
     }
+}
+
+/// `session.revoked` for the login `session` belongs to (its family).
+fn revoked_one(session: &SessionRecord, reason: RevocationReason, now: time::OffsetDateTime) -> DomainEvent {
+    UserEvent::sessions_revoked(session.user_id, EndedSessions::One(session.family_id), reason, now).into()
 }
 
 /// Ends the login a refresh token belongs to: its session and whatever it was
@@ -118,7 +124,8 @@ impl Logout {
         if session.is_revoked || session.rotated_at.is_some() || now >= session.expires_at {
             return Err(invalid_refresh_token());
         }
-        let revoked = self.sessions.revoke_family(&session, now).await?;
+        let events = [revoked_one(&session, RevocationReason::Logout, now)];
+        let revoked = self.sessions.revoke_family(&session, now, &events).await?;
         if !revoked.contains(&session.id) {
             return Err(invalid_refresh_token());
         }
@@ -141,9 +148,12 @@ impl LogoutAll {
     #[tracing::instrument(name = "logout_all", skip_all, fields(user_id))]
     pub async fn execute(&self, access_token: &str) -> Result<u64, ApplicationError> {
         let claims = self.guard.authenticate(access_token).await?;
+        let now = self.clock.now();
+        let event =
+            UserEvent::sessions_revoked(claims.user_id, EndedSessions::AllBut(None), RevocationReason::LogoutAll, now);
         let revocation = self
             .accounts
-            .revoke_all_sessions(claims.user_id, self.clock.now())
+            .revoke_all_sessions(claims.user_id, now, &[event.into()])
             .await?
             .ok_or(crate::domain::ports::InvalidAccessToken::Revoked)?;
         self.guard.apply(&revocation);
@@ -210,9 +220,16 @@ impl RevokeSession {
     pub async fn execute(&self, access_token: &str, session_id: uuid::Uuid) -> Result<(), ApplicationError> {
         let claims = self.guard.authenticate(access_token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(claims.user_id));
+        let now = self.clock.now();
+        let event = UserEvent::sessions_revoked(
+            claims.user_id,
+            EndedSessions::One(session_id),
+            RevocationReason::RevokedByUser,
+            now,
+        );
         let revoked = self
             .sessions
-            .revoke_live_family(claims.user_id, session_id, self.clock.now())
+            .revoke_live_family(claims.user_id, session_id, now, &[event.into()])
             .await?
             .ok_or(ApplicationError::SessionNotFound)?;
         self.guard.sessions_ended(&revoked);

@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::{ApplicationError, FieldViolation, PasswordRules, passwords::password_context};
 use crate::domain::{
-    AccountNotice, DomainEvent, Email, NewPassword, OpaqueToken, PersonName, PersonNames, ResendPolicy, User, UserId,
-    VerificationEmailRequested,
+    AccountNotice, DomainEvent, Email, NewPassword, OpaqueToken, PersonName, PersonNames, ResendPolicy, User,
+    UserChange, UserEvent, UserId, VerificationEmailRequested,
     ports::{Clock, InsertUserError, NewSingleUseToken, PasswordHasher, RegistrationNotices, UserRepository},
     resend_policy::RESEND_WINDOW,
 };
@@ -157,7 +157,9 @@ impl SignUp {
         let now = self.clock.now();
         let user = User::sign_up(UserId::new_v7(), command.email.clone(), command.names.clone(), now);
         let (token, event) = new_verification(&user, &self.links, self.verification_ttl, now);
-        match self.users.insert_with_verification(&user, &password_hash, &token, &event).await {
+        let signed_up = UserEvent::new(user.id(), now, UserChange::SignedUp { email: user.email().clone() });
+        let events = [event, signed_up.into()];
+        match self.users.insert_with_verification(&user, &password_hash, &token, &events).await {
             Ok(()) => {}
             Err(InsertUserError::DuplicateEmail) => {
                 let owner = self.users.find_by_email(&command.email).await?.ok_or(ApplicationError::EmailTaken)?;
@@ -166,7 +168,7 @@ impl SignUp {
             Err(error) => return Err(error.into()),
         }
         tracing::Span::current().record("user_id", tracing::field::display(user.id()));
-        tracing::info!(user_id = %user.id(), event_id = %event.id(), "user signed up");
+        tracing::info!(user_id = %user.id(), event_id = %events[0].id(), "user signed up");
         Ok(user)
     }
 

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::ApplicationError;
 use crate::domain::{
-    OpaqueToken, User,
+    OpaqueToken, User, UserChange, UserEvent,
     ports::{Clock, SingleUseTokens, TokenPurpose, UserRepository},
 };
 
@@ -36,7 +36,8 @@ impl VerifyEmail {
         tracing::Span::current().record("user_id", tracing::field::display(user.id()));
         // A disabled account stays disabled; an active one has nothing to verify.
         user.verify_email(now).map_err(|_| ApplicationError::InvalidVerificationToken)?;
-        if !self.users.complete_verification(&hash, &user).await? {
+        let verified = UserEvent::new(user.id(), now, UserChange::EmailVerified { email: user.email().clone() });
+        if !self.users.complete_verification(&hash, &user, &[verified.into()]).await? {
             // A concurrent call spent the token first.
             return Err(ApplicationError::InvalidVerificationToken);
         }

@@ -202,7 +202,18 @@ mod tests {
         assert_eq!(error.variable, "IDENTITY_AMQP_URL");
         assert!(!error.to_string().contains("hunter2"));
         let settings = with(&[("IDENTITY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")]).unwrap();
-        assert_eq!(settings.amqp.unwrap().exchange, "identity.events");
+        let amqp = settings.amqp.unwrap();
+        assert_eq!((amqp.exchange.as_str(), amqp.events_exchange.as_str()), ("identity.events", "identity.events"));
+        assert_eq!(amqp.events_source, "/identity");
+        let apart = with(&[
+            ("IDENTITY_AMQP_URL", "amqp://127.0.0.1"),
+            ("IDENTITY_EVENTS_EXCHANGE", "users"),
+            ("IDENTITY_EVENTS_SOURCE", "https://id.example.com"),
+        ])
+        .unwrap()
+        .amqp
+        .unwrap();
+        assert_eq!((apart.events_exchange.as_str(), apart.events_source.as_str()), ("users", "https://id.example.com"));
     }
 
     #[test]

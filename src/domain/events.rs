@@ -5,7 +5,7 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Email, UserId};
+use super::{Email, UserEvent, UserId};
 
 #[derive(Debug, Clone)]
 pub enum DomainEvent {
@@ -29,7 +29,8 @@ pub enum DomainEvent {
     TwoFactorEnabled(AccountNotice),
     /// A security notice: two-factor login was turned off (by the user or an operator).
     TwoFactorDisabled(AccountNotice),
-    UserDeleted(UserDeleted),
+    /// For other services, not an email (see [`super::user_events`]).
+    User(UserEvent),
 }
 
 impl DomainEvent {
@@ -45,7 +46,7 @@ impl DomainEvent {
             | Self::EmailChangeAttempted(event)
             | Self::TwoFactorEnabled(event)
             | Self::TwoFactorDisabled(event) => event.event_id,
-            Self::UserDeleted(event) => event.event_id,
+            Self::User(event) => event.event_id,
         }
     }
 
@@ -62,7 +63,7 @@ impl DomainEvent {
             Self::EmailChangeAttempted(_) => AccountNotice::EMAIL_CHANGE_ATTEMPTED,
             Self::TwoFactorEnabled(_) => AccountNotice::TWO_FACTOR_ENABLED,
             Self::TwoFactorDisabled(_) => AccountNotice::TWO_FACTOR_DISABLED,
-            Self::UserDeleted(_) => UserDeleted::EVENT_TYPE,
+            Self::User(event) => event.event_type(),
         }
     }
 
@@ -78,7 +79,7 @@ impl DomainEvent {
             | Self::EmailChangeAttempted(event)
             | Self::TwoFactorEnabled(event)
             | Self::TwoFactorDisabled(event) => event.occurred_at,
-            Self::UserDeleted(event) => event.occurred_at,
+            Self::User(event) => event.occurred_at,
         }
     }
 
@@ -95,13 +96,22 @@ impl DomainEvent {
             | Self::EmailChangeAttempted(event)
             | Self::TwoFactorEnabled(event)
             | Self::TwoFactorDisabled(event) => event.user_id,
-            Self::UserDeleted(event) => event.user_id,
+            Self::User(event) => event.user_id,
         }
     }
 
     /// Whether the event asks for an email (the others are for other services).
     pub fn is_email(&self) -> bool {
-        !matches!(self, Self::UserDeleted(_))
+        !matches!(self, Self::User(_))
+    }
+
+    /// See [`UserEvent::with_kept_session`]; emails are as they are.
+    #[must_use]
+    pub fn with_kept_session(self, kept: Option<Uuid>) -> Self {
+        match self {
+            Self::User(event) => Self::User(event.with_kept_session(kept)),
+            other => other,
+        }
     }
 }
 
@@ -175,18 +185,6 @@ impl EmailChangeRequested {
     pub const EVENT_TYPE: &'static str = "user.email_change_requested";
 }
 
-/// A user and their personal data are gone; other services should forget them.
-#[derive(Debug, Clone)]
-pub struct UserDeleted {
-    pub event_id: Uuid,
-    pub user_id: UserId,
-    pub occurred_at: OffsetDateTime,
-}
-
-impl UserDeleted {
-    pub const EVENT_TYPE: &'static str = "user.deleted";
-}
-
 /// A user must receive a link to verify their email address.
 #[derive(Debug, Clone)]
 pub struct VerificationEmailRequested {
@@ -204,4 +202,10 @@ pub struct VerificationEmailRequested {
 
 impl VerificationEmailRequested {
     pub const EVENT_TYPE: &'static str = "user.verification_email_requested";
+}
+
+impl From<UserEvent> for DomainEvent {
+    fn from(event: UserEvent) -> Self {
+        Self::User(event)
+    }
 }

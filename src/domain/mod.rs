@@ -20,12 +20,13 @@ pub mod ports;
 pub mod resend_policy;
 pub mod token_claims;
 pub mod user;
+pub mod user_events;
 
 pub use client_address::ClientAddress;
 pub use client_context::{ClientContext, ClientContextError, UserAgent, parse_client_address};
 pub use email::{Email, EmailError};
 pub use events::{
-    AccountNotice, DomainEvent, EMAIL_EVENT_TYPES, EmailChangeRequested, PasswordResetRequested, UserDeleted,
+    AccountNotice, DomainEvent, EMAIL_EVENT_TYPES, EmailChangeRequested, PasswordResetRequested,
     VerificationEmailRequested,
 };
 pub use login_throttle::{AdmittedAttempt, LoginAttemptKeys, ThrottleKey, ThrottlePolicy, ThrottleState};
@@ -38,3 +39,4 @@ pub use token_claims::{AccessGrant, AccessTokenClaims, IssuedToken};
 pub use user::{
     AccountStateError, LoginRefusal, PersonNames, User, UserId, UserStatus, UserTimestamps, VerifyEmailError,
 };
+pub use user_events::{EndedSessions, RevocationReason, USER_EVENT_TYPES, UserChange, UserEvent};

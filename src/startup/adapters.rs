@@ -23,7 +23,7 @@ use crate::{
         },
     },
     observability::Metrics,
-    workers::InProcessEmailPublisher,
+    workers::{InProcessEmailPublisher, UnheardEvents},
 };
 
 /// Clock skew tolerated between services when checking token times.
@@ -50,6 +50,10 @@ pub(super) struct Adapters {
     pub tokens: Arc<dyn AccessTokenIssuer>,
     pub outbox: Arc<dyn OutboxStore>,
     pub publisher: Arc<dyn OutboxPublisher>,
+    /// The user events' rows, and where they go: relayed on their own, so that
+    /// emails and events never wait behind each other.
+    pub event_outbox: Arc<dyn OutboxStore>,
+    pub event_publisher: Arc<dyn OutboxPublisher>,
 }
 
 impl Adapters {
@@ -76,7 +80,8 @@ impl Adapters {
             accounts: Arc::new(repository.clone()),
             notices: Arc::new(repository.clone()),
             sessions: Arc::new(
-                SeaOrmSessionRepository::new(db.clone()).with_access_token_lifetime(access_token_lifetime),
+                SeaOrmSessionRepository::new(db.clone(), Arc::clone(&outbox_written))
+                    .with_access_token_lifetime(access_token_lifetime),
             ),
             throttles: Arc::new(SeaOrmLoginThrottles::new(db.clone())),
             hasher,
@@ -84,6 +89,8 @@ impl Adapters {
             tokens: token_issuer(&settings.tokens)?,
             outbox: Arc::new(SeaOrmOutboxStore::new(db.clone())),
             publisher: outbox_publisher(settings, overrides, &metrics)?,
+            event_outbox: Arc::new(SeaOrmOutboxStore::user_events(db.clone())),
+            event_publisher: event_publisher(settings),
             db,
             metrics,
             outbox_written,
@@ -125,6 +132,19 @@ fn token_issuer(settings: &TokenSettings) -> anyhow::Result<Arc<dyn AccessTokenI
         );
     }
     Ok(Arc::new(paseto))
+}
+
+/// With a broker, user events go to their exchange; without, nobody can hear
+/// them, and they are settled as they come.
+fn event_publisher(settings: &Settings) -> Arc<dyn OutboxPublisher> {
+    match &settings.amqp {
+        Some(amqp) => Arc::new(RabbitMqPublisher::for_user_events(
+            amqp.url.clone(),
+            amqp.events_exchange.clone(),
+            amqp.events_source.clone(),
+        )),
+        None => Arc::new(UnheardEvents),
+    }
 }
 
 /// With a broker, events go to RabbitMQ and the mailer sends them; without, the

@@ -5,7 +5,7 @@ use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use sea_orm::DatabaseConnection;
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tonic::{
     service::Routes,
@@ -158,13 +158,25 @@ fn grpc_services(use_cases: UseCases, a: &Adapters, settings: &Settings) -> anyh
         .add_service(AdminServiceServer::new(admin).max_decoding_message_size(size).max_encoding_message_size(size)))
 }
 
-/// The outbox relay, the pruning and the hashing-queue gauge.
+/// The outbox relays (emails, user events), the pruning and the hashing-queue gauge.
 fn spawn_background_tasks(a: &Adapters, settings: &Settings, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
+    // One commit wakes both relays: each has its own signal, so that neither
+    // takes the other's wake-up.
+    let (email_wake, event_wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let fan_out = fan_out_wake_ups(a.outbox_written.clone(), [email_wake.clone(), event_wake.clone()], stop.clone());
     let relay = OutboxRelay {
         metrics: a.metrics.clone(),
         store: a.outbox.clone(),
         publisher: a.publisher.clone(),
-        wake: a.outbox_written.clone(),
+        wake: email_wake,
+        clock: a.clock.clone(),
+        settings: settings.outbox,
+    };
+    let event_relay = OutboxRelay {
+        metrics: a.metrics.clone(),
+        store: a.event_outbox.clone(),
+        publisher: a.event_publisher.clone(),
+        wake: event_wake,
         clock: a.clock.clone(),
         settings: settings.outbox,
     };
@@ -176,9 +188,22 @@ fn spawn_background_tasks(a: &Adapters, settings: &Settings, stop: &Cancellation
         max_batches: PRUNE_MAX_BATCHES,
     };
     vec![
+        tokio::spawn(fan_out),
         tokio::spawn(relay.run(stop.clone())),
+        tokio::spawn(event_relay.run(stop.clone())),
         tokio::spawn(prune_periodically(pruning, settings.pruning.interval, stop.clone())),
     ]
+}
+
+/// Passes each wake-up on to every relay (a `Notify` permit per relay, so a
+/// relay busy with a round still sees it afterwards).
+async fn fan_out_wake_ups(written: Arc<Notify>, relays: [Arc<Notify>; 2], stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = written.notified() => relays.iter().for_each(|relay| relay.notify_one()),
+        }
+    }
 }
 
 /// Health follows the database, re-checked every `READINESS_INTERVAL`.

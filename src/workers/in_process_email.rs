@@ -32,3 +32,20 @@ impl OutboxPublisher for InProcessEmailPublisher {
         }
     }
 }
+
+/// Where user events go without a broker: nowhere. No other service can be
+/// listening, so each is settled as published (after a debug line) instead of
+/// piling up in the outbox.
+pub struct UnheardEvents;
+
+#[async_trait]
+impl OutboxPublisher for UnheardEvents {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+
+    async fn publish(&self, stored: &OutboxEvent) -> Result<(), PublishError> {
+        tracing::debug!(event_id = %stored.id, event_type = stored.event_type, "no broker: user event not published");
+        Ok(())
+    }
+}

@@ -144,18 +144,23 @@ async fn deleting_a_user_removes_them_and_frees_the_address(mut app: TestApp) {
     app.client.sign_up(sign_up_request("ada@example.com")).await.expect("the address is free again");
 
     // Other services hear of it through a user.deleted event, with no personal data.
+    use base64::Engine;
+    use prost::Message;
     use sea_orm::{ConnectionTrait, Database, Statement};
     let db = Database::connect(app.database.url().as_str()).await.unwrap();
     let row = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
-            "SELECT payload FROM outbox WHERE event_type = 'user.deleted'",
+            "SELECT payload FROM outbox WHERE event_type = 'identity.v1.user.deleted'",
         ))
         .await
         .unwrap()
         .expect("a user.deleted event in the outbox");
     let payload: String = row.try_get("", "payload").unwrap();
-    assert!(payload.contains(&user_id) && !payload.contains("ada@"), "{payload}");
+    let bytes = base64::engine::general_purpose::STANDARD.decode(payload).unwrap();
+    let deleted = identity::infrastructure::outbox::user_events::proto::UserDeleted::decode(bytes.as_slice()).unwrap();
+    assert_eq!(deleted.user_id, user_id);
+    assert!(!String::from_utf8_lossy(&bytes).contains("ada@"), "no address in {deleted:?}");
 }
 
 async fn bad_ids_and_unknown_users_get_precise_errors(app: TestApp) {

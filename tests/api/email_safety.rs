@@ -29,7 +29,8 @@ on_both_databases!(
     the_verification_email_greets_by_the_address_not_by_the_name_the_caller_chose,
 );
 
-/// Every outbox row's payload, once the relay has settled them all.
+/// Every email row's payload in the outbox (user events carry no link), once
+/// the relay has settled them all.
 pub async fn settled_outbox_payloads(database_url: &str) -> Vec<String> {
     let db = Database::connect(database_url).await.unwrap();
     let backend = db.get_database_backend();
@@ -38,7 +39,8 @@ pub async fn settled_outbox_payloads(database_url: &str) -> Vec<String> {
         let rows = db
             .query_all_raw(Statement::from_string(
                 backend,
-                "SELECT payload, CASE WHEN published_at IS NULL THEN 0 ELSE 1 END AS settled FROM outbox",
+                "SELECT payload, CASE WHEN published_at IS NULL THEN 0 ELSE 1 END AS settled FROM outbox \
+                 WHERE stream_position IS NULL",
             ))
             .await
             .unwrap();

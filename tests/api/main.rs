@@ -34,4 +34,5 @@ mod token_migration;
 mod tokens;
 mod two_factor;
 mod unavailable_database;
+mod user_events;
 mod verify_email;

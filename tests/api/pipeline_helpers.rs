@@ -113,10 +113,20 @@ pub async fn sendgrid_accepting() -> MockServer {
     server
 }
 
+/// The broker at `url`, with emails and user events on the test's `exchange`.
+pub fn amqp_settings(url: &str, exchange: &str) -> AmqpSettings {
+    AmqpSettings {
+        url: SecretString::from(url.to_owned()),
+        exchange: exchange.to_owned(),
+        events_exchange: exchange.to_owned(),
+        events_source: "/identity".to_owned(),
+    }
+}
+
 /// The server, publishing to RabbitMQ through `amqp_url` (the real broker
 /// unless a test puts a proxy in between).
 pub async fn start_server(backend: Backend, names: &Names, amqp_url: &str) -> Option<TestApp> {
-    let amqp = AmqpSettings { url: SecretString::from(amqp_url.to_owned()), exchange: names.topology.exchange.clone() };
+    let amqp = amqp_settings(amqp_url, &names.topology.exchange);
     spawn_app_with(backend, move |settings| {
         settings.amqp = Some(amqp);
         settings.outbox.poll_interval = Duration::from_millis(200);
@@ -127,7 +137,7 @@ pub async fn start_server(backend: Backend, names: &Names, amqp_url: &str) -> Op
 
 pub fn mailer_settings(app: &TestApp, names: &Names, sendgrid: &MockServer) -> MailerSettings {
     MailerSettings {
-        amqp: AmqpSettings { url: SecretString::from(amqp_url()), exchange: names.topology.exchange.clone() },
+        amqp: amqp_settings(&amqp_url(), &names.topology.exchange),
         consumer: ConsumerSettings {
             queue: names.topology.queue.clone(),
             prefetch: 16,
@@ -194,9 +204,14 @@ impl Pipeline {
         }
         let names = Names::fresh();
         let app = start_server(backend, &names, &amqp_url()).await?;
+        Some(Self::with_app(app, sendgrid, names).await)
+    }
+
+    /// The mailer, started for a server already publishing to `names`.
+    pub async fn with_app(app: TestApp, sendgrid: MockServer, names: Names) -> Self {
         let mut pipeline = Self { app, sendgrid, names, mailer_stop: None, mailer_task: None };
         pipeline.start_mailer().await;
-        Some(pipeline)
+        pipeline
     }
 
     pub async fn start_mailer(&mut self) -> u16 {

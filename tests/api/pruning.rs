@@ -90,7 +90,7 @@ async fn pruning_deletes_stale_sessions_throttles_tokens_and_abandoned_sign_ups_
         1,
         "recent's link"
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM outbox WHERE event_type = 'user.deleted'").await, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM outbox WHERE event_type = 'identity.v1.user.deleted'").await, 1);
 
     // Live sessions were kept: both still refresh.
     let rotated_refresh = rotated.into_inner().refresh_token;

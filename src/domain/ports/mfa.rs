@@ -187,7 +187,8 @@ pub trait MfaRepository: Send + Sync {
 
     /// Under the user's row lock: checks that the user may still log in with
     /// the password version the challenge verified and still has TOTP on,
-    /// spends the challenge and the proof, and stores the session, atomically.
+    /// spends the challenge and the proof, and stores the session with the
+    /// events (`session.created`), atomically.
     ///
     /// # Errors
     /// Storage failures only.
@@ -197,5 +198,6 @@ pub trait MfaRepository: Send + Sync {
         proof: &SecondFactorProof,
         session: &NewSession,
         verified_version: i32,
+        events: &[DomainEvent],
     ) -> Result<MfaLoginCommit, RepositoryError>;
 }

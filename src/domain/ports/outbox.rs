@@ -13,6 +13,9 @@ use super::RepositoryError;
 #[derive(Clone)]
 pub struct OutboxEvent {
     pub id: Uuid,
+    /// Whose event it is (a CloudEvents subject); absent on rows written
+    /// before the outbox recorded it.
+    pub user_id: Option<Uuid>,
     /// The routing key, e.g. `user.verification_email_requested`.
     pub event_type: String,
     /// Versioned JSON; carries single-use links, so it never goes to a log.

@@ -44,7 +44,7 @@ pub struct PruneCutoffs {
 /// Deletes what no longer serves a purpose, a bounded batch at a time.
 #[async_trait]
 pub trait Pruner: Send + Sync {
-    /// Deletes at most `batch` rows of each kind, with one `UserDeleted` event
+    /// Deletes at most `batch` rows of each kind, with one `user.deleted` event
     /// per pending user deleted (written with the deletion).
     ///
     /// # Errors

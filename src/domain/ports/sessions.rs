@@ -81,7 +81,8 @@ pub trait SessionRepository: Send + Sync {
     /// Stores a login's session under the user's row lock, provided the user
     /// may still log in and the password version is still the one verified; with
     /// `upgraded_hash`, replaces the stored hash (same password, today's cost)
-    /// in the same transaction.
+    /// in the same transaction; the events (`session.created`) are written
+    /// only with the session.
     ///
     /// # Errors
     /// Storage failures only.
@@ -90,6 +91,7 @@ pub trait SessionRepository: Send + Sync {
         session: &NewSession,
         verified_version: i32,
         upgraded_hash: Option<&PasswordHash>,
+        events: &[DomainEvent],
     ) -> Result<LoginCommit, RepositoryError>;
 
     /// # Errors
@@ -128,11 +130,17 @@ pub trait SessionRepository: Send + Sync {
         rotated_after: OffsetDateTime,
     ) -> Result<Rotation, RepositoryError>;
 
-    /// Revokes every live session of `member`'s family; returns their ids.
+    /// Revokes every live session of `member`'s family; returns their ids. The
+    /// events are written only when it revoked one.
     ///
     /// # Errors
     /// Storage failures only.
-    async fn revoke_family(&self, member: &SessionRecord, now: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError>;
+    async fn revoke_family(
+        &self,
+        member: &SessionRecord,
+        now: OffsetDateTime,
+        events: &[DomainEvent],
+    ) -> Result<Vec<Uuid>, RepositoryError>;
 
     /// The user's logins that can still be refreshed at `now`, newest login
     /// first, at most `limit` of them.
@@ -149,7 +157,7 @@ pub trait SessionRepository: Send + Sync {
     /// Revokes the family `family_id` if it is `user_id`'s and still has a
     /// session that can be refreshed at `now`; returns the ids revoked (with
     /// the rotated ones whose access tokens may still be live), or `None` when
-    /// there is no such family.
+    /// there is no such family (and then writes no events).
     ///
     /// # Errors
     /// Storage failures only.
@@ -158,6 +166,7 @@ pub trait SessionRepository: Send + Sync {
         user_id: UserId,
         family_id: Uuid,
         now: OffsetDateTime,
+        events: &[DomainEvent],
     ) -> Result<Option<Vec<Uuid>>, RepositoryError>;
 }
 

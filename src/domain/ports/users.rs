@@ -50,7 +50,7 @@ pub enum EmailChangeRefused {
 #[async_trait]
 pub trait UserRepository: Send + Sync {
     /// Stores a new user, their password hash, their first verification token and
-    /// the event asking for the verification email, atomically.
+    /// the events (the verification email, `user.signed_up`), atomically.
     ///
     /// # Errors
     /// [`InsertUserError::DuplicateEmail`] when the canonical email is taken
@@ -60,7 +60,7 @@ pub trait UserRepository: Send + Sync {
         user: &User,
         password_hash: &PasswordHash,
         token: &NewSingleUseToken,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<(), InsertUserError>;
 
     /// # Errors
@@ -88,11 +88,17 @@ pub trait UserRepository: Send + Sync {
 
     /// Under the user's row lock, spends the verification token and saves the
     /// verified user, atomically. Returns `false` when the token was spent in
-    /// the meantime (a concurrent verification won).
+    /// the meantime (a concurrent verification won); the events are written
+    /// only with the change.
     ///
     /// # Errors
     /// Storage failures only.
-    async fn complete_verification(&self, hash: &TokenHash, user: &User) -> Result<bool, RepositoryError>;
+    async fn complete_verification(
+        &self,
+        hash: &TokenHash,
+        user: &User,
+        events: &[DomainEvent],
+    ) -> Result<bool, RepositoryError>;
 }
 
 /// Filters and position of one page of users.
@@ -122,7 +128,8 @@ pub trait AccountRepository: Send + Sync {
     ///
     /// Stores a new password hash (bumping the password version), ends every
     /// session but those of `keep`'s family (the caller's login, whatever it was
-    /// rotated into), spends outstanding reset links and writes the notice,
+    /// rotated into), spends outstanding reset links and writes the events
+    /// (each told which login was kept: [`DomainEvent::with_kept_session`]),
     /// atomically, provided the password is still the `verified_version`.
     ///
     /// # Errors
@@ -134,11 +141,11 @@ pub trait AccountRepository: Send + Sync {
         verified_version: i32,
         keep: Option<Uuid>,
         now: OffsetDateTime,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError>;
 
     /// Refuses every access token issued before `now` and ends every session
-    /// (log out everywhere). `None` for an unknown user.
+    /// (log out everywhere), with the events. `None` for an unknown user.
     ///
     /// # Errors
     /// Storage failures only.
@@ -146,20 +153,32 @@ pub trait AccountRepository: Send + Sync {
         &self,
         user_id: UserId,
         now: OffsetDateTime,
+        events: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError>;
 
-    /// Disables the user and ends every session; unchanged when already
-    /// disabled. `None` for an unknown user.
+    /// Disables the user and ends every session, with the events; unchanged
+    /// (and no events) when already disabled. `None` for an unknown user.
     ///
     /// # Errors
     /// Storage failures only.
-    async fn disable(&self, user_id: UserId, now: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError>;
+    async fn disable(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+        events: &[DomainEvent],
+    ) -> Result<Option<Revocation>, RepositoryError>;
 
-    /// Re-enables a disabled user; unchanged otherwise. `None` for an unknown user.
+    /// Re-enables a disabled user, with the events; unchanged (and no events)
+    /// otherwise. `None` for an unknown user.
     ///
     /// # Errors
     /// Storage failures only.
-    async fn enable(&self, user_id: UserId, now: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError>;
+    async fn enable(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+        events: &[DomainEvent],
+    ) -> Result<Option<Revocation>, RepositoryError>;
 
     /// Deletes the user with everything that hangs off them, and writes the
     /// event, atomically. Returns whether there was such a user.
@@ -181,7 +200,7 @@ pub trait AccountRepository: Send + Sync {
     /// Spends the email-change token (and every other outstanding one of the
     /// user), moves the account to the token's address (verified: the link
     /// proved it), ends every session but those of the asking session's
-    /// family, and writes the events, atomically.
+    /// family, and writes the events (told which login was kept), atomically.
     ///
     /// # Errors
     /// `Ok(Err(_))` when the change cannot be made; storage failures.
@@ -215,8 +234,8 @@ pub trait AccountRepository: Send + Sync {
 
     /// Spends the reset token (and every other outstanding one of the user),
     /// stores the new hash, refuses every access token issued before `now`, ends
-    /// every session and writes the notice, atomically. `None` when the token
-    /// was spent meanwhile or the user is no longer active.
+    /// every session and writes the events, atomically. `None` (and no events)
+    /// when the token was spent meanwhile or the user is no longer active.
     ///
     /// # Errors
     /// Storage failures only.
@@ -226,6 +245,6 @@ pub trait AccountRepository: Send + Sync {
         user_id: UserId,
         hash: &PasswordHash,
         now: OffsetDateTime,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError>;
 }

@@ -1,5 +1,6 @@
-//! The wire form of domain events: versioned JSON, the same in the outbox table
-//! and on the message bus, so that the relay forwards rows without re-encoding.
+//! The wire form of domain events: versioned JSON for emails, the same in the
+//! outbox table and on the message bus, so that the relay forwards rows without
+//! re-encoding; user events are protobuf ([`super::user_events`]).
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
@@ -8,8 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{
-    AccountNotice, DomainEvent, Email, EmailChangeRequested, PasswordResetRequested, UserDeleted, UserId,
-    VerificationEmailRequested,
+    AccountNotice, DomainEvent, Email, EmailChangeRequested, PasswordResetRequested, UserId, VerificationEmailRequested,
 };
 
 /// Bumped when a field changes meaning or disappears; consumers refuse versions
@@ -65,16 +65,6 @@ struct AccountNoticeV1 {
     user_id: Uuid,
     email: String,
     display_name: String,
-    #[serde(with = "time::serde::rfc3339")]
-    occurred_at: OffsetDateTime,
-}
-
-/// Carries no personal data: other services learn only which user is gone.
-#[derive(Serialize, Deserialize)]
-struct UserDeletedV1 {
-    schema_version: u32,
-    event_id: Uuid,
-    user_id: Uuid,
     #[serde(with = "time::serde::rfc3339")]
     occurred_at: OffsetDateTime,
 }
@@ -146,15 +136,13 @@ pub fn encode(event: &DomainEvent) -> anyhow::Result<String> {
         | DomainEvent::EmailChangeAttempted(e)
         | DomainEvent::TwoFactorEnabled(e)
         | DomainEvent::TwoFactorDisabled(e) => Ok(serde_json::to_string(&notice_v1(e))?),
-        DomainEvent::UserDeleted(e) => Ok(serde_json::to_string(&UserDeletedV1 {
-            schema_version: SCHEMA_VERSION,
-            event_id: e.event_id,
-            user_id: e.user_id.as_uuid(),
-            occurred_at: e.occurred_at,
-        })?),
+        DomainEvent::User(e) => Ok(super::user_events::to_payload(&super::user_events::encode(e))),
     }
 }
 
+/// Reads an email event back (user events are for other services: never
+/// decoded here).
+///
 /// # Errors
 /// Unknown type or version, or a payload that does not match its schema. These
 /// are permanent: retrying cannot fix them.
@@ -219,20 +207,23 @@ pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
         AccountNotice::TWO_FACTOR_DISABLED => Ok(DomainEvent::TwoFactorDisabled(notice_from(
             serde_json::from_slice(payload).context("malformed event payload")?,
         )?)),
-        UserDeleted::EVENT_TYPE => {
-            let p: UserDeletedV1 = serde_json::from_slice(payload).context("malformed event payload")?;
-            Ok(DomainEvent::UserDeleted(UserDeleted {
-                event_id: p.event_id,
-                user_id: UserId::from_uuid(p.user_id),
-                occurred_at: p.occurred_at,
-            }))
-        }
         other => anyhow::bail!("unknown event type {other:?}"),
     }
 }
 
 /// The payload fields that carry a single-use link (and so its token).
 pub const LINK_FIELDS: &[&str] = &["verification_link", "reset_link", "confirmation_link"];
+
+/// The payload of a row of `event_type` as it may stay at rest once published:
+/// user events carry no link by construction and stay as they are; emails go
+/// through [`redact`].
+pub fn at_rest(event_type: &str, payload: &str) -> String {
+    if event_type.starts_with(crate::domain::user_events::USER_EVENT_TYPE_PREFIX) {
+        payload.to_owned()
+    } else {
+        redact(payload)
+    }
+}
 
 /// The payload as it may stay at rest once published: without the single-use
 /// link, which a database read (a backup, a replica) would otherwise turn into an

@@ -3,6 +3,7 @@
 //! confirms, persistent messages). The mailer's consumer, which drives a use
 //! case, is in `workers`.
 
+pub mod cloud_events;
 mod connection;
 mod headers;
 mod publisher;

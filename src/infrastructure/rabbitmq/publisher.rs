@@ -5,9 +5,10 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, options::BasicPu
 use secrecy::SecretString;
 use tokio::sync::Mutex;
 
-use super::{connect, declare_exchange, headers::long_string};
+use super::{cloud_events, connect, declare_exchange, headers::long_string};
 use crate::{
     domain::ports::{OutboxEvent, OutboxPublisher, PublishError},
+    infrastructure::outbox::user_events,
     observability::trace_context,
 };
 
@@ -17,19 +18,58 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// AMQP delivery mode 2: written to disk by the broker.
 const PERSISTENT: u8 = 2;
 
-/// Publishes outbox events to the topic exchange, one confirmed message at a time.
+/// What the publisher publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Messages {
+    /// JSON for the mailer, `mandatory`: an email nobody is bound for comes back.
+    Emails,
+    /// User events as CloudEvents (binary mode, protobuf data) from `source`,
+    /// not `mandatory`: nobody listening is fine.
+    UserEvents { source: String },
+}
+
+/// Publishes outbox events to the topic exchange, one confirmed message at a
+/// time, on a connection of its own.
 pub struct RabbitMqPublisher {
     url: SecretString,
     exchange: String,
+    messages: Messages,
     link: Mutex<Option<(Connection, Channel)>>,
 }
 
 impl RabbitMqPublisher {
+    /// The emails' publisher.
     pub fn new(url: SecretString, exchange: String) -> Self {
-        Self { url, exchange, link: Mutex::new(None) }
+        Self { url, exchange, messages: Messages::Emails, link: Mutex::new(None) }
     }
 
-    fn properties(row: &OutboxEvent) -> BasicProperties {
+    /// The user events' publisher; `source` is their CloudEvents source.
+    pub fn for_user_events(url: SecretString, exchange: String, source: String) -> Self {
+        Self { url, exchange, messages: Messages::UserEvents { source }, link: Mutex::new(None) }
+    }
+
+    /// The message body and properties of `row`.
+    fn message(&self, row: &OutboxEvent) -> Result<(Vec<u8>, BasicProperties), PublishError> {
+        match &self.messages {
+            Messages::Emails => Ok((row.payload.as_bytes().to_vec(), Self::properties(row, "application/json"))),
+            Messages::UserEvents { source } => {
+                let body = user_events::from_payload(&row.payload).map_err(PublishError::Permanent)?;
+                let subject = row
+                    .user_id
+                    .map(|user| user.hyphenated().to_string())
+                    .ok_or_else(|| PublishError::Permanent(anyhow::anyhow!("the user event names no user")))?;
+                let mut properties = Self::properties(row, cloud_events::CONTENT_TYPE);
+                let mut headers = properties.headers().clone().unwrap_or_default();
+                for (name, value) in &cloud_events::attribute_headers(row, source, &subject) {
+                    headers.insert(name.clone(), value.clone());
+                }
+                properties = properties.with_headers(headers);
+                Ok((body, properties))
+            }
+        }
+    }
+
+    fn properties(row: &OutboxEvent, content_type: &str) -> BasicProperties {
         let mut headers = FieldTable::default();
         // The publish span's context: the mailer's spans become its children.
         for (name, value) in trace_context::inject(&tracing::Span::current()).unwrap_or_default() {
@@ -37,7 +77,7 @@ impl RabbitMqPublisher {
         }
         BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
-            .with_content_type("application/json".into())
+            .with_content_type(content_type.into())
             .with_message_id(row.id.to_string().into())
             .with_type(row.event_type.as_str().into())
             .with_timestamp(u64::try_from(row.created_at.unix_timestamp()).unwrap_or_default())
@@ -54,6 +94,8 @@ impl OutboxPublisher for RabbitMqPublisher {
 
     async fn publish(&self, row: &OutboxEvent) -> Result<(), PublishError> {
         tracing::Span::current().record("messaging.destination.name", self.exchange.as_str());
+        let (body, properties) = self.message(row)?;
+        let is_mandatory = self.messages == Messages::Emails;
         let mut link = self.link.lock().await;
         let is_connected = link
             .as_ref()
@@ -75,11 +117,12 @@ impl OutboxPublisher for RabbitMqPublisher {
                 .basic_publish(
                     self.exchange.as_str().into(),
                     row.event_type.as_str().into(),
-                    // Mandatory: an event no queue is bound for comes back to us
-                    // instead of vanishing, and stays in the outbox.
-                    BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
-                    row.payload.as_bytes(),
-                    Self::properties(row),
+                    // Mandatory for emails: one no queue is bound for comes back
+                    // to us instead of vanishing, and stays in the outbox. User
+                    // events are for whoever listens, maybe nobody yet.
+                    BasicPublishOptions { mandatory: is_mandatory, ..BasicPublishOptions::default() },
+                    &body,
+                    properties,
                 )
                 .await?
                 .await

@@ -125,7 +125,7 @@ impl AccountRepository for SeaOrmUserRepository {
         };
         let revoked_sessions = revoke_sessions(&txn, user_id, kept_family, self.rotated_since(now), now).await?;
         single_use_tokens::spend_outstanding(&txn, TokenPurpose::EmailChange, user_id, now).await?;
-        self.commit_with_events(txn, events).await?;
+        self.commit_with_events(txn, &kept(events, kept_family)).await?;
         Ok(Ok(Revocation { user: after, revoked_sessions, changed: true }))
     }
 
@@ -172,7 +172,7 @@ impl AccountRepository for SeaOrmUserRepository {
         verified_version: i32,
         keep: Option<Uuid>,
         now: OffsetDateTime,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else {
@@ -200,9 +200,7 @@ impl AccountRepository for SeaOrmUserRepository {
         write_changes(&txn, &before, &after).await?;
         let revoked_sessions = revoke_sessions(&txn, user_id, kept_family, self.rotated_since(now), now).await?;
         spend_reset_tokens(&txn, user_id, now).await?;
-        outbox_store::insert_event(&txn, event).await?;
-        txn.commit().await.map_err(classify)?;
-        self.outbox_written.notify_one();
+        self.commit_with_events(txn, &kept(events, kept_family)).await?;
         Ok(Ok(Revocation { user: after, revoked_sessions, changed: true }))
     }
 
@@ -210,19 +208,30 @@ impl AccountRepository for SeaOrmUserRepository {
         &self,
         user_id: UserId,
         now: OffsetDateTime,
+        events: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError> {
-        self.transition(user_id, now, |user| {
+        self.transition(user_id, now, events, |user| {
             user.revoke_tokens(now);
             true
         })
         .await
     }
 
-    async fn disable(&self, user_id: UserId, now: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError> {
-        self.transition(user_id, now, |user| user.disable(now).is_ok()).await
+    async fn disable(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+        events: &[DomainEvent],
+    ) -> Result<Option<Revocation>, RepositoryError> {
+        self.transition(user_id, now, events, |user| user.disable(now).is_ok()).await
     }
 
-    async fn enable(&self, user_id: UserId, now: OffsetDateTime) -> Result<Option<Revocation>, RepositoryError> {
+    async fn enable(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+        events: &[DomainEvent],
+    ) -> Result<Option<Revocation>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
         let before = to_user(&row)?;
@@ -230,7 +239,7 @@ impl AccountRepository for SeaOrmUserRepository {
         let changed = after.enable(now).is_ok();
         if changed {
             write_changes(&txn, &before, &after).await?;
-            txn.commit().await.map_err(classify)?;
+            self.commit_with_events(txn, events).await?;
         }
         Ok(Some(Revocation { user: after, revoked_sessions: Vec::new(), changed }))
     }
@@ -277,7 +286,7 @@ impl AccountRepository for SeaOrmUserRepository {
         user_id: UserId,
         hash: &PasswordHash,
         now: OffsetDateTime,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
@@ -292,15 +301,13 @@ impl AccountRepository for SeaOrmUserRepository {
         write_changes(&txn, &before, &after).await?;
         let revoked_sessions = revoke_sessions(&txn, user_id, None, self.rotated_since(now), now).await?;
         spend_reset_tokens(&txn, user_id, now).await?;
-        outbox_store::insert_event(&txn, event).await?;
-        txn.commit().await.map_err(classify)?;
-        self.outbox_written.notify_one();
+        self.commit_with_events(txn, events).await?;
         Ok(Some(Revocation { user: after, revoked_sessions, changed: true }))
     }
 }
 
 impl SeaOrmUserRepository {
-    async fn commit_with_events(
+    pub(super) async fn commit_with_events(
         &self,
         txn: DatabaseTransaction,
         events: &[DomainEvent],
@@ -321,6 +328,7 @@ impl SeaOrmUserRepository {
         &self,
         user_id: UserId,
         now: OffsetDateTime,
+        events: &[DomainEvent],
         change: impl FnOnce(&mut User) -> bool + Send,
     ) -> Result<Option<Revocation>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
@@ -332,9 +340,15 @@ impl SeaOrmUserRepository {
         }
         write_changes(&txn, &before, &after).await?;
         let revoked_sessions = revoke_sessions(&txn, user_id, None, self.rotated_since(now), now).await?;
-        txn.commit().await.map_err(classify)?;
+        self.commit_with_events(txn, events).await?;
         Ok(Some(Revocation { user: after, revoked_sessions, changed: true }))
     }
+}
+
+/// The events, with a revocation of all but the caller's login naming the
+/// login actually kept (found under the user's lock).
+fn kept(events: &[DomainEvent], kept_family: Option<Uuid>) -> Vec<DomainEvent> {
+    events.iter().cloned().map(|event| event.with_kept_session(kept_family)).collect()
 }
 
 #[cfg(test)]

@@ -305,6 +305,7 @@ impl MfaRepository for SeaOrmUserRepository {
         proof: &SecondFactorProof,
         session: &NewSession,
         verified_version: i32,
+        events: &[DomainEvent],
     ) -> Result<MfaLoginCommit, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(user_row) = lock_user(&txn, session.user_id, Lock::Share).await? else {
@@ -333,7 +334,13 @@ impl MfaRepository for SeaOrmUserRepository {
             return Ok(MfaLoginCommit::ProofSpent);
         }
         sessions::Entity::insert(session_row(session)).exec_without_returning(&txn).await.map_err(classify)?;
+        for event in events {
+            outbox_store::insert_event(&txn, event).await?;
+        }
         txn.commit().await.map_err(classify)?;
+        if !events.is_empty() {
+            self.outbox_written.notify_one();
+        }
         Ok(MfaLoginCommit::Created)
     }
 }

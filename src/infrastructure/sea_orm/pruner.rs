@@ -15,7 +15,7 @@ use super::{
     single_use_tokens::of_purpose,
 };
 use crate::domain::{
-    DomainEvent, UserDeleted, UserId, UserStatus,
+    DomainEvent, UserChange, UserEvent, UserId, UserStatus,
     ports::{PruneCutoffs, PruneReport, Pruner, RepositoryError, TokenPurpose},
 };
 
@@ -53,7 +53,7 @@ where
 #[derive(Clone)]
 pub struct SeaOrmPruner {
     db: DatabaseConnection,
-    /// Woken after pending users were deleted: their `UserDeleted` events wait.
+    /// Woken after pending users were deleted: their `user.deleted` events wait.
     outbox_written: Arc<Notify>,
 }
 
@@ -123,7 +123,7 @@ impl SeaOrmPruner {
     }
 
     /// Users still pending verification, signed up before the cut-off, with no
-    /// verification token that expires after it. Deleted with a `UserDeleted`
+    /// verification token that expires after it. Deleted with a `user.deleted`
     /// event each, like an operator's deletion; their tokens cascade.
     async fn pending_users(&self, c: &PruneCutoffs, batch: u64) -> Result<u64, RepositoryError> {
         let live_tokens = Query::select()
@@ -160,11 +160,7 @@ impl SeaOrmPruner {
             return Ok(0);
         }
         for id in &ids {
-            let event = DomainEvent::UserDeleted(UserDeleted {
-                event_id: Uuid::now_v7(),
-                user_id: UserId::from_uuid(*id),
-                occurred_at: c.now,
-            });
+            let event = DomainEvent::User(UserEvent::new(UserId::from_uuid(*id), c.now, UserChange::Deleted));
             outbox_store::insert_event(&txn, &event).await?;
         }
         txn.commit().await.map_err(classify)?;

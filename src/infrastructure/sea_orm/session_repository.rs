@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sea_orm::{
     ActiveModelTrait,
@@ -7,16 +9,18 @@ use sea_orm::{
     sea_query::{Alias, Expr, InsertStatement, Query},
 };
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
     classify,
     entities::{sessions, users},
+    outbox_store,
     user_lock::{Lock, lock_user, still_matters},
     user_repository::to_user,
 };
 use crate::domain::{
-    AuthMethods, ClientAddress, ClientContext, TokenHash, User, UserAgent, UserId,
+    AuthMethods, ClientAddress, ClientContext, DomainEvent, TokenHash, User, UserAgent, UserId,
     ports::{LiveSession, LoginCommit, NewSession, RepositoryError, Rotation, SessionRecord, SessionRepository},
 };
 
@@ -30,11 +34,29 @@ const MAX_LIVE_ROWS_READ: u64 = 1000;
 pub struct SeaOrmSessionRepository {
     db: DatabaseConnection,
     access_token_lifetime: Option<std::time::Duration>,
+    /// Wakes the relays after a commit that wrote events.
+    outbox_written: Arc<Notify>,
 }
 
 impl SeaOrmSessionRepository {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db, access_token_lifetime: None }
+    pub fn new(db: DatabaseConnection, outbox_written: Arc<Notify>) -> Self {
+        Self { db, access_token_lifetime: None, outbox_written }
+    }
+
+    /// Writes the events and commits.
+    async fn commit_with_events(
+        &self,
+        txn: DatabaseTransaction,
+        events: &[DomainEvent],
+    ) -> Result<(), RepositoryError> {
+        for event in events {
+            outbox_store::insert_event(&txn, event).await?;
+        }
+        txn.commit().await.map_err(classify)?;
+        if !events.is_empty() {
+            self.outbox_written.notify_one();
+        }
+        Ok(())
     }
 
     /// See [`super::SeaOrmUserRepository::with_access_token_lifetime`].
@@ -203,6 +225,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         session: &NewSession,
         verified_version: i32,
         upgraded_hash: Option<&crate::domain::PasswordHash>,
+        events: &[DomainEvent],
     ) -> Result<LoginCommit, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let lock = if upgraded_hash.is_some() { Lock::Update } else { Lock::Share };
@@ -226,7 +249,7 @@ impl SessionRepository for SeaOrmSessionRepository {
                 .map_err(classify)?;
         }
         sessions::Entity::insert(row(session)).exec_without_returning(&txn).await.map_err(classify)?;
-        txn.commit().await.map_err(classify)?;
+        self.commit_with_events(txn, events).await?;
         Ok(LoginCommit::Created)
     }
 
@@ -293,14 +316,21 @@ impl SessionRepository for SeaOrmSessionRepository {
         Ok(Rotation::Rotated(user))
     }
 
-    async fn revoke_family(&self, member: &SessionRecord, now: OffsetDateTime) -> Result<Vec<Uuid>, RepositoryError> {
+    async fn revoke_family(
+        &self,
+        member: &SessionRecord,
+        now: OffsetDateTime,
+        events: &[DomainEvent],
+    ) -> Result<Vec<Uuid>, RepositoryError> {
         let family_id = member.family_id;
         let txn = self.db.begin().await.map_err(classify)?;
         // The user's lock keeps a concurrent rotation from adding to the family
         // between the read of its live members and their revocation.
         lock_user(&txn, member.user_id, Lock::Update).await?;
         let ids = self.revoke_family_rows(&txn, family_id, now).await?;
-        txn.commit().await.map_err(classify)?;
+        // Nothing ended (a concurrent revocation won): nothing to announce.
+        let events = if ids.is_empty() { &[] } else { events };
+        self.commit_with_events(txn, events).await?;
         Ok(ids)
     }
 
@@ -329,6 +359,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         user_id: UserId,
         family_id: Uuid,
         now: OffsetDateTime,
+        events: &[DomainEvent],
     ) -> Result<Option<Vec<Uuid>>, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         // As in `revoke_family`: no rotation adds to the family meanwhile.
@@ -349,7 +380,7 @@ impl SessionRepository for SeaOrmSessionRepository {
             return Ok(None);
         }
         let ids = self.revoke_family_rows(&txn, family_id, now).await?;
-        txn.commit().await.map_err(classify)?;
+        self.commit_with_events(txn, events).await?;
         Ok(Some(ids))
     }
 }

@@ -12,7 +12,7 @@ use super::{
     classify,
     entities::users,
     errors::is_unique_violation,
-    outbox_store, single_use_tokens,
+    single_use_tokens,
     user_lock::{Lock, lock_user},
 };
 use crate::domain::{
@@ -55,7 +55,7 @@ impl UserRepository for SeaOrmUserRepository {
         user: &User,
         password_hash: &PasswordHash,
         token: &NewSingleUseToken,
-        event: &DomainEvent,
+        events: &[DomainEvent],
     ) -> Result<(), InsertUserError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let inserted = users::Entity::insert(user_row(user, password_hash)).exec_without_returning(&txn).await;
@@ -67,9 +67,7 @@ impl UserRepository for SeaOrmUserRepository {
             });
         }
         single_use_tokens::insert(&txn, TokenPurpose::EmailVerification, user.id(), token).await?;
-        outbox_store::insert_event(&txn, event).await?;
-        txn.commit().await.map_err(classify)?;
-        self.outbox_written.notify_one();
+        self.commit_with_events(txn, events).await?;
         Ok(())
     }
 
@@ -108,7 +106,12 @@ impl UserRepository for SeaOrmUserRepository {
         row.map(|row| Ok((to_user(&row)?, credentials_of(row)))).transpose()
     }
 
-    async fn complete_verification(&self, hash: &TokenHash, user: &User) -> Result<bool, RepositoryError> {
+    async fn complete_verification(
+        &self,
+        hash: &TokenHash,
+        user: &User,
+        events: &[DomainEvent],
+    ) -> Result<bool, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         // The user's row first, as every other change to the account takes it:
         // locking the token first would deadlock against a resend (user, then
@@ -133,7 +136,7 @@ impl UserRepository for SeaOrmUserRepository {
             // Disabled (or verified) in the meantime: leave everything as it was.
             return Ok(false);
         }
-        txn.commit().await.map_err(classify)?;
+        self.commit_with_events(txn, events).await?;
         Ok(true)
     }
 }

@@ -37,6 +37,7 @@ impl FakeStore {
             .map(|i| Stored {
                 event: OutboxEvent {
                     id: Uuid::now_v7(),
+                    user_id: None,
                     event_type: "user.verification_email_requested".into(),
                     payload: format!("{{\"n\":{i}}}"),
                     trace_context: None,

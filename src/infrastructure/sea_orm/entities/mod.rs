@@ -8,5 +8,6 @@ pub mod outbox;
 pub mod recovery_codes;
 pub mod sessions;
 pub mod single_use_tokens;
+pub mod user_event_streams;
 pub mod user_totp;
 pub mod users;

@@ -17,6 +17,8 @@ pub struct Model {
     pub last_error: Option<String>,
     /// Whose event it is, so that notices to one user can be counted.
     pub user_id: Option<Uuid>,
+    /// The event's place among its user's events; null for emails.
+    pub stream_position: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
