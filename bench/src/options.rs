@@ -57,6 +57,9 @@ enum Command {
     LoginBurst,
     /// ValidateToken's p99 while 64 callers log in, against its p99 at rest
     LoginStorm,
+    /// `identity-server import-django` of --requests Django users (default
+    /// 50,000) from SQLite, against a plain batched copy of the same rows
+    ImportDjango,
     /// SignUp, Login, RefreshSession and ValidateToken with argon2 at its minimum
     /// cost (m=8, t=1, p=1): what everything around the crypto costs, as server
     /// CPU per request
@@ -89,6 +92,8 @@ pub enum Scenario {
     LoginEnumeration,
     LoginBurst,
     LoginStorm,
+    /// The Django import command, rows per second.
+    ImportDjango,
     /// SignUp with argon2 at its minimum cost.
     SignUpFramework,
     /// Login with argon2 at its minimum cost (as the users' hashes are).
@@ -102,7 +107,7 @@ impl Scenario {
 
     /// The order of `all`: sign-up first, because it creates the users the
     /// other scenarios log in as.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::SignUp,
         Self::Login,
         Self::ValidateToken,
@@ -115,6 +120,7 @@ impl Scenario {
         Self::SignUpToEmail,
         Self::SignUpFramework,
         Self::LoginFramework,
+        Self::ImportDjango,
     ];
 
     pub fn name(self) -> &'static str {
@@ -129,6 +135,7 @@ impl Scenario {
             Self::LoginEnumeration => "login-enumeration",
             Self::LoginBurst => "login-burst",
             Self::LoginStorm => "login-storm",
+            Self::ImportDjango => "import-django",
             Self::SignUpFramework => "signup-framework",
             Self::LoginFramework => "login-framework",
         }
@@ -157,6 +164,7 @@ impl Scenario {
             Self::LoginStorm => 4_000,
             Self::SignUpFramework => 10_000,
             Self::LoginFramework => 10_000,
+            Self::ImportDjango => 50_000,
         }
     }
 
@@ -211,6 +219,7 @@ impl From<Cli> for Options {
             Command::LoginEnumeration => scenario(Scenario::LoginEnumeration),
             Command::LoginBurst => scenario(Scenario::LoginBurst),
             Command::LoginStorm => scenario(Scenario::LoginStorm),
+            Command::ImportDjango => scenario(Scenario::ImportDjango),
             Command::Framework => (Scenario::FRAMEWORK.to_vec(), false, false),
             Command::Ceilings => (Vec::new(), false, true),
             Command::PoolRss => (Vec::new(), true, false),

@@ -30,6 +30,7 @@ use crate::{
 mod ceiling_runs;
 mod email_run;
 mod enumeration;
+mod import;
 mod storm;
 mod tokens;
 
@@ -70,7 +71,9 @@ impl Ceiling {
             | Scenario::Mixed
             | Scenario::SignUpFramework
             | Scenario::LoginFramework => Some(Self::Echo),
-            Scenario::SignUpToEmail | Scenario::LoginEnumeration | Scenario::LoginStorm => None,
+            Scenario::SignUpToEmail | Scenario::LoginEnumeration | Scenario::LoginStorm | Scenario::ImportDjango => {
+                None
+            }
         }
     }
 
@@ -412,6 +415,7 @@ impl Bench {
             Scenario::SignUpToEmail => return self.signup_to_email(backend, database).await,
             Scenario::LoginEnumeration => return self.login_enumeration(backend, database, users).await,
             Scenario::LoginStorm => return self.login_storm(backend, database, users).await,
+            Scenario::ImportDjango => return self.import_django(backend, database).await,
             _ => {}
         }
         let concurrency = self.options.concurrency(scenario);
@@ -482,7 +486,7 @@ impl Bench {
                     })
                 })
             }
-            Scenario::SignUpToEmail | Scenario::LoginEnumeration | Scenario::LoginStorm => {
+            Scenario::SignUpToEmail | Scenario::LoginEnumeration | Scenario::LoginStorm | Scenario::ImportDjango => {
                 unreachable!("handled above")
             }
         };

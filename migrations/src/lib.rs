@@ -16,6 +16,7 @@ mod m20261202_000012_users_legacy_id;
 mod m20261202_000013_session_client_context;
 mod m20261202_000014_email_change;
 mod m20261202_000015_two_factor_login;
+mod m20261202_000020_known_devices;
 mod m20261202_000021_user_event_order;
 
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000014_email_change::Migration),
             Box::new(m20261202_000015_two_factor_login::Migration),
             Box::new(m20261202_000021_user_event_order::Migration),
+            Box::new(m20261202_000020_known_devices::Migration),
         ]
     }
 }

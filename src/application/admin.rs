@@ -8,7 +8,8 @@ use super::{AccessGuard, ApplicationError, LinkTemplate, Notices, email_change::
 use crate::domain::{
     DomainEvent, Email, EndedSessions, RevocationReason, User, UserChange, UserEvent, UserId, UserStatus,
     ports::{
-        AccountRepository, Clock, EmailChangeRefused, LiveSession, SessionRepository, UserListQuery, UserRepository,
+        AccountRepository, Clock, EmailChangeRefused, LiveSession, MfaRepository, SessionRepository, UserListQuery,
+        UserRepository,
     },
 };
 
@@ -39,6 +40,7 @@ pub struct AdminUsers {
     pub users: Arc<dyn UserRepository>,
     pub accounts: Arc<dyn AccountRepository>,
     pub sessions: Arc<dyn SessionRepository>,
+    pub mfa: Arc<dyn MfaRepository>,
     pub guard: Arc<AccessGuard>,
     pub clock: Arc<dyn Clock>,
     /// For the verification email after an address set unverified.
@@ -241,6 +243,20 @@ impl AdminUsers {
         }
         self.guard.forget(id);
         audit(actor, "delete_user", id);
+        Ok(())
+    }
+
+    /// Removes the user's second factor (support, when both the app and the
+    /// recovery codes are lost) and tells them by email. Idempotent.
+    ///
+    /// # Errors
+    /// `NotFound`; storage failures.
+    pub async fn reset_mfa(&self, actor: &str, id: UserId) -> Result<(), ApplicationError> {
+        let user = self.users.find_by_id(id).await?.ok_or(ApplicationError::NotFound)?;
+        let now = self.clock.now();
+        let event = DomainEvent::TwoFactorDisabled(notice_to(&user, now));
+        let removed = self.mfa.disable_totp(id, None, now, Some(&event)).await?;
+        tracing::info!(target: "identity::audit", actor, action = "reset_mfa", user_id = %id, removed, "admin action");
         Ok(())
     }
 }

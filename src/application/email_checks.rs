@@ -5,7 +5,7 @@
 use secrecy::ExposeSecret;
 
 use super::LinkTemplate;
-use crate::domain::{DomainEvent, Email, PersonName};
+use crate::domain::{DomainEvent, Email, NewDeviceSignIn, PersonName, UserAgent};
 
 /// The links the server makes (`IDENTITY_VERIFICATION_URL`,
 /// `IDENTITY_PASSWORD_RESET_URL`, `IDENTITY_EMAIL_CHANGE_URL`), read from the
@@ -37,12 +37,17 @@ impl ExpectedEmails {
                 Some((&self.email_change_links, &e.confirmation_link, "IDENTITY_EMAIL_CHANGE_URL")),
             ),
             DomainEvent::PasswordChanged(n)
+            | DomainEvent::PasswordReset(n)
             | DomainEvent::RegistrationAttempted(n)
             | DomainEvent::EmailChangePending(n)
             | DomainEvent::EmailChanged(n)
             | DomainEvent::EmailChangeAttempted(n)
             | DomainEvent::TwoFactorEnabled(n)
             | DomainEvent::TwoFactorDisabled(n) => (&n.email, &n.display_name, None),
+            DomainEvent::NewDeviceSignIn(e) => {
+                check_device(e)?;
+                (&e.notice.email, &e.notice.display_name, None)
+            }
             DomainEvent::User(_) => return Err(format!("{} is not an email event", event.event_type())),
         };
         if Email::parse(to.as_str()).ok().as_ref() != Some(to) {
@@ -59,5 +64,45 @@ impl ExpectedEmails {
             return Err(format!("the link was not made from {variable}"));
         }
         Ok(())
+    }
+}
+
+/// The device a new-device notice describes must be one the server could have
+/// written: a user agent within its bounds and a network, not a paragraph of
+/// someone else's prose.
+fn check_device(event: &NewDeviceSignIn) -> Result<(), String> {
+    if let Some(agent) = &event.user_agent
+        && UserAgent::parse_optional(agent).ok().flatten().is_none_or(|parsed| parsed.as_str() != agent)
+    {
+        return Err("the device is not a user agent the service accepts".to_owned());
+    }
+    if let Some(network) = &event.network
+        && !is_coarse_network(network)
+    {
+        return Err("the network is not an IPv4 /24 or an IPv6 /48".to_owned());
+    }
+    Ok(())
+}
+
+fn is_coarse_network(network: &str) -> bool {
+    let parsed = |address: &str| address.parse::<std::net::IpAddr>().ok();
+    match network.rsplit_once('/') {
+        Some((address, "24")) => parsed(address).is_some_and(|ip| ip.is_ipv4() && address.ends_with(".0")),
+        Some((address, "48")) => parsed(address).is_some_and(|ip| ip.is_ipv6()),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::is_coarse_network;
+
+    #[test]
+    fn only_networks_the_server_writes_pass_the_device_check() {
+        assert!(is_coarse_network("203.0.113.0/24"));
+        assert!(is_coarse_network("2001:db8:aaaa::/48"));
+        assert!(!is_coarse_network("203.0.113.9/24"));
+        assert!(!is_coarse_network("203.0.113.0/16"));
+        assert!(!is_coarse_network("click https://evil.example/24"));
     }
 }

@@ -5,7 +5,9 @@ use askama::Template;
 use secrecy::ExposeSecret;
 use time::{OffsetDateTime, format_description::well_known::Rfc2822};
 
-use crate::domain::{DomainEvent, PasswordResetRequested, VerificationEmailRequested, ports::OutgoingEmail};
+use crate::domain::{
+    DomainEvent, NewDeviceSignIn, PasswordResetRequested, VerificationEmailRequested, ports::OutgoingEmail,
+};
 
 #[derive(Template)]
 #[template(path = "verification_email.txt")]
@@ -136,6 +138,12 @@ macro_rules! notice_templates {
     };
 }
 
+notice_templates!(
+    PasswordResetText,
+    PasswordResetHtml,
+    "password_reset_completed.txt",
+    "password_reset_completed.html"
+);
 notice_templates!(ChangePendingText, ChangePendingHtml, "email_change_pending.txt", "email_change_pending.html");
 notice_templates!(EmailChangedText, EmailChangedHtml, "email_changed.txt", "email_changed.html");
 notice_templates!(
@@ -145,6 +153,39 @@ notice_templates!(
     "email_change_attempted.html"
 );
 
+#[derive(Template)]
+#[template(path = "new_device_sign_in.txt")]
+struct NewDeviceText<'a> {
+    username: &'a str,
+    date_time: &'a str,
+    device: &'a str,
+    network: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "new_device_sign_in.html")]
+struct NewDeviceHtml<'a> {
+    username: &'a str,
+    date_time: &'a str,
+    device: &'a str,
+    network: &'a str,
+}
+
+fn render_new_device(event: &NewDeviceSignIn) -> anyhow::Result<OutgoingEmail> {
+    let notice = &event.notice;
+    let date_time = human_time(notice.occurred_at);
+    let (username, date_time) = (notice.display_name.as_str(), date_time.as_str());
+    let device = event.user_agent.as_deref().unwrap_or("unknown");
+    let network = event.network.as_deref().unwrap_or("unknown");
+    Ok(OutgoingEmail {
+        event_id: notice.event_id,
+        to: notice.email.clone(),
+        subject: "A sign-in from a new device".to_owned(),
+        text_body: NewDeviceText { username, date_time, device, network }.render()?,
+        html_body: NewDeviceHtml { username, date_time, device, network }.render()?,
+    })
+}
+
 /// # Errors
 /// A template failed to render (a bug, not bad data), or the event is not one
 /// that becomes an email.
@@ -152,6 +193,7 @@ pub fn render(event: &DomainEvent) -> anyhow::Result<OutgoingEmail> {
     match event {
         DomainEvent::VerificationEmailRequested(event) => render_verification(event),
         DomainEvent::PasswordResetRequested(event) => render_reset(event),
+        DomainEvent::NewDeviceSignIn(event) => render_new_device(event),
         DomainEvent::PasswordChanged(notice) => {
             let date_time = human_time(notice.occurred_at);
             let (username, date_time) = (notice.display_name.as_str(), date_time.as_str());
@@ -208,6 +250,17 @@ pub fn render(event: &DomainEvent) -> anyhow::Result<OutgoingEmail> {
                 subject: "Confirm your new email address".to_owned(),
                 text_body: ChangeRequestedText { username, confirmation_link: link, expires_at, date_time }.render()?,
                 html_body: ChangeRequestedHtml { username, confirmation_link: link, expires_at, date_time }.render()?,
+            })
+        }
+        DomainEvent::PasswordReset(notice) => {
+            let date_time = human_time(notice.occurred_at);
+            let (username, date_time) = (notice.display_name.as_str(), date_time.as_str());
+            Ok(OutgoingEmail {
+                event_id: notice.event_id,
+                to: notice.email.clone(),
+                subject: "Your password was reset".to_owned(),
+                text_body: PasswordResetText { username, date_time }.render()?,
+                html_body: PasswordResetHtml { username, date_time }.render()?,
             })
         }
         DomainEvent::EmailChangePending(notice) => {

@@ -18,12 +18,12 @@ use crate::domain::{
     AccessGrant, AccessTokenClaims, AuthMethods, ClientContext, DomainEvent, Email, IssuedToken, LoginAttemptKeys,
     NewPassword, PasswordHash, PersonNames, PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
     ports::{
-        AccessTokenIssuer, AccountRepository, Clock, EmailChangeRefused, EmailChangeTarget, HashingError,
-        InsertUserError, InvalidAccessToken, LiveSession, LoginCommit, MfaChallengeRecord, MfaLoginCommit,
-        MfaRepository, NewMfaChallenge, NewSession, NewSingleUseToken, PasswordChangeRefused, PasswordHasher,
-        PublicKeyInfo, RepositoryError, Revocation, Rotation, SecondFactorProof, SendHistory, SessionRecord,
-        SessionRepository, SingleUseTokenRecord, SingleUseTokens, StoredCredentials, TokenPurpose, TotpEnrollment,
-        UserListQuery, UserRepository,
+        AccessTokenIssuer, AccountRepository, Clock, DeviceSighting, EmailChangeRefused, EmailChangeTarget,
+        HashingError, InsertUserError, InvalidAccessToken, LiveSession, LoginCommit, MfaChallengeRecord,
+        MfaLoginCommit, MfaRepository, NewMfaChallenge, NewSession, NewSingleUseToken, PasswordChangeRefused,
+        PasswordHasher, PublicKeyInfo, RepositoryError, Revocation, Rotation, SecondFactorProof, SendHistory,
+        SessionRecord, SessionRepository, SingleUseTokenRecord, SingleUseTokens, StoredCredentials, TokenPurpose,
+        TotpEnrollment, UserListQuery, UserRepository,
     },
 };
 
@@ -404,6 +404,8 @@ pub struct FakeSessions {
     pub login_commit: Mutex<Option<LoginCommit>>,
     pub rotation: Mutex<Option<Rotation>>,
     pub inserted: Mutex<Vec<NewSession>>,
+    /// The devices logins asked to remember, in order.
+    pub sightings: Mutex<Vec<DeviceSighting>>,
     pub revoked_families: Mutex<Vec<Uuid>>,
     /// The events written with a session stored or a family revoked.
     pub events: Mutex<Vec<DomainEvent>>,
@@ -439,9 +441,11 @@ impl SessionRepository for FakeSessions {
         _: i32,
         _: Option<&PasswordHash>,
         events: &[DomainEvent],
+        device: Option<&DeviceSighting>,
     ) -> Result<LoginCommit, RepositoryError> {
         let commit = lock(&self.login_commit).unwrap_or(LoginCommit::Created);
         if commit == LoginCommit::Created {
+            lock(&self.sightings).extend(device.cloned());
             lock(&self.inserted).push(session.clone());
             lock(&self.events).extend_from_slice(events);
         }
@@ -612,6 +616,7 @@ pub fn issuer(clock: &Arc<FixedClock>, max_lifetime: Duration) -> Arc<SessionIss
         clock: clock.clone(),
         refresh_ttl: Duration::from_secs(3600),
         max_lifetime,
+        notify_new_device: true,
     })
 }
 
@@ -775,6 +780,7 @@ impl MfaRepository for FakeMfa {
         session: &NewSession,
         _: i32,
         _: &[DomainEvent],
+        _: Option<&DeviceSighting>,
     ) -> Result<MfaLoginCommit, RepositoryError> {
         if lock(&self.challenges).get(challenge).is_none_or(|(_, _, spent)| *spent) {
             return Ok(MfaLoginCommit::ChallengeSpent);

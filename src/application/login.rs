@@ -113,9 +113,10 @@ impl Login {
         };
         let (session, refresh) = self.issuer.new_session(&user, command.context);
         let created = UserEvent::session_created(user.id(), session.family_id, false, session.created_at);
+        let device = self.issuer.device_sighting(&user, &session);
         match self
             .sessions
-            .insert_for_login(&session, credentials.version, upgraded.as_ref(), &[created.into()])
+            .insert_for_login(&session, credentials.version, upgraded.as_ref(), &[created.into()], device.as_ref())
             .await?
         {
             LoginCommit::Created => {}
@@ -218,6 +219,29 @@ mod tests {
             client: None,
             context: ClientContext::default(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_login_hands_its_device_to_storage_with_the_new_device_notice_and_an_unknown_device_is_not() {
+        let w = world(&active_user("ada@example.com"), false);
+        let mut from_phone = command("ada@example.com", PASSWORD);
+        from_phone.context = ClientContext {
+            user_agent: crate::domain::UserAgent::parse_optional("Firefox/133.0 (phone)").unwrap(),
+            address: crate::domain::parse_client_address("203.0.113.9").unwrap(),
+        };
+        let phone = from_phone.context.fingerprint();
+        w.login.execute(from_phone).await.unwrap();
+        w.login.execute(command("ada@example.com", PASSWORD)).await.unwrap();
+        let sightings = w.sessions.sightings.lock().unwrap().clone();
+        assert_eq!(sightings.len(), 1, "a login without user agent or address has no device to remember");
+        assert_eq!(Some(sightings[0].fingerprint), phone);
+        assert_eq!(sightings[0].seen_at, T0);
+        let crate::domain::DomainEvent::NewDeviceSignIn(notice) = &sightings[0].notice else {
+            panic!("not a new-device notice: {:?}", sightings[0].notice);
+        };
+        assert_eq!(notice.user_agent.as_deref(), Some("Firefox/133.0 (phone)"));
+        assert_eq!(notice.network.as_deref(), Some("203.0.113.0/24"));
+        assert_eq!(notice.notice.email.as_str(), "ada@example.com");
     }
 
     #[tokio::test]

@@ -378,10 +378,11 @@ impl CompleteMfaLogin {
         };
         let (session, refresh) = self.issuer.login_session(&user, AuthMethods::PasswordAndOtp, context);
         let created = UserEvent::session_created(user.id(), session.family_id, true, session.created_at);
+        let device = self.issuer.device_sighting(&user, &session);
         match self
             .factors
             .mfa
-            .complete_login(&hash, &proof, &session, record.password_version, &[created.into()])
+            .complete_login(&hash, &proof, &session, record.password_version, &[created.into()], device.as_ref())
             .await?
         {
             MfaLoginCommit::Created => {}

@@ -2,9 +2,9 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::{AccessGuard, ApplicationError, LinkTemplate, PasswordRules};
+use super::{AccessGuard, ApplicationError, LinkTemplate, Notices, PasswordRules, email_change::notice_to};
 use crate::domain::{
-    AccountNotice, ClientAddress, DomainEvent, Email, EndedSessions, LoginAttemptKeys, NewPassword, OpaqueToken,
+    ClientAddress, DomainEvent, Email, EndedSessions, LoginAttemptKeys, NewPassword, OpaqueToken,
     PasswordResetRequested, PlaintextPassword, ResendPolicy, RevocationReason, ThrottleKey, ThrottlePolicy, User,
     UserChange, UserEvent, UserStatus,
     ports::{
@@ -46,14 +46,9 @@ async fn parse_new_password(rules: &PasswordRules, raw: String, user: &User) -> 
     rules.check(raw, &context_of(user)).await?.map_err(|e| ApplicationError::invalid_field("new_password", e))
 }
 
-fn password_changed(user: &User, now: time::OffsetDateTime) -> DomainEvent {
-    DomainEvent::PasswordChanged(AccountNotice {
-        event_id: Uuid::now_v7(),
-        user_id: user.id(),
-        email: user.email().clone(),
-        display_name: user.greeting_name(),
-        occurred_at: now,
-    })
+/// The notice to write with a password change, unless notices are off.
+fn notice(is_on: bool, event: impl FnOnce() -> DomainEvent) -> Vec<DomainEvent> {
+    if is_on { vec![event()] } else { Vec::new() }
 }
 
 const SAME_PASSWORD: &str = "must differ from the current password";
@@ -67,6 +62,7 @@ pub struct ChangePassword {
     pub throttle_policy: ThrottlePolicy,
     pub rules: PasswordRules,
     pub clock: Arc<dyn Clock>,
+    pub notices: Notices,
 }
 
 impl ChangePassword {
@@ -105,13 +101,13 @@ impl ChangePassword {
         let hash = self.hasher.hash(&new).await?;
         // Taken after hashing: the change happens at commit, not when it began.
         let now = self.clock.now();
-        let events = [
-            password_changed(&user, now),
+        let mut events = notice(self.notices.password_changed, || DomainEvent::PasswordChanged(notice_to(&user, now)));
+        events.extend([
             UserEvent::new(user.id(), now, UserChange::PasswordChanged { was_reset: false }).into(),
             // Names the login kept once the repository found it.
             UserEvent::sessions_revoked(user.id(), EndedSessions::AllBut(None), RevocationReason::PasswordChanged, now)
                 .into(),
-        ];
+        ]);
         let revocation = match self
             .accounts
             .change_password(user.id(), &hash, stored.version, claims.session_id, now, &events)
@@ -201,6 +197,7 @@ pub struct ResetPassword {
     pub guard: Arc<AccessGuard>,
     pub rules: PasswordRules,
     pub clock: Arc<dyn Clock>,
+    pub notices: Notices,
 }
 
 impl ResetPassword {
@@ -234,12 +231,12 @@ impl ResetPassword {
         // Taken after hashing, so that an access token minted while the hash
         // was computed is refused too.
         let now = self.clock.now();
-        let events = [
-            password_changed(&user, now),
+        let mut events = notice(self.notices.password_changed, || DomainEvent::PasswordReset(notice_to(&user, now)));
+        events.extend([
             UserEvent::new(user.id(), now, UserChange::PasswordChanged { was_reset: true }).into(),
             UserEvent::sessions_revoked(user.id(), EndedSessions::AllBut(None), RevocationReason::PasswordReset, now)
                 .into(),
-        ];
+        ]);
         let revocation = self
             .accounts
             .complete_password_reset(&hash, user.id(), &new_hash, now, &events)
@@ -320,6 +317,7 @@ mod tests {
                 throttle_policy: throttle_policy(),
                 rules: rules(),
                 clock: self.clock.clone(),
+                notices: Notices::default(),
             }
         }
 
@@ -332,6 +330,7 @@ mod tests {
                 guard: self.guard.clone(),
                 rules: rules(),
                 clock: self.clock.clone(),
+                notices: Notices::default(),
             }
         }
 

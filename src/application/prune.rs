@@ -56,12 +56,14 @@ impl PruneStaleRecords {
             total.verification_tokens += batch.verification_tokens;
             total.password_reset_tokens += batch.password_reset_tokens;
             total.pending_users += batch.pending_users;
+            total.mfa_challenges += batch.mfa_challenges;
             let is_full = [
                 batch.sessions,
                 batch.login_throttles,
                 batch.verification_tokens,
                 batch.password_reset_tokens,
                 batch.pending_users,
+                batch.mfa_challenges,
             ]
             .iter()
             .any(|count| *count >= self.batch_size);
@@ -76,6 +78,7 @@ impl PruneStaleRecords {
                 verification_tokens = total.verification_tokens,
                 password_reset_tokens = total.password_reset_tokens,
                 pending_users = total.pending_users,
+                mfa_challenges = total.mfa_challenges,
                 "pruned stale records"
             );
         }

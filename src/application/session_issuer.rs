@@ -7,9 +7,11 @@ use super::ApplicationError;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    AccessGrant, AuthMethods, ClientContext, IssuedToken, OpaqueToken, User, UserId,
-    ports::{AccessTokenIssuer, Clock, NewSession, SessionRecord},
+    AccessGrant, AuthMethods, ClientContext, DomainEvent, IssuedToken, NewDeviceSignIn, OpaqueToken, User, UserId,
+    ports::{AccessTokenIssuer, Clock, DeviceSighting, NewSession, SessionRecord},
 };
+
+use super::email_change::notice_to;
 
 /// A new session's tokens, as handed to the caller.
 #[derive(Debug)]
@@ -27,6 +29,9 @@ pub struct SessionIssuer {
     /// However often it is refreshed, a login's session family ends this long
     /// after the login (`IDENTITY_SESSION_MAX_LIFETIME`).
     pub max_lifetime: Duration,
+    /// Whether logins remember their device and email the user about a new
+    /// one (`IDENTITY_NOTIFY_NEW_DEVICE`).
+    pub notify_new_device: bool,
 }
 
 impl SessionIssuer {
@@ -78,6 +83,22 @@ impl SessionIssuer {
             methods,
         };
         (session, refresh)
+    }
+
+    /// The device a login's `session` comes from, to remember with it, and the
+    /// notice that goes out if it is new to `user`; `None` when new-device
+    /// notices are off or the device is unknown (no user agent, no address).
+    pub fn device_sighting(&self, user: &User, session: &NewSession) -> Option<DeviceSighting> {
+        if !self.notify_new_device {
+            return None;
+        }
+        let fingerprint = session.context.fingerprint()?;
+        let notice = DomainEvent::NewDeviceSignIn(NewDeviceSignIn {
+            notice: notice_to(user, session.created_at),
+            user_agent: session.context.user_agent.as_ref().map(|agent| agent.as_str().to_owned()),
+            network: session.context.coarse_address(),
+        });
+        Some(DeviceSighting { fingerprint, seen_at: session.created_at, notice })
     }
 
     /// # Errors

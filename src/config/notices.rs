@@ -1,8 +1,7 @@
 //! Which security notices are emailed: `IDENTITY_NOTIFY_PASSWORD_CHANGED`,
 //! `IDENTITY_NOTIFY_EMAIL_CHANGED` (both on by default) and
-//! `IDENTITY_NOTIFY_NEW_DEVICE` (off by default). Only the email-change switch
-//! is acted on so far: the password notice is always sent, and the new-device
-//! notice does not exist yet.
+//! `IDENTITY_NOTIFY_NEW_DEVICE` (off by default: it costs a write per login,
+//! and the first login from each device is then remembered).
 
 use super::{ConfigError, Source};
 use crate::application::Notices;

@@ -1,7 +1,12 @@
 //! What a session remembers of the device that opened or refreshed it, so that
 //! its user can tell their sessions apart (and spot one that is not theirs).
 
-use std::{fmt, net::IpAddr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv6Addr},
+};
+
+use sha2::{Digest, Sha256};
 
 use super::ClientAddress;
 
@@ -106,9 +111,82 @@ pub struct ClientContext {
     pub address: Option<ClientAddress>,
 }
 
+impl ClientContext {
+    /// The network the address lies in, as a new-device notice tells it and as
+    /// "the same device" compares it: the IPv4 /24 or the IPv6 /48, so that a
+    /// phone moving between addresses of one provider is not new each time.
+    pub fn coarse_address(&self) -> Option<String> {
+        self.address.map(|address| match address.ip() {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                format!("{a}.{b}.{c}.0/24")
+            }
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1_u128 << 80) - 1);
+                format!("{}/48", Ipv6Addr::from(prefix))
+            }
+        })
+    }
+
+    /// What a user's known devices are remembered by: a digest of the user
+    /// agent and the coarse address, so that the table of known devices holds
+    /// neither. `None` when neither is known (nothing to tell devices apart by).
+    pub fn fingerprint(&self) -> Option<DeviceFingerprint> {
+        if self.user_agent.is_none() && self.address.is_none() {
+            return None;
+        }
+        let mut digest = Sha256::new();
+        digest.update(self.user_agent.as_ref().map_or("", UserAgent::as_str).as_bytes());
+        // A separator no user agent contains (control characters are refused).
+        digest.update([0]);
+        digest.update(self.coarse_address().unwrap_or_default().as_bytes());
+        Some(DeviceFingerprint(digest.finalize().into()))
+    }
+}
+
+/// A device as new-device notices compare them (see [`ClientContext::fingerprint`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeviceFingerprint([u8; 32]);
+
+impl DeviceFingerprint {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for DeviceFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceFingerprint({})", &self.to_hex()[..12])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn context(user_agent: &str, address: &str) -> ClientContext {
+        ClientContext {
+            user_agent: UserAgent::parse_optional(user_agent).unwrap(),
+            address: parse_client_address(address).unwrap(),
+        }
+    }
+
+    #[test]
+    fn coarse_addresses_are_the_ipv4_slash_24_and_the_ipv6_slash_48() {
+        assert_eq!(context("", "192.0.2.77").coarse_address().unwrap(), "192.0.2.0/24");
+        assert_eq!(context("", "2001:db8:aaaa:bbbb::1").coarse_address().unwrap(), "2001:db8:aaaa::/48");
+        assert_eq!(context("curl", "").coarse_address(), None);
+    }
+
+    #[test]
+    fn a_device_is_the_same_within_its_network_and_new_with_another_agent_or_network() {
+        let phone = context("Firefox/133.0 (phone)", "203.0.113.9").fingerprint().unwrap();
+        assert_eq!(context("Firefox/133.0 (phone)", "203.0.113.200").fingerprint().unwrap(), phone);
+        assert_ne!(context("Firefox/134.0 (phone)", "203.0.113.9").fingerprint().unwrap(), phone);
+        assert_ne!(context("Firefox/133.0 (phone)", "198.51.100.9").fingerprint().unwrap(), phone);
+        assert_eq!(ClientContext::default().fingerprint(), None);
+        assert_eq!(phone.to_hex().len(), 64);
+    }
 
     #[test]
     fn a_user_agent_is_trimmed_and_blank_means_unknown() {

@@ -11,8 +11,10 @@ use super::{Email, UserEvent, UserId};
 pub enum DomainEvent {
     VerificationEmailRequested(VerificationEmailRequested),
     PasswordResetRequested(PasswordResetRequested),
-    /// A security notice after a password change or reset.
+    /// A security notice after a password change.
     PasswordChanged(AccountNotice),
+    /// A security notice after a password reset (through an emailed link).
+    PasswordReset(AccountNotice),
     /// Someone tried to sign up with an address that is already registered
     /// (enumeration-safe mode tells the owner instead of the caller).
     RegistrationAttempted(AccountNotice),
@@ -29,6 +31,8 @@ pub enum DomainEvent {
     TwoFactorEnabled(AccountNotice),
     /// A security notice: two-factor login was turned off (by the user or an operator).
     TwoFactorDisabled(AccountNotice),
+    /// A security notice: a login from a device never seen for this user.
+    NewDeviceSignIn(NewDeviceSignIn),
     /// For other services, not an email (see [`super::user_events`]).
     User(UserEvent),
 }
@@ -39,7 +43,9 @@ impl DomainEvent {
             Self::VerificationEmailRequested(event) => event.event_id,
             Self::PasswordResetRequested(event) => event.event_id,
             Self::EmailChangeRequested(event) => event.event_id,
+            Self::NewDeviceSignIn(event) => event.notice.event_id,
             Self::PasswordChanged(event)
+            | Self::PasswordReset(event)
             | Self::RegistrationAttempted(event)
             | Self::EmailChangePending(event)
             | Self::EmailChanged(event)
@@ -56,8 +62,10 @@ impl DomainEvent {
             Self::VerificationEmailRequested(_) => VerificationEmailRequested::EVENT_TYPE,
             Self::PasswordResetRequested(_) => PasswordResetRequested::EVENT_TYPE,
             Self::PasswordChanged(_) => AccountNotice::PASSWORD_CHANGED,
+            Self::PasswordReset(_) => AccountNotice::PASSWORD_RESET,
             Self::RegistrationAttempted(_) => AccountNotice::REGISTRATION_ATTEMPTED,
             Self::EmailChangeRequested(_) => EmailChangeRequested::EVENT_TYPE,
+            Self::NewDeviceSignIn(_) => NewDeviceSignIn::EVENT_TYPE,
             Self::EmailChangePending(_) => AccountNotice::EMAIL_CHANGE_PENDING,
             Self::EmailChanged(_) => AccountNotice::EMAIL_CHANGED,
             Self::EmailChangeAttempted(_) => AccountNotice::EMAIL_CHANGE_ATTEMPTED,
@@ -72,7 +80,9 @@ impl DomainEvent {
             Self::VerificationEmailRequested(event) => event.occurred_at,
             Self::PasswordResetRequested(event) => event.occurred_at,
             Self::EmailChangeRequested(event) => event.occurred_at,
+            Self::NewDeviceSignIn(event) => event.notice.occurred_at,
             Self::PasswordChanged(event)
+            | Self::PasswordReset(event)
             | Self::RegistrationAttempted(event)
             | Self::EmailChangePending(event)
             | Self::EmailChanged(event)
@@ -89,7 +99,9 @@ impl DomainEvent {
             Self::VerificationEmailRequested(event) => event.user_id,
             Self::PasswordResetRequested(event) => event.user_id,
             Self::EmailChangeRequested(event) => event.user_id,
+            Self::NewDeviceSignIn(event) => event.notice.user_id,
             Self::PasswordChanged(event)
+            | Self::PasswordReset(event)
             | Self::RegistrationAttempted(event)
             | Self::EmailChangePending(event)
             | Self::EmailChanged(event)
@@ -120,6 +132,7 @@ pub const EMAIL_EVENT_TYPES: &[&str] = &[
     VerificationEmailRequested::EVENT_TYPE,
     PasswordResetRequested::EVENT_TYPE,
     AccountNotice::PASSWORD_CHANGED,
+    AccountNotice::PASSWORD_RESET,
     AccountNotice::REGISTRATION_ATTEMPTED,
     EmailChangeRequested::EVENT_TYPE,
     AccountNotice::EMAIL_CHANGE_PENDING,
@@ -127,6 +140,7 @@ pub const EMAIL_EVENT_TYPES: &[&str] = &[
     AccountNotice::EMAIL_CHANGE_ATTEMPTED,
     AccountNotice::TWO_FACTOR_ENABLED,
     AccountNotice::TWO_FACTOR_DISABLED,
+    NewDeviceSignIn::EVENT_TYPE,
 ];
 
 /// A user asked to reset their password: they must receive a reset link.
@@ -158,12 +172,28 @@ pub struct AccountNotice {
 
 impl AccountNotice {
     pub const PASSWORD_CHANGED: &'static str = "user.password_changed";
+    pub const PASSWORD_RESET: &'static str = "user.password_reset_completed";
     pub const REGISTRATION_ATTEMPTED: &'static str = "user.registration_attempted";
     pub const TWO_FACTOR_ENABLED: &'static str = "user.two_factor_enabled";
     pub const TWO_FACTOR_DISABLED: &'static str = "user.two_factor_disabled";
     pub const EMAIL_CHANGE_PENDING: &'static str = "user.email_change_pending";
     pub const EMAIL_CHANGED: &'static str = "user.email_changed";
     pub const EMAIL_CHANGE_ATTEMPTED: &'static str = "user.email_change_attempted";
+}
+
+/// Someone logged in to an account from a device (user agent and network)
+/// never seen for it before; its owner is told what the device said it was.
+#[derive(Debug, Clone)]
+pub struct NewDeviceSignIn {
+    pub notice: AccountNotice,
+    /// As the device (or the calling backend) gave it; `None` when unknown.
+    pub user_agent: Option<String>,
+    /// The network only (see `ClientContext::coarse_address`), never the exact address.
+    pub network: Option<String>,
+}
+
+impl NewDeviceSignIn {
+    pub const EVENT_TYPE: &'static str = "user.new_device_sign_in";
 }
 
 /// A user asked to move their account to `email`: that address must receive

@@ -23,10 +23,10 @@ pub mod user;
 pub mod user_events;
 
 pub use client_address::ClientAddress;
-pub use client_context::{ClientContext, ClientContextError, UserAgent, parse_client_address};
+pub use client_context::{ClientContext, ClientContextError, DeviceFingerprint, UserAgent, parse_client_address};
 pub use email::{Email, EmailError};
 pub use events::{
-    AccountNotice, DomainEvent, EMAIL_EVENT_TYPES, EmailChangeRequested, PasswordResetRequested,
+    AccountNotice, DomainEvent, EMAIL_EVENT_TYPES, EmailChangeRequested, NewDeviceSignIn, PasswordResetRequested,
     VerificationEmailRequested,
 };
 pub use login_throttle::{AdmittedAttempt, LoginAttemptKeys, ThrottleKey, ThrottlePolicy, ThrottleState};

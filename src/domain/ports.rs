@@ -18,8 +18,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    AccessGrant, AccessTokenClaims, AuthMethods, ClientContext, DomainEvent, Email, IssuedToken, LoginAttemptKeys,
-    LoginRefusal, NewPassword, PasswordHash, PlaintextPassword, ThrottleKey, ThrottlePolicy, TokenHash, User, UserId,
+    AccessGrant, AccessTokenClaims, AuthMethods, ClientContext, DeviceFingerprint, DomainEvent, Email, IssuedToken,
+    LoginAttemptKeys, LoginRefusal, NewPassword, PasswordHash, PlaintextPassword, ThrottleKey, ThrottlePolicy,
+    TokenHash, User, UserId,
 };
 
 pub use crypto::*;

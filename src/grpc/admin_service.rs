@@ -188,4 +188,14 @@ impl AdminService for AdminGrpcService {
             revoked_sessions: u32::try_from(revoked).unwrap_or(u32::MAX),
         }))
     }
+
+    async fn reset_mfa(
+        &self,
+        request: Request<proto::ResetMfaRequest>,
+    ) -> Result<Response<proto::ResetMfaResponse>, Status> {
+        let actor = self.authorize(&request)?;
+        let id = parse_user_id(&request.get_ref().user_id)?;
+        self.admin.reset_mfa(&actor, id).await?;
+        Ok(Response::new(proto::ResetMfaResponse {}))
+    }
 }

@@ -84,6 +84,7 @@ impl UseCases {
                 clock: a.clock.clone(),
                 refresh_ttl: settings.tokens.refresh_token_ttl,
                 max_lifetime: settings.tokens.session_max_lifetime,
+                notify_new_device: settings.notices.new_device,
             }),
             factors: Arc::new(SecondFactors {
                 mfa: a.mfa.clone(),
@@ -125,6 +126,7 @@ impl UseCases {
                 users: a.users.clone(),
                 accounts: a.accounts.clone(),
                 sessions: a.sessions.clone(),
+                mfa: a.mfa.clone(),
                 guard: shared.guard,
                 clock: a.clock.clone(),
                 verification_links: settings.links.verification_url.clone(),
@@ -205,6 +207,7 @@ fn passwords(a: &Adapters, settings: &Settings, shared: &Shared) -> Passwords {
             throttle_policy: shared.throttle_policy,
             rules: shared.password_rules.clone(),
             clock: a.clock.clone(),
+            notices: settings.notices,
         },
         request_password_reset: RequestPasswordReset {
             users: a.users.clone(),
@@ -222,6 +225,7 @@ fn passwords(a: &Adapters, settings: &Settings, shared: &Shared) -> Passwords {
             guard: shared.guard.clone(),
             rules: shared.password_rules.clone(),
             clock: a.clock.clone(),
+            notices: settings.notices,
         },
     }
 }

@@ -25,6 +25,7 @@ mod races;
 mod refresh_grace;
 mod resend_verification;
 mod security;
+mod security_notices;
 mod session_list;
 mod sessions;
 mod sign_up;

@@ -89,7 +89,7 @@ async fn a_password_reset_sets_the_password_once_and_ends_every_session(mut app:
 
     let again = app.client.reset_password(reset).await.unwrap_err();
     assert_eq!((again.code(), violation_field(&again)), (Code::InvalidArgument, "token".to_owned()));
-    wait_for_email(&app, "ada@example.com", CHANGED_SUBJECT).await;
+    wait_for_email(&app, "ada@example.com", "Your password was reset").await;
 }
 
 async fn reset_links_expire_and_need_a_new_password(mut app: TestApp) {

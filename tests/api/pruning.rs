@@ -24,7 +24,7 @@ on_both_databases!(builder = spawn_app; pruning_deletes_stale_sessions_throttles
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
-async fn prune(app: &TestApp) -> PruneReport {
+pub(crate) async fn prune(app: &TestApp) -> PruneReport {
     let db = Database::connect(app.database.url().as_str()).await.unwrap();
     let task = PruneStaleRecords {
         pruner: Arc::new(SeaOrmPruner::new(db, Arc::new(Notify::new()))),

@@ -8,8 +8,8 @@ use identity::{
     config::Settings,
     grpc::proto::{
         BeginTotpEnrollmentRequest, CompleteMfaLoginRequest, ConfirmTotpEnrollmentRequest, DisableTotpRequest,
-        LoginRequest, LoginResponse, RefreshSessionRequest, RegenerateRecoveryCodesRequest, ValidateTokenRequest,
-        ValidateTokenResponse,
+        LoginRequest, LoginResponse, RefreshSessionRequest, RegenerateRecoveryCodesRequest, ResetMfaRequest,
+        ValidateTokenRequest, ValidateTokenResponse,
     },
     startup::{Application, Overrides},
 };
@@ -19,6 +19,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 use totp_rs::{Algorithm, Builder, Secret};
 
+use crate::admin::{admin, admin_app, keyed};
 use crate::helpers::{STRONG_PASSWORD, TestApp, logged_in, spawn_app, spawn_app_with, test_settings, with_bearer};
 
 on_both_databases!(
@@ -31,17 +32,24 @@ on_both_databases!(
     new_recovery_codes_replace_the_old_ones,
     turning_two_factor_login_off_needs_the_password_and_a_code_and_sends_a_notice,
     a_second_enrolment_replaces_the_pending_secret,
+    an_expired_challenge_is_refused_and_pruned,
 );
 
 on_both_databases!(
     builder = spawn_app_with(without_throttling);
     five_codes_spend_the_challenge,
     concurrent_completions_of_one_challenge_let_exactly_one_win,
+    turning_it_off_beside_a_login_with_the_same_recovery_code_lets_exactly_one_use_it,
 );
 
 on_both_databases!(
     builder = spawn_app_with(without_the_key);
     without_the_key_nobody_can_enrol,
+);
+
+on_both_databases!(
+    builder = admin_app;
+    support_can_reset_a_users_second_factor_and_the_user_is_told,
 );
 
 on_both_databases!(start_up_refuses_to_run_without_the_key_once_someone_enrolled);
@@ -293,6 +301,57 @@ async fn concurrent_completions_of_one_challenge_let_exactly_one_win(mut app: Te
     assert_eq!(won, 1);
 }
 
+/// The recovery code a user types to turn two-factor login off, while a thief
+/// completes a login with the same code: the code works once, and a login
+/// whose challenge outlived the second factor does not complete.
+async fn turning_it_off_beside_a_login_with_the_same_recovery_code_lets_exactly_one_use_it(mut app: TestApp) {
+    let first = enrolled(&mut app).await;
+    let access = first.access;
+    let mut codes = first.recovery_codes;
+    for round in 0..6 {
+        if round > 0 && codes.is_empty() {
+            // Turned off in the last round: enrol again.
+            let request = BeginTotpEnrollmentRequest { current_password: STRONG_PASSWORD.into() };
+            let begun = app.client.begin_totp_enrollment(with_bearer(&access, request)).await.unwrap().into_inner();
+            next_step(&app);
+            let confirm = ConfirmTotpEnrollmentRequest { code: current_code(&app, &begun.secret) };
+            codes = app
+                .client
+                .confirm_totp_enrollment(with_bearer(&access, confirm))
+                .await
+                .unwrap()
+                .into_inner()
+                .recovery_codes;
+        }
+        let challenge = challenge(&mut app).await;
+        let code = codes[0].clone();
+        let mut disabling = app.client.clone();
+        let disable = DisableTotpRequest { current_password: STRONG_PASSWORD.into(), code: code.clone() };
+        let disable = tokio::spawn({
+            let access = access.clone();
+            async move { disabling.disable_totp(with_bearer(&access, disable)).await }
+        });
+        let mut completing = app.client.clone();
+        let complete_request = CompleteMfaLoginRequest { challenge: challenge.clone(), code };
+        let completion = tokio::spawn(async move { completing.complete_mfa_login(complete_request).await });
+        let (disabled, completed) = (disable.await.unwrap(), completion.await.unwrap());
+        match (&disabled, &completed) {
+            (Ok(_), Err(status)) => {
+                assert!(matches!(status.code(), Code::Unauthenticated | Code::InvalidArgument), "{status:?}");
+                // Off now: the challenge is gone with the factor, whatever code comes with it.
+                assert!(complete(&mut app, &challenge, &codes[1]).await.is_err());
+                app.client.login(login_request(STRONG_PASSWORD)).await.unwrap();
+                codes.clear();
+            }
+            (Err(status), Ok(_)) => {
+                assert_eq!(field_violations(status), ["code"], "{status:?}");
+                codes.remove(0);
+            }
+            other => panic!("round {round}: the code worked twice or never: {other:?}"),
+        }
+    }
+}
+
 async fn new_recovery_codes_replace_the_old_ones(mut app: TestApp) {
     let enrolled = enrolled(&mut app).await;
     let request = RegenerateRecoveryCodesRequest { code: "000000".into() };
@@ -367,4 +426,33 @@ async fn start_up_refuses_to_run_without_the_key_once_someone_enrolled(backend: 
     settings.mfa.encryption_key = None;
     let error = Application::build(settings, Overrides::default()).await.err().expect("start-up fails");
     assert!(format!("{error:#}").contains("IDENTITY_MFA_ENCRYPTION_KEY"), "{error:#}");
+}
+
+async fn support_can_reset_a_users_second_factor_and_the_user_is_told(mut app: TestApp) {
+    let user_id = crate::helpers::verified_user(&mut app, EMAIL).await;
+    let (access, _) = crate::helpers::login_tokens(&mut app, EMAIL, STRONG_PASSWORD).await;
+    let begin = BeginTotpEnrollmentRequest { current_password: STRONG_PASSWORD.into() };
+    let begun = app.client.begin_totp_enrollment(with_bearer(&access, begin)).await.unwrap().into_inner();
+    let confirm = ConfirmTotpEnrollmentRequest { code: current_code(&app, &begun.secret) };
+    app.client.confirm_totp_enrollment(with_bearer(&access, confirm)).await.unwrap();
+    challenge(&mut app).await;
+
+    let mut admin = admin(&app).await;
+    admin.reset_mfa(keyed(ResetMfaRequest { user_id: user_id.clone() })).await.unwrap();
+    crate::helpers::wait_for_email(&app, EMAIL, "Two-factor login was turned off").await;
+    app.client.login(login_request(STRONG_PASSWORD)).await.unwrap();
+    // Idempotent; an unknown user is NOT_FOUND.
+    admin.reset_mfa(keyed(ResetMfaRequest { user_id })).await.unwrap();
+    let unknown = ResetMfaRequest { user_id: uuid::Uuid::now_v7().to_string() };
+    assert_eq!(admin.reset_mfa(keyed(unknown)).await.unwrap_err().code(), Code::NotFound);
+}
+
+async fn an_expired_challenge_is_refused_and_pruned(mut app: TestApp) {
+    let enrolled = enrolled(&mut app).await;
+    let challenge = challenge(&mut app).await;
+    app.clock.advance(Duration::from_secs(5 * 60 + 1));
+    let code = current_code(&app, &enrolled.secret);
+    let expired = complete(&mut app, &challenge, &code).await.unwrap_err();
+    assert_eq!(field_violations(&expired), ["challenge"]);
+    assert_eq!(crate::pruning::prune(&app).await.mfa_challenges, 1);
 }

@@ -7,8 +7,10 @@ use std::{collections::HashSet, time::Duration};
 use futures_util::StreamExt;
 use identity::{
     grpc::proto::{
-        ChangePasswordRequest, DeleteUserRequest, DisableUserRequest, EnableUserRequest, LoginRequest,
-        LogoutAllRequest, RevokeUserSessionsRequest, SignUpRequest, VerifyEmailRequest,
+        ChangePasswordRequest, ConfirmEmailChangeRequest, DeleteUserRequest, DisableUserRequest, EnableUserRequest,
+        ListSessionsRequest, LoginRequest, LogoutAllRequest, LogoutRequest, RefreshSessionRequest,
+        RequestEmailChangeRequest, RequestPasswordResetRequest, ResetPasswordRequest, RevokeSessionRequest,
+        RevokeUserSessionsRequest, SetUserEmailRequest, SignUpRequest, VerifyEmailRequest,
         admin_service_client::AdminServiceClient,
     },
     infrastructure::{
@@ -32,7 +34,9 @@ use testkit::{free_port, on_both_databases};
 use crate::{
     admin::keyed,
     helpers::{Backend, STRONG_PASSWORD, TestApp, sign_up_request, spawn_app_with, with_bearer},
-    pipeline_helpers::{Names, Pipeline, amqp_url, broker_available, sendgrid_accepting, token_in_request},
+    pipeline_helpers::{
+        Names, Pipeline, amqp_url, broker_available, recipient_of, sendgrid_accepting, token_in_request,
+    },
     tcp_proxy::TcpProxy,
 };
 
@@ -41,6 +45,7 @@ on_both_databases!(
     user_events_are_published_while_no_mailer_listens_and_with_nobody_bound,
     a_users_events_wait_out_a_broker_outage_and_arrive_once_in_order,
     concurrent_changes_of_one_user_are_published_in_the_order_they_committed,
+    address_and_session_changes_publish_their_events,
 );
 
 const ADMIN_KEY: &str = "test-admin-key-0123456789";
@@ -442,4 +447,125 @@ async fn concurrent_changes_of_one_user_are_published_in_the_order_they_committe
     if let Some(stop) = replica_stop {
         stop.cancel();
     }
+}
+
+/// The token in the email SendGrid got for `to` with `subject`, once there
+/// are `total` emails in all (so that the mailer is done writing before the
+/// next change: see the note in the first test).
+async fn token_sent(pipeline: &Pipeline, total: usize, to: &str, subject: &str) -> Option<String> {
+    let requests = pipeline.wait_for_requests(total).await;
+    requests.iter().rev().find_map(|request| {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        (recipient_of(request) == to && body["subject"] == subject).then(|| token_in_request(request))
+    })
+}
+
+async fn address_and_session_changes_publish_their_events(backend: Backend) {
+    if !broker_available().await {
+        return;
+    }
+    let names = Names::fresh();
+    let mut events = EventQueue::bind(&names.topology.exchange).await;
+    let Some(app) = events_server(backend, &names, &amqp_url()).await else { return };
+    let mut pipeline = Pipeline::with_app(app, sendgrid_accepting().await, names).await;
+    let mut client = pipeline.app.client.clone();
+    let user_id = client.sign_up(sign_up_request("bob@example.com")).await.unwrap().into_inner().user.unwrap().id;
+    let token = token_sent(&pipeline, 1, "bob@example.com", "Confirm your email address").await.unwrap();
+    client.verify_email(VerifyEmailRequest { token }).await.unwrap();
+    let login =
+        |email: &str, password: &str| LoginRequest { email: email.into(), password: password.into(), client: None };
+
+    // A logs out; C is ended by B; B's refresh token is replayed.
+    let a = client.login(login("bob@example.com", STRONG_PASSWORD)).await.unwrap().into_inner();
+    let b = client.login(login("bob@example.com", STRONG_PASSWORD)).await.unwrap().into_inner();
+    client.logout(LogoutRequest { refresh_token: a.refresh_token }).await.unwrap();
+    client.login(login("bob@example.com", STRONG_PASSWORD)).await.unwrap();
+    let listed = client.list_sessions(with_bearer(&b.access_token, ListSessionsRequest {})).await.unwrap().into_inner();
+    let c_id = listed.sessions.iter().find(|s| !s.current).unwrap().id.clone();
+    client
+        .revoke_session(with_bearer(&b.access_token, RevokeSessionRequest { session_id: c_id.clone() }))
+        .await
+        .unwrap();
+    let refresh = |token: &str| RefreshSessionRequest { refresh_token: token.into(), client: None };
+    client.refresh_session(refresh(&b.refresh_token)).await.unwrap();
+    client.refresh_session(refresh(&b.refresh_token)).await.unwrap_err();
+
+    // D moves the account to another address.
+    let d = client.login(login("bob@example.com", STRONG_PASSWORD)).await.unwrap().into_inner();
+    let change =
+        RequestEmailChangeRequest { new_email: "robert@example.com".into(), current_password: STRONG_PASSWORD.into() };
+    client.request_email_change(with_bearer(&d.access_token, change)).await.unwrap();
+    // The confirmation link to the new address, the notice to the old one.
+    let token = token_sent(&pipeline, 3, "robert@example.com", "Confirm your new email address").await.unwrap();
+    client.confirm_email_change(ConfirmEmailChangeRequest { token }).await.unwrap();
+    pipeline.wait_for_requests(4).await;
+
+    // A reset, then an operator's change to an unverified address.
+    client.request_password_reset(RequestPasswordResetRequest { email: "robert@example.com".into() }).await.unwrap();
+    let token = token_sent(&pipeline, 5, "robert@example.com", "Reset your password").await.unwrap();
+    client.reset_password(ResetPasswordRequest { token, new_password: NEW_PASSWORD.into() }).await.unwrap();
+    pipeline.wait_for_requests(6).await;
+    let set = SetUserEmailRequest { user_id: user_id.clone(), email: "bobby@example.com".into(), verified: false };
+    admin(&pipeline.app).await.set_user_email(keyed(set)).await.unwrap();
+    pipeline.wait_for_requests(8).await;
+
+    let published = events.take(15).await;
+    let types: Vec<&str> = published.iter().map(Event::short_type).collect();
+    assert_eq!(
+        types,
+        [
+            "user.signed_up",
+            "user.email_verified",
+            "session.created",
+            "session.created",
+            "session.revoked",
+            "session.created",
+            "session.revoked",
+            "session.revoked",
+            "session.created",
+            "user.email_changed",
+            "session.revoked",
+            "user.password_changed",
+            "session.revoked",
+            "user.email_changed",
+            "session.revoked",
+        ]
+    );
+    assert!(published.iter().all(|event| event.subject == user_id));
+    let created = |i: usize| proto::SessionCreated::decode(published[i].body.as_slice()).unwrap().session_id;
+    let (a_id, b_id, d_id) = (created(2), created(3), created(8));
+    assert_eq!(created(5), c_id);
+    let logout = published[4].revoked();
+    assert_eq!(
+        (logout.reason(), logout.session_id.as_str(), logout.all_sessions),
+        (Reason::Logout, a_id.as_str(), false)
+    );
+    let by_user = published[6].revoked();
+    assert_eq!((by_user.reason(), by_user.session_id.as_str()), (Reason::RevokedByUser, c_id.as_str()));
+    let reused = published[7].revoked();
+    assert_eq!((reused.reason(), reused.session_id.as_str()), (Reason::RefreshTokenReused, b_id.as_str()));
+    let moved = proto::UserEmailChanged::decode(published[9].body.as_slice()).unwrap();
+    assert_eq!(
+        (moved.email.as_str(), moved.previous_email.as_str(), moved.verified),
+        ("robert@example.com", "bob@example.com", true)
+    );
+    let kept = published[10].revoked();
+    assert_eq!(
+        (kept.reason(), kept.all_sessions, kept.kept_session_id.as_str()),
+        (Reason::EmailChanged, true, d_id.as_str())
+    );
+    let reset = proto::UserPasswordChanged::decode(published[11].body.as_slice()).unwrap();
+    assert!(reset.was_reset);
+    let after_reset = published[12].revoked();
+    assert_eq!(
+        (after_reset.reason(), after_reset.all_sessions, after_reset.kept_session_id.as_str()),
+        (Reason::PasswordReset, true, "")
+    );
+    let set_by_operator = proto::UserEmailChanged::decode(published[13].body.as_slice()).unwrap();
+    assert_eq!(
+        (set_by_operator.email.as_str(), set_by_operator.previous_email.as_str(), set_by_operator.verified),
+        ("bobby@example.com", "robert@example.com", false)
+    );
+    assert_eq!(published[14].revoked().reason(), Reason::EmailChanged);
+    pipeline.stop_mailer().await;
 }

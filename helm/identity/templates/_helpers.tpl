@@ -123,6 +123,8 @@ Settings shared by the server and the mailer.
   "IDENTITY_AUTO_MIGRATE" (ternary "false" "true" .Values.migration.enabled)
   "IDENTITY_METRICS_ADDR" "0.0.0.0:9464"
   "IDENTITY_AMQP_EXCHANGE" (ternary $c.amqp.exchange "" .Values.mailer.enabled)
+  "IDENTITY_EVENTS_EXCHANGE" (ternary $c.amqp.eventsExchange "" .Values.mailer.enabled)
+  "IDENTITY_EVENTS_SOURCE" (ternary $c.amqp.eventsSource "" .Values.mailer.enabled)
   "OTEL_EXPORTER_OTLP_ENDPOINT" $c.otel.endpoint
   "OTEL_TRACES_SAMPLER" $c.otel.tracesSampler
   "OTEL_TRACES_SAMPLER_ARG" $c.otel.tracesSamplerArg

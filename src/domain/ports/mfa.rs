@@ -188,7 +188,7 @@ pub trait MfaRepository: Send + Sync {
     /// Under the user's row lock: checks that the user may still log in with
     /// the password version the challenge verified and still has TOTP on,
     /// spends the challenge and the proof, and stores the session with the
-    /// events (`session.created`), atomically.
+    /// events (`session.created`) and remembers its `device`, atomically.
     ///
     /// # Errors
     /// Storage failures only.
@@ -199,5 +199,6 @@ pub trait MfaRepository: Send + Sync {
         session: &NewSession,
         verified_version: i32,
         events: &[DomainEvent],
+        device: Option<&DeviceSighting>,
     ) -> Result<MfaLoginCommit, RepositoryError>;
 }

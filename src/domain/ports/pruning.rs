@@ -11,6 +11,8 @@ pub struct PruneReport {
     pub verification_tokens: u64,
     pub password_reset_tokens: u64,
     pub pending_users: u64,
+    /// Two-factor login challenges past their five minutes.
+    pub mfa_challenges: u64,
 }
 
 impl PruneReport {
@@ -20,6 +22,7 @@ impl PruneReport {
             + self.verification_tokens
             + self.password_reset_tokens
             + self.pending_users
+            + self.mfa_challenges
     }
 }
 

@@ -3,6 +3,19 @@
 // The shared imports and sibling ports, as declared in `ports`.
 use super::*;
 
+/// A login's device, for new-device notices, remembered with its session. If
+/// the user has logged in before but never from this device, `notice` goes to
+/// the outbox in the same transaction (once, however many logins race).
+#[derive(Debug, Clone)]
+pub struct DeviceSighting {
+    pub fingerprint: DeviceFingerprint,
+    pub seen_at: OffsetDateTime,
+    pub notice: DomainEvent,
+}
+
+/// How many devices are remembered per user; the ones unused the longest go first.
+pub const MAX_KNOWN_DEVICES: u64 = 50;
+
 /// A refresh-token session to store.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -80,9 +93,10 @@ pub enum Rotation {
 pub trait SessionRepository: Send + Sync {
     /// Stores a login's session under the user's row lock, provided the user
     /// may still log in and the password version is still the one verified; with
-    /// `upgraded_hash`, replaces the stored hash (same password, today's cost)
-    /// in the same transaction; the events (`session.created`) are written
-    /// only with the session.
+    /// `upgraded_hash`, replaces the stored hash (same password, today's cost),
+    /// and with `device`, remembers it (see [`DeviceSighting`]), in the same
+    /// transaction; the events (`session.created`) are written only with the
+    /// session.
     ///
     /// # Errors
     /// Storage failures only.
@@ -92,6 +106,7 @@ pub trait SessionRepository: Send + Sync {
         verified_version: i32,
         upgraded_hash: Option<&PasswordHash>,
         events: &[DomainEvent],
+        device: Option<&DeviceSighting>,
     ) -> Result<LoginCommit, RepositoryError>;
 
     /// # Errors

@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{
-    AccountNotice, DomainEvent, Email, EmailChangeRequested, PasswordResetRequested, UserId, VerificationEmailRequested,
+    AccountNotice, DomainEvent, Email, EmailChangeRequested, NewDeviceSignIn, PasswordResetRequested, UserId,
+    VerificationEmailRequested,
 };
 
 /// Bumped when a field changes meaning or disappears; consumers refuse versions
@@ -67,6 +68,14 @@ struct AccountNoticeV1 {
     display_name: String,
     #[serde(with = "time::serde::rfc3339")]
     occurred_at: OffsetDateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NewDeviceSignInV1 {
+    #[serde(flatten)]
+    notice: AccountNoticeV1,
+    user_agent: Option<String>,
+    network: Option<String>,
 }
 
 fn notice_v1(e: &AccountNotice) -> AccountNoticeV1 {
@@ -130,12 +139,18 @@ pub fn encode(event: &DomainEvent) -> anyhow::Result<String> {
             occurred_at: e.occurred_at,
         })?),
         DomainEvent::PasswordChanged(e)
+        | DomainEvent::PasswordReset(e)
         | DomainEvent::RegistrationAttempted(e)
         | DomainEvent::EmailChangePending(e)
         | DomainEvent::EmailChanged(e)
         | DomainEvent::EmailChangeAttempted(e)
         | DomainEvent::TwoFactorEnabled(e)
         | DomainEvent::TwoFactorDisabled(e) => Ok(serde_json::to_string(&notice_v1(e))?),
+        DomainEvent::NewDeviceSignIn(e) => Ok(serde_json::to_string(&NewDeviceSignInV1 {
+            notice: notice_v1(&e.notice),
+            user_agent: e.user_agent.clone(),
+            network: e.network.clone(),
+        })?),
         DomainEvent::User(e) => Ok(super::user_events::to_payload(&super::user_events::encode(e))),
     }
 }
@@ -177,6 +192,9 @@ pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
         AccountNotice::PASSWORD_CHANGED => Ok(DomainEvent::PasswordChanged(notice_from(
             serde_json::from_slice(payload).context("malformed event payload")?,
         )?)),
+        AccountNotice::PASSWORD_RESET => Ok(DomainEvent::PasswordReset(notice_from(
+            serde_json::from_slice(payload).context("malformed event payload")?,
+        )?)),
         AccountNotice::REGISTRATION_ATTEMPTED => Ok(DomainEvent::RegistrationAttempted(notice_from(
             serde_json::from_slice(payload).context("malformed event payload")?,
         )?)),
@@ -207,6 +225,14 @@ pub fn decode(event_type: &str, payload: &[u8]) -> anyhow::Result<DomainEvent> {
         AccountNotice::TWO_FACTOR_DISABLED => Ok(DomainEvent::TwoFactorDisabled(notice_from(
             serde_json::from_slice(payload).context("malformed event payload")?,
         )?)),
+        NewDeviceSignIn::EVENT_TYPE => {
+            let p: NewDeviceSignInV1 = serde_json::from_slice(payload).context("malformed event payload")?;
+            Ok(DomainEvent::NewDeviceSignIn(NewDeviceSignIn {
+                notice: notice_from(p.notice)?,
+                user_agent: p.user_agent,
+                network: p.network,
+            }))
+        }
         other => anyhow::bail!("unknown event type {other:?}"),
     }
 }
@@ -303,6 +329,28 @@ mod tests {
         };
         assert_eq!(back.event_id, event.id());
         assert_eq!(back.verification_link.expose_secret(), "https://x.example/v?token=t");
+    }
+
+    #[test]
+    fn a_new_device_notice_round_trips_with_its_device() {
+        let event = DomainEvent::NewDeviceSignIn(NewDeviceSignIn {
+            notice: AccountNotice {
+                event_id: Uuid::now_v7(),
+                user_id: UserId::new_v7(),
+                email: Email::parse("ada@example.com").unwrap(),
+                display_name: "Ada".into(),
+                occurred_at: datetime!(2026-01-01 0:00 UTC),
+            },
+            user_agent: Some("Firefox/133.0 (phone)".into()),
+            network: Some("203.0.113.0/24".into()),
+        });
+        let json = encode(&event).unwrap();
+        let DomainEvent::NewDeviceSignIn(back) = decode(event.event_type(), json.as_bytes()).unwrap() else {
+            panic!("wrong event type decoded");
+        };
+        assert_eq!(back.notice.event_id, event.id());
+        assert_eq!(back.user_agent.as_deref(), Some("Firefox/133.0 (phone)"));
+        assert_eq!(back.network.as_deref(), Some("203.0.113.0/24"));
     }
 
     #[test]

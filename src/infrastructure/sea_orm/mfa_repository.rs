@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{
     SeaOrmUserRepository, classify,
     entities::{mfa_challenges, recovery_codes, sessions, user_totp, users},
-    outbox_store,
+    known_devices, outbox_store,
     session_repository::row as session_row,
     user_lock::{Lock, lock_user},
     user_repository::to_user,
@@ -25,8 +25,8 @@ use super::{
 use crate::domain::{
     DomainEvent, TokenHash, UserId,
     ports::{
-        MfaChallengeRecord, MfaLoginCommit, MfaRepository, NewMfaChallenge, NewSession, RepositoryError,
-        SecondFactorProof, TotpEnrollment,
+        DeviceSighting, MfaChallengeRecord, MfaLoginCommit, MfaRepository, NewMfaChallenge, NewSession,
+        RepositoryError, SecondFactorProof, TotpEnrollment,
     },
 };
 
@@ -306,6 +306,7 @@ impl MfaRepository for SeaOrmUserRepository {
         session: &NewSession,
         verified_version: i32,
         events: &[DomainEvent],
+        device: Option<&DeviceSighting>,
     ) -> Result<MfaLoginCommit, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(user_row) = lock_user(&txn, session.user_id, Lock::Share).await? else {
@@ -334,6 +335,9 @@ impl MfaRepository for SeaOrmUserRepository {
             return Ok(MfaLoginCommit::ProofSpent);
         }
         sessions::Entity::insert(session_row(session)).exec_without_returning(&txn).await.map_err(classify)?;
+        if let Some(device) = device {
+            known_devices::remember(&txn, user_row.id, device).await?;
+        }
         for event in events {
             outbox_store::insert_event(&txn, event).await?;
         }

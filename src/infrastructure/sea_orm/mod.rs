@@ -8,6 +8,7 @@ mod django_source;
 mod entities;
 mod errors;
 mod imported_users;
+mod known_devices;
 mod login_throttles;
 mod mfa_repository;
 mod migrate;

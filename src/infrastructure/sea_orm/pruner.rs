@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     classify,
-    entities::{login_throttles, sessions, single_use_tokens, users},
+    entities::{login_throttles, mfa_challenges, sessions, single_use_tokens, users},
     is_postgres, outbox_store,
     single_use_tokens::of_purpose,
 };
@@ -178,6 +178,14 @@ impl Pruner for SeaOrmPruner {
             verification_tokens: self.verification_tokens(cutoffs, batch).await?,
             password_reset_tokens: self.password_reset_tokens(cutoffs, batch).await?,
             pending_users: self.pending_users(cutoffs, batch).await?,
+            // An expired challenge opens nothing, spent or not.
+            mfa_challenges: delete_batch::<mfa_challenges::Entity, Uuid>(
+                &self.db,
+                mfa_challenges::Column::Id,
+                Condition::all().add(mfa_challenges::Column::ExpiresAt.lt(cutoffs.now)),
+                batch,
+            )
+            .await?,
         })
     }
 }

@@ -15,13 +15,16 @@ use uuid::Uuid;
 use super::{
     classify,
     entities::{sessions, users},
-    outbox_store,
+    known_devices, outbox_store,
     user_lock::{Lock, lock_user, still_matters},
     user_repository::to_user,
 };
 use crate::domain::{
     AuthMethods, ClientAddress, ClientContext, DomainEvent, TokenHash, User, UserAgent, UserId,
-    ports::{LiveSession, LoginCommit, NewSession, RepositoryError, Rotation, SessionRecord, SessionRepository},
+    ports::{
+        DeviceSighting, LiveSession, LoginCommit, NewSession, RepositoryError, Rotation, SessionRecord,
+        SessionRepository,
+    },
 };
 
 /// Rows `list_live` reads at most: each family has one live row (a few more
@@ -226,6 +229,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         verified_version: i32,
         upgraded_hash: Option<&crate::domain::PasswordHash>,
         events: &[DomainEvent],
+        device: Option<&DeviceSighting>,
     ) -> Result<LoginCommit, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let lock = if upgraded_hash.is_some() { Lock::Update } else { Lock::Share };
@@ -249,6 +253,9 @@ impl SessionRepository for SeaOrmSessionRepository {
                 .map_err(classify)?;
         }
         sessions::Entity::insert(row(session)).exec_without_returning(&txn).await.map_err(classify)?;
+        if let Some(device) = device {
+            known_devices::remember(&txn, user_row.id, device).await?;
+        }
         self.commit_with_events(txn, events).await?;
         Ok(LoginCommit::Created)
     }

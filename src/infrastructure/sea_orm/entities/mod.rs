@@ -1,6 +1,7 @@
 //! Row shapes. Private to the SeaORM adapters: nothing outside
 //! `infrastructure::sea_orm` sees them; the repositories convert to domain types.
 
+pub mod known_devices;
 pub mod login_throttles;
 pub mod mailer_deliveries;
 pub mod mfa_challenges;
