@@ -57,6 +57,7 @@ impl PruneStaleRecords {
             total.password_reset_tokens += batch.password_reset_tokens;
             total.pending_users += batch.pending_users;
             total.mfa_challenges += batch.mfa_challenges;
+            total.pending_enrolments += batch.pending_enrolments;
             let is_full = [
                 batch.sessions,
                 batch.login_throttles,
@@ -64,6 +65,7 @@ impl PruneStaleRecords {
                 batch.password_reset_tokens,
                 batch.pending_users,
                 batch.mfa_challenges,
+                batch.pending_enrolments,
             ]
             .iter()
             .any(|count| *count >= self.batch_size);
@@ -79,6 +81,7 @@ impl PruneStaleRecords {
                 password_reset_tokens = total.password_reset_tokens,
                 pending_users = total.pending_users,
                 mfa_challenges = total.mfa_challenges,
+                pending_enrolments = total.pending_enrolments,
                 "pruned stale records"
             );
         }

@@ -33,6 +33,7 @@ on_both_databases!(
     turning_two_factor_login_off_needs_the_password_and_a_code_and_sends_a_notice,
     a_second_enrolment_replaces_the_pending_secret,
     an_expired_challenge_is_refused_and_pruned,
+    an_enrolment_never_confirmed_is_pruned_and_a_confirmed_one_stays,
 );
 
 on_both_databases!(
@@ -455,4 +456,19 @@ async fn an_expired_challenge_is_refused_and_pruned(mut app: TestApp) {
     let expired = complete(&mut app, &challenge, &code).await.unwrap_err();
     assert_eq!(field_violations(&expired), ["challenge"]);
     assert_eq!(crate::pruning::prune(&app).await.mfa_challenges, 1);
+}
+
+async fn an_enrolment_never_confirmed_is_pruned_and_a_confirmed_one_stays(mut app: TestApp) {
+    enrolled(&mut app).await;
+    let (_, other, _) = logged_in(&mut app, "bob@example.com").await;
+    let request = BeginTotpEnrollmentRequest { current_password: STRONG_PASSWORD.into() };
+    let begun = app.client.begin_totp_enrollment(with_bearer(&other, request)).await.unwrap().into_inner();
+    let expires_at = OffsetDateTime::from_unix_timestamp(begun.expires_at.unwrap().seconds).unwrap();
+    app.clock.advance(Duration::try_from(expires_at - app.clock_now()).unwrap() + Duration::from_secs(1));
+    let report = crate::pruning::prune(&app).await;
+    assert_eq!(report.pending_enrolments, 1);
+    let late = ConfirmTotpEnrollmentRequest { code: current_code(&app, &begun.secret) };
+    assert!(app.client.confirm_totp_enrollment(with_bearer(&other, late)).await.is_err());
+    // Ada's second factor is untouched.
+    challenge(&mut app).await;
 }

@@ -13,6 +13,8 @@ pub struct PruneReport {
     pub pending_users: u64,
     /// Two-factor login challenges past their five minutes.
     pub mfa_challenges: u64,
+    /// TOTP enrolments begun and never confirmed before they expired.
+    pub pending_enrolments: u64,
 }
 
 impl PruneReport {
@@ -23,6 +25,7 @@ impl PruneReport {
             + self.password_reset_tokens
             + self.pending_users
             + self.mfa_challenges
+            + self.pending_enrolments
     }
 }
 

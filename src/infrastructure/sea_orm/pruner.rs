@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     classify,
-    entities::{login_throttles, mfa_challenges, sessions, single_use_tokens, users},
+    entities::{login_throttles, mfa_challenges, sessions, single_use_tokens, user_totp, users},
     is_postgres, outbox_store,
     single_use_tokens::of_purpose,
 };
@@ -183,6 +183,19 @@ impl Pruner for SeaOrmPruner {
                 &self.db,
                 mfa_challenges::Column::Id,
                 Condition::all().add(mfa_challenges::Column::ExpiresAt.lt(cutoffs.now)),
+                batch,
+            )
+            .await?,
+            // An enrolment never confirmed in time: its secret opens nothing,
+            // and while it stays the server would demand the key at start-up.
+            // The condition is re-checked by the delete, so an enrolment
+            // confirmed meanwhile stays.
+            pending_enrolments: delete_batch::<user_totp::Entity, Uuid>(
+                &self.db,
+                user_totp::Column::UserId,
+                Condition::all()
+                    .add(user_totp::Column::ConfirmedAt.is_null())
+                    .add(user_totp::Column::PendingExpiresAt.lt(cutoffs.now)),
                 batch,
             )
             .await?,
