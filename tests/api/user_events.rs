@@ -498,6 +498,8 @@ async fn address_and_session_changes_publish_their_events(backend: Backend) {
         .unwrap();
     let refresh = |token: &str| RefreshSessionRequest { refresh_token: token.into(), client: None };
     client.refresh_session(refresh(&b.refresh_token)).await.unwrap();
+    // Replayed past the reuse grace (10 s): theft, not a retry.
+    pipeline.app.clock.advance(Duration::from_secs(11));
     client.refresh_session(refresh(&b.refresh_token)).await.unwrap_err();
 
     // D moves the account to another address.
