@@ -337,6 +337,10 @@ impl Bench {
             ("IDENTITY_RATE_LIMIT_PER_EMAIL", "0".to_owned()),
             ("IDENTITY_RATE_LIMIT_REFRESH_PER_ADDRESS", "0".to_owned()),
             ("IDENTITY_LOGIN_THROTTLE_AFTER", "1000000".to_owned()),
+            // The production default, said out loud: `refresh` is reported with
+            // the reuse grace on (each caller rotates its own chain, so no call
+            // is a retry; the grace costs nothing on that path).
+            ("IDENTITY_REFRESH_REUSE_GRACE", "10s".to_owned()),
             ("IDENTITY_LOG_FORMAT", "json".to_owned()),
             // Metrics stay on, as in production, on a port of their own.
             ("IDENTITY_METRICS_ADDR", format!("127.0.0.1:{}", free_port().context("finding a free port")?)),

@@ -420,7 +420,7 @@ impl FakeSessions {
             expires_at: session.expires_at,
             authenticated_at: session.authenticated_at,
             methods: session.methods,
-            is_rotated: false,
+            rotated_at: None,
             is_revoked: false,
         }
     }
@@ -473,6 +473,24 @@ impl SessionRepository for FakeSessions {
         Ok(rotation)
     }
 
+    async fn add_sibling(
+        &self,
+        spent: &SessionRecord,
+        new: &NewSession,
+        rotated_after: OffsetDateTime,
+    ) -> Result<Rotation, RepositoryError> {
+        let stored = lock(&self.by_id).get(&spent.id).cloned().ok_or_else(|| not_faked("add_sibling"))?;
+        let is_family_revoked = lock(&self.by_id).values().any(|r| r.family_id == spent.family_id && r.is_revoked);
+        if is_family_revoked || stored.rotated_at.is_none_or(|at| at <= rotated_after) {
+            return Ok(Rotation::Lost);
+        }
+        let rotation = lock(&self.rotation).take().ok_or_else(|| not_faked("add_sibling"))?;
+        if matches!(rotation, Rotation::Rotated(_)) {
+            lock(&self.inserted).push(new.clone());
+        }
+        Ok(rotation)
+    }
+
     async fn revoke_family(
         &self,
         member: &SessionRecord,
@@ -500,7 +518,7 @@ impl SessionRepository for FakeSessions {
     ) -> Result<Vec<LiveSession>, RepositoryError> {
         let mut live: Vec<LiveSession> = lock(&self.by_id)
             .values()
-            .filter(|r| r.user_id == user_id && !r.is_rotated && !r.is_revoked && r.expires_at > now)
+            .filter(|r| r.user_id == user_id && r.rotated_at.is_none() && !r.is_revoked && r.expires_at > now)
             .map(|r| LiveSession {
                 id: r.family_id,
                 user_id: r.user_id,
@@ -525,7 +543,11 @@ impl SessionRepository for FakeSessions {
         let member = lock(&self.by_id)
             .values()
             .find(|r| {
-                r.user_id == user_id && r.family_id == family_id && !r.is_rotated && !r.is_revoked && r.expires_at > now
+                r.user_id == user_id
+                    && r.family_id == family_id
+                    && r.rotated_at.is_none()
+                    && !r.is_revoked
+                    && r.expires_at > now
             })
             .cloned();
         match member {

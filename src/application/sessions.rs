@@ -12,12 +12,16 @@ fn invalid_refresh_token() -> ApplicationError {
 
 /// Exchanges a refresh token for a new pair. Each refresh token works once: a
 /// second presentation means it leaked, so the whole family of sessions that
-/// descends from the same login is revoked.
+/// descends from the same login is revoked; except within `reuse_grace` of
+/// the rotation, where it is taken for a retry (a lost answer, two tabs
+/// refreshing at once) and answered with a sibling session of the same family.
 pub struct RefreshSession {
     pub sessions: Arc<dyn SessionRepository>,
     pub issuer: Arc<SessionIssuer>,
     pub guard: Arc<AccessGuard>,
     pub clock: Arc<dyn Clock>,
+    /// `IDENTITY_REFRESH_REUSE_GRACE`; zero: every second presentation is theft.
+    pub reuse_grace: std::time::Duration,
 }
 
 impl RefreshSession {
@@ -32,23 +36,55 @@ impl RefreshSession {
         if session.is_revoked {
             return Err(invalid_refresh_token());
         }
-        if session.is_rotated {
-            return Err(self.reuse_detected(&session, now).await);
+        if let Some(rotated_at) = session.rotated_at {
+            if !self.is_retry(rotated_at, now) {
+                return Err(self.reuse_detected(&session, now).await);
+            }
+            if now >= session.expires_at {
+                return Err(invalid_refresh_token());
+            }
+            return self.retried(&session, context, now).await;
         }
         if now >= session.expires_at {
             return Err(invalid_refresh_token());
         }
         // Past the family's absolute lifetime there is nothing to rotate into.
-        let (next, refresh) = self.issuer.rotated(&session, context).ok_or_else(invalid_refresh_token)?;
+        let (next, refresh) = self.issuer.rotated(&session, context.clone()).ok_or_else(invalid_refresh_token)?;
         let user = match self.sessions.rotate(&session, &next, now).await? {
             Rotation::Rotated(user) => user,
-            // Rotated (or revoked) between our read and our write: the token was
-            // presented twice at once, which is reuse too.
+            // Rotated (or revoked) between our read and our write: the token
+            // was presented twice at once, a retry within the grace, reuse
+            // without it.
+            Rotation::Lost if !self.reuse_grace.is_zero() => return self.retried(&session, context, now).await,
             Rotation::Lost => return Err(self.reuse_detected(&session, now).await),
             Rotation::Refused => return Err(invalid_refresh_token()),
         };
         tracing::info!(user_id = %user.id(), session_id = %next.id, "session refreshed");
         self.issuer.tokens_for(user, &next, &refresh)
+    }
+
+    /// Whether a token spent at `rotated_at` and presented again at `now` is
+    /// a retry rather than a replay.
+    fn is_retry(&self, rotated_at: time::OffsetDateTime, now: time::OffsetDateTime) -> bool {
+        now < rotated_at + self.reuse_grace
+    }
+
+    /// Answers a retry with a sibling of the session its token was rotated
+    /// into; revokes the family if the session was revoked meanwhile.
+    async fn retried(
+        &self,
+        spent: &SessionRecord,
+        context: ClientContext,
+        now: time::OffsetDateTime,
+    ) -> Result<SessionTokens, ApplicationError> {
+        let (sibling, refresh) = self.issuer.rotated(spent, context).ok_or_else(invalid_refresh_token)?;
+        let user = match self.sessions.add_sibling(spent, &sibling, now - self.reuse_grace).await? {
+            Rotation::Rotated(user) => user,
+            Rotation::Lost => return Err(self.reuse_detected(spent, now).await),
+            Rotation::Refused => return Err(invalid_refresh_token()),
+        };
+        tracing::info!(user_id = %user.id(), session_id = %sibling.id, "refresh retried within the reuse grace");
+        self.issuer.tokens_for(user, &sibling, &refresh)
     }
 
     async fn reuse_detected(&self, session: &SessionRecord, now: time::OffsetDateTime) -> ApplicationError {
@@ -85,7 +121,7 @@ impl Logout {
     pub async fn execute(&self, token: OpaqueToken) -> Result<(), ApplicationError> {
         let now = self.clock.now();
         let session = self.sessions.find_by_token_hash(&token.hash()).await?.ok_or_else(invalid_refresh_token)?;
-        if session.is_revoked || session.is_rotated || now >= session.expires_at {
+        if session.is_revoked || session.rotated_at.is_some() || now >= session.expires_at {
             return Err(invalid_refresh_token());
         }
         let events = [revoked_one(&session, RevocationReason::Logout, now)];
@@ -224,6 +260,8 @@ mod tests {
         refresh: RefreshSession,
     }
 
+    const GRACE: Duration = Duration::from_secs(10);
+
     fn world(max_lifetime: Duration) -> World {
         let clock = FixedClock::at(T0);
         let user = active_user("ada@example.com");
@@ -236,6 +274,7 @@ mod tests {
             issuer: issuer.clone(),
             guard: guard.clone(),
             clock: clock.clone(),
+            reuse_grace: GRACE,
         };
         World { user, sessions, issuer, guard, refresh }
     }
@@ -260,7 +299,7 @@ mod tests {
     async fn a_reused_refresh_token_revokes_its_whole_family() {
         let w = world(30 * 24 * HOUR);
         let (old, old_token) = w.issuer.new_session(&w.user, ClientContext::default());
-        w.sessions.store(&old, |r| r.is_rotated = true);
+        w.sessions.store(&old, |r| r.rotated_at = Some(T0 - GRACE));
         let (next, _) =
             w.issuer.rotated(&FakeSessions::record_of(&old), ClientContext::default()).expect("within the lifetime");
         w.sessions.store(&next, |_| {});
@@ -285,5 +324,42 @@ mod tests {
         assert!(matches!(result, Err(ApplicationError::InvalidRefreshToken(_))), "{result:?}");
         assert!(w.sessions.inserted.lock().unwrap().is_empty());
         assert!(w.sessions.revoked_families.lock().unwrap().is_empty(), "expiry is not reuse");
+    }
+
+    #[tokio::test]
+    async fn a_token_presented_again_within_the_grace_gets_a_sibling_and_revokes_nothing() {
+        let w = world(30 * 24 * HOUR);
+        let (old, old_token) = w.issuer.new_session(&w.user, ClientContext::default());
+        w.sessions.store(&old, |r| r.rotated_at = Some(T0 - GRACE + Duration::from_secs(1)));
+        *w.sessions.rotation.lock().unwrap() = Some(Rotation::Rotated(w.user.clone()));
+        w.refresh.execute(old_token, ClientContext::default()).await.expect("a retry within the grace");
+        let inserted = w.sessions.inserted.lock().unwrap().clone();
+        assert_eq!(inserted.len(), 1);
+        assert_eq!(inserted[0].family_id, old.family_id, "a sibling in the same family");
+        assert!(w.sessions.revoked_families.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_zero_grace_treats_a_concurrent_loser_as_reuse() {
+        let mut w = world(30 * 24 * HOUR);
+        w.refresh.reuse_grace = Duration::ZERO;
+        let (old, old_token) = w.issuer.new_session(&w.user, ClientContext::default());
+        w.sessions.store(&old, |_| {});
+        *w.sessions.rotation.lock().unwrap() = Some(Rotation::Lost);
+        let result = w.refresh.execute(old_token, ClientContext::default()).await;
+        assert!(matches!(result, Err(ApplicationError::InvalidRefreshToken(_))), "{result:?}");
+        assert_eq!(*w.sessions.revoked_families.lock().unwrap(), [old.family_id]);
+    }
+
+    #[tokio::test]
+    async fn a_retry_of_a_session_revoked_meanwhile_is_refused() {
+        let w = world(30 * 24 * HOUR);
+        let (old, old_token) = w.issuer.new_session(&w.user, ClientContext::default());
+        w.sessions.store(&old, |r| r.rotated_at = Some(T0));
+        // Revoked between the read and the sibling's write.
+        w.sessions.by_id.lock().unwrap().get_mut(&old.id).unwrap().is_revoked = true;
+        let result = w.refresh.execute(old_token, ClientContext::default()).await;
+        assert!(matches!(result, Err(ApplicationError::InvalidRefreshToken(_))), "{result:?}");
+        assert!(w.sessions.inserted.lock().unwrap().is_empty());
     }
 }

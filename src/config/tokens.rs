@@ -18,6 +18,9 @@ pub struct TokenSettings {
     pub session_max_lifetime: Duration,
     /// How long a replica trusts its cached view of a user's token revocations.
     pub revocation_cache_ttl: Duration,
+    /// A refresh token presented again this soon after it was rotated is a
+    /// retry, not theft; zero: always theft.
+    pub refresh_reuse_grace: Duration,
 }
 
 /// # Errors
@@ -46,5 +49,6 @@ pub fn tokens<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<TokenSet
         session_max_lifetime: env
             .positive_duration("IDENTITY_SESSION_MAX_LIFETIME", Duration::from_secs(90 * 86_400))?,
         revocation_cache_ttl: env.duration("IDENTITY_REVOCATION_CACHE_TTL", Duration::from_secs(5))?,
+        refresh_reuse_grace: env.duration("IDENTITY_REFRESH_REUSE_GRACE", Duration::from_secs(10))?,
     })
 }

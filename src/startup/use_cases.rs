@@ -188,6 +188,7 @@ fn sessions(a: &Adapters, settings: &Settings, shared: &Shared) -> Sessions {
             issuer,
             guard: guard.clone(),
             clock: a.clock.clone(),
+            reuse_grace: settings.tokens.refresh_reuse_grace,
         },
         list_sessions: ListSessions { guard: guard.clone(), sessions: a.sessions.clone(), clock: a.clock.clone() },
         revoke_session: RevokeSession { guard: guard.clone(), sessions: a.sessions.clone(), clock: a.clock.clone() },

@@ -9,7 +9,7 @@ use identity::{
     },
     import::{ImportArgs, import},
 };
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, Statement};
 use sha2::{Digest, Sha256};
 use tonic::{Code, Request};
 use tonic_types::StatusExt;
@@ -306,6 +306,28 @@ async fn a_second_run_imports_only_new_rows_and_overwrites_nothing(mut app: Test
     let db = Database::connect(app.database.url().as_str()).await.unwrap();
     let rehashed = stored_hash(&db, "md5@example.com").await;
     assert!(rehashed.starts_with("$argon2id$"));
+    // The login wrote its session.created event, which the server's relay
+    // settles with a write of its own. The import is a second writer on the
+    // same SQLite file: a write between its transaction's read and write
+    // would fail it (SQLITE_BUSY_SNAPSHOT, code 517), so let the relay finish.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let pending = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the relay never settled the login's event");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     // One new row in Django since.
     let source_db = Database::connect(source.url().as_str()).await.unwrap();

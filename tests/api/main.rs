@@ -22,6 +22,7 @@ mod observability;
 mod passwords;
 mod pruning;
 mod races;
+mod refresh_grace;
 mod resend_verification;
 mod security;
 mod security_notices;

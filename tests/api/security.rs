@@ -177,7 +177,9 @@ async fn access_tokens_die_with_their_session(mut app: TestApp) {
         .unwrap()
         .into_inner();
     assert!(is_valid(&mut app, &rotated.access_token).await);
-    // A replayed refresh token ends the family, and every access token of it.
+    // A refresh token replayed after the reuse grace (10 s) ends the family,
+    // and every access token of it.
+    app.clock.advance(Duration::from_secs(11));
     let replay =
         app.client.refresh_session(RefreshSessionRequest { refresh_token: second_refresh, client: None }).await;
     assert_eq!(replay.unwrap_err().code(), Code::Unauthenticated);

@@ -5,29 +5,42 @@ use tonic::Code;
 
 use testkit::on_both_databases;
 
-use crate::helpers::{STRONG_PASSWORD, TestApp, is_valid, logged_in, login_tokens, spawn_app, with_bearer};
+use crate::helpers::{
+    Backend, STRONG_PASSWORD, TestApp, is_valid, logged_in, login_tokens, spawn_app, spawn_app_with, with_bearer,
+};
 
 on_both_databases!(
     builder = spawn_app;
-    a_refresh_rotates_both_tokens_and_a_replayed_token_revokes_the_family,
-    concurrent_refreshes_with_one_token_succeed_once,
+    a_refresh_rotates_both_tokens_and_a_token_replayed_after_the_grace_revokes_the_family,
     logout_ends_one_session,
     expired_refresh_tokens_are_refused,
     logout_all_ends_every_session_and_every_earlier_access_token,
 );
 
+on_both_databases!(builder = strict_app; without_a_grace_concurrent_refreshes_with_one_token_succeed_once);
+
+/// `IDENTITY_REFRESH_REUSE_GRACE=0`: every second presentation is theft.
+async fn strict_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |s| s.tokens.refresh_reuse_grace = Duration::ZERO).await
+}
+
+/// Just past the default `IDENTITY_REFRESH_REUSE_GRACE` (10 s).
+const PAST_THE_GRACE: Duration = Duration::from_secs(11);
+
 fn refresh(token: &str) -> RefreshSessionRequest {
     RefreshSessionRequest { refresh_token: token.into(), client: None }
 }
 
-async fn a_refresh_rotates_both_tokens_and_a_replayed_token_revokes_the_family(mut app: TestApp) {
+async fn a_refresh_rotates_both_tokens_and_a_token_replayed_after_the_grace_revokes_the_family(mut app: TestApp) {
     let (user_id, _, first) = logged_in(&mut app, "ada@example.com").await;
     let rotated = app.client.refresh_session(refresh(&first)).await.unwrap().into_inner();
     assert_ne!(rotated.refresh_token, first);
     assert_eq!(rotated.user.unwrap().id, user_id);
     assert!(is_valid(&mut app, &rotated.access_token).await);
 
-    // The old token again: theft. The whole family goes, the new token included.
+    // The old token again, later than a retry would come: theft. The whole
+    // family goes, the new token included.
+    app.clock.advance(PAST_THE_GRACE);
     let replay = app.client.refresh_session(refresh(&first)).await.unwrap_err();
     assert_eq!(replay.code(), Code::Unauthenticated);
     let descendant = app.client.refresh_session(refresh(&rotated.refresh_token)).await.unwrap_err();
@@ -38,7 +51,7 @@ async fn a_refresh_rotates_both_tokens_and_a_replayed_token_revokes_the_family(m
     app.client.refresh_session(refresh(&other)).await.unwrap();
 }
 
-async fn concurrent_refreshes_with_one_token_succeed_once(mut app: TestApp) {
+async fn without_a_grace_concurrent_refreshes_with_one_token_succeed_once(mut app: TestApp) {
     let (_, _, token) = logged_in(&mut app, "ada@example.com").await;
     let calls = (0..10).map(|_| {
         let mut client = app.client.clone();

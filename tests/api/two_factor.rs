@@ -32,6 +32,7 @@ on_both_databases!(
     new_recovery_codes_replace_the_old_ones,
     turning_two_factor_login_off_needs_the_password_and_a_code_and_sends_a_notice,
     a_second_enrolment_replaces_the_pending_secret,
+    a_two_factor_login_records_a_session_created_event_that_says_so,
     an_expired_challenge_is_refused_and_pruned,
     an_enrolment_never_confirmed_is_pruned_and_a_confirmed_one_stays,
 );
@@ -427,6 +428,39 @@ async fn start_up_refuses_to_run_without_the_key_once_someone_enrolled(backend: 
     settings.mfa.encryption_key = None;
     let error = Application::build(settings, Overrides::default()).await.err().expect("start-up fails");
     assert!(format!("{error:#}").contains("IDENTITY_MFA_ENCRYPTION_KEY"), "{error:#}");
+}
+
+async fn a_two_factor_login_records_a_session_created_event_that_says_so(mut app: TestApp) {
+    use base64::Engine;
+    use identity::infrastructure::outbox::user_events::proto::SessionCreated;
+    use prost::Message;
+    use sea_orm::{ConnectionTrait, Database, Statement};
+
+    let enrolled = enrolled(&mut app).await;
+    let challenge = challenge(&mut app).await;
+    next_step(&app);
+    let code = current_code(&app, &enrolled.secret);
+    complete(&mut app, &challenge, &code).await.unwrap();
+
+    let db = Database::connect(app.database.url().as_str()).await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT payload FROM outbox WHERE event_type = 'identity.v1.session.created' ORDER BY stream_position",
+        ))
+        .await
+        .unwrap();
+    let created: Vec<SessionCreated> = rows
+        .iter()
+        .map(|row| {
+            let payload: String = row.try_get("", "payload").unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD.decode(payload).unwrap();
+            SessionCreated::decode(bytes.as_slice()).unwrap()
+        })
+        .collect();
+    // The password login before enrolment, then the one completed with a code
+    // (the password step of that login opened no session, and announced none).
+    assert_eq!(created.iter().map(|c| c.used_second_factor).collect::<Vec<_>>(), [false, true]);
 }
 
 async fn support_can_reset_a_users_second_factor_and_the_user_is_told(mut app: TestApp) {

@@ -60,7 +60,8 @@ pub struct SessionRecord {
     pub expires_at: OffsetDateTime,
     pub authenticated_at: OffsetDateTime,
     pub methods: AuthMethods,
-    pub is_rotated: bool,
+    /// When a refresh spent this session's token, if one did.
+    pub rotated_at: Option<OffsetDateTime>,
     pub is_revoked: bool,
 }
 
@@ -127,6 +128,21 @@ pub trait SessionRepository: Send + Sync {
         old: &SessionRecord,
         new: &NewSession,
         now: OffsetDateTime,
+    ) -> Result<Rotation, RepositoryError>;
+
+    /// A retry of a refresh: under the user's lock, checks what `rotate`
+    /// checks, and, in the statement that stores `new` (a sibling in the same
+    /// family, leaving `spent` as it is), that `spent` was rotated after
+    /// `rotated_after` (within the reuse grace) and that neither it nor any
+    /// other member of its family was revoked. `Lost` when one of those fails.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn add_sibling(
+        &self,
+        spent: &SessionRecord,
+        new: &NewSession,
+        rotated_after: OffsetDateTime,
     ) -> Result<Rotation, RepositoryError>;
 
     /// Revokes every live session of `member`'s family; returns their ids. The

@@ -2,8 +2,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, ExprTrait, Iterable,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Alias, Expr, InsertStatement, Query},
 };
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -17,7 +20,7 @@ use super::{
     user_repository::to_user,
 };
 use crate::domain::{
-    AuthMethods, ClientAddress, ClientContext, DomainEvent, TokenHash, UserAgent, UserId,
+    AuthMethods, ClientAddress, ClientContext, DomainEvent, TokenHash, User, UserAgent, UserId,
     ports::{
         DeviceSighting, LiveSession, LoginCommit, NewSession, RepositoryError, Rotation, SessionRecord,
         SessionRepository,
@@ -97,6 +100,16 @@ impl SeaOrmSessionRepository {
     }
 }
 
+/// Takes the user's lock for a refresh of `old` and returns the user, or
+/// `None` when the user is gone, may no longer log in, or revoked every
+/// session since `old`'s login.
+async fn may_refresh(txn: &DatabaseTransaction, old: &SessionRecord) -> Result<Option<User>, RepositoryError> {
+    let Some(user_row) = lock_user(txn, old.user_id, Lock::Share).await? else { return Ok(None) };
+    let user = to_user(&user_row)?;
+    let is_cut_off = user.tokens_valid_after().is_some_and(|after| old.authenticated_at < after);
+    Ok((user.ensure_can_log_in().is_ok() && !is_cut_off).then_some(user))
+}
+
 pub(super) fn row(session: &NewSession) -> sessions::ActiveModel {
     sessions::ActiveModel {
         id: Set(session.id),
@@ -148,6 +161,52 @@ fn live_sessions(rows: Vec<sessions::Model>, limit: usize) -> Vec<LiveSession> {
     live
 }
 
+/// `INSERT INTO sessions … SELECT <new's values> FROM sessions WHERE …`: the
+/// row goes in only if, in the same statement, `spent` is still unrevoked, was
+/// rotated after `rotated_after`, and no member of its family was revoked (a
+/// family revocation may skip rows rotated long ago, so `spent`'s own mark
+/// is not enough). Whatever the locks, a retry never resurrects a revoked family.
+fn sibling_insert(
+    spent: &SessionRecord,
+    new: &NewSession,
+    rotated_after: OffsetDateTime,
+) -> Result<InsertStatement, RepositoryError> {
+    let values = row(new);
+    let mut columns = Vec::new();
+    let mut selected = Vec::new();
+    for column in sessions::Column::iter() {
+        let value = values
+            .get(column)
+            .into_value()
+            .ok_or_else(|| RepositoryError::Unexpected(anyhow::anyhow!("a new session row leaves {column:?} unset")))?;
+        columns.push(column);
+        selected.push(Expr::val(value));
+    }
+    let family = Alias::new("family");
+    let revoked_member = Query::select()
+        .expr(Expr::val(1))
+        .from_as(sessions::Entity, family.clone())
+        .and_where(Expr::col((family.clone(), sessions::Column::UserId)).eq(spent.user_id.as_uuid()))
+        .and_where(Expr::col((family.clone(), sessions::Column::FamilyId)).eq(spent.family_id))
+        .and_where(Expr::col((family, sessions::Column::RevokedAt)).is_not_null())
+        .to_owned();
+    let source = Query::select()
+        .exprs(selected)
+        .from(sessions::Entity)
+        .and_where(Expr::col((sessions::Entity, sessions::Column::Id)).eq(spent.id))
+        .and_where(Expr::col((sessions::Entity, sessions::Column::RevokedAt)).is_null())
+        .and_where(Expr::col((sessions::Entity, sessions::Column::RotatedAt)).gt(rotated_after))
+        .and_where(Expr::exists(revoked_member).not())
+        .to_owned();
+    let mut insert = Query::insert();
+    insert
+        .into_table(sessions::Entity)
+        .columns(columns)
+        .select_from(source)
+        .map_err(|error| RepositoryError::Unexpected(anyhow::anyhow!("building the sibling insert: {error}")))?;
+    Ok(insert)
+}
+
 fn record(s: sessions::Model) -> SessionRecord {
     SessionRecord {
         id: s.id,
@@ -157,7 +216,7 @@ fn record(s: sessions::Model) -> SessionRecord {
         // The migration fills it for older rows; a session is never younger than its family.
         authenticated_at: s.authenticated_at.unwrap_or(s.created_at),
         methods: s.amr.as_deref().and_then(AuthMethods::parse).unwrap_or_default(),
-        is_rotated: s.rotated_at.is_some(),
+        rotated_at: s.rotated_at,
         is_revoked: s.revoked_at.is_some(),
     }
 }
@@ -224,12 +283,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         // Under the user's lock, a revocation of every session either ran
         // before (and revoked `old`, which the claim below then misses) or
         // waits for this commit (and then sees `new`): no session slips past it.
-        let Some(user_row) = lock_user(&txn, old.user_id, Lock::Share).await? else { return Ok(Rotation::Refused) };
-        let user = to_user(&user_row)?;
-        let is_cut_off = user.tokens_valid_after().is_some_and(|after| old.authenticated_at < after);
-        if user.ensure_can_log_in().is_err() || is_cut_off {
-            return Ok(Rotation::Refused);
-        }
+        let Some(user) = may_refresh(&txn, old).await? else { return Ok(Rotation::Refused) };
         // The conditional update is the claim: of concurrent rotations of one
         // token exactly one sees a row affected.
         let claimed = sessions::Entity::update_many()
@@ -244,6 +298,27 @@ impl SessionRepository for SeaOrmSessionRepository {
             return Ok(Rotation::Lost);
         }
         sessions::Entity::insert(row(new)).exec_without_returning(&txn).await.map_err(classify)?;
+        txn.commit().await.map_err(classify)?;
+        Ok(Rotation::Rotated(user))
+    }
+
+    async fn add_sibling(
+        &self,
+        spent: &SessionRecord,
+        new: &NewSession,
+        rotated_after: OffsetDateTime,
+    ) -> Result<Rotation, RepositoryError> {
+        let txn = self.db.begin().await.map_err(classify)?;
+        // The same lock as `rotate`: a revocation of the family (which takes
+        // the lock exclusively) either committed before, and the insert below
+        // then finds it, or waits for this commit and then revokes the sibling
+        // too.
+        let Some(user) = may_refresh(&txn, spent).await? else { return Ok(Rotation::Refused) };
+        let insert = sibling_insert(spent, new, rotated_after)?;
+        let inserted = txn.execute(&insert).await.map_err(classify)?;
+        if inserted.rows_affected() != 1 {
+            return Ok(Rotation::Lost);
+        }
         txn.commit().await.map_err(classify)?;
         Ok(Rotation::Rotated(user))
     }
