@@ -60,6 +60,10 @@ enum Command {
     /// `identity-server import-django` of --requests Django users (default
     /// 50,000) from SQLite, against a plain batched copy of the same rows
     ImportDjango,
+    /// What one rate-limit check costs: VerifyEmail with unknown tokens, the
+    /// limits off and then on (a budget never spent; on PostgreSQL the
+    /// shared table's upsert), server CPU per call of each
+    RateLimitCheck,
     /// SignUp, Login, RefreshSession and ValidateToken with argon2 at its minimum
     /// cost (m=8, t=1, p=1): what everything around the crypto costs, as server
     /// CPU per request
@@ -94,6 +98,8 @@ pub enum Scenario {
     LoginStorm,
     /// The Django import command, rows per second.
     ImportDjango,
+    /// A rate-limit check, as the server CPU it adds to a cheap call.
+    RateLimitCheck,
     /// SignUp with argon2 at its minimum cost.
     SignUpFramework,
     /// Login with argon2 at its minimum cost (as the users' hashes are).
@@ -107,7 +113,7 @@ impl Scenario {
 
     /// The order of `all`: sign-up first, because it creates the users the
     /// other scenarios log in as.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::SignUp,
         Self::Login,
         Self::ValidateToken,
@@ -121,6 +127,7 @@ impl Scenario {
         Self::SignUpFramework,
         Self::LoginFramework,
         Self::ImportDjango,
+        Self::RateLimitCheck,
     ];
 
     pub fn name(self) -> &'static str {
@@ -136,6 +143,7 @@ impl Scenario {
             Self::LoginBurst => "login-burst",
             Self::LoginStorm => "login-storm",
             Self::ImportDjango => "import-django",
+            Self::RateLimitCheck => "rate-limit-check",
             Self::SignUpFramework => "signup-framework",
             Self::LoginFramework => "login-framework",
         }
@@ -165,6 +173,8 @@ impl Scenario {
             Self::SignUpFramework => 10_000,
             Self::LoginFramework => 10_000,
             Self::ImportDjango => 50_000,
+            // Per server; four servers: limits off, on, off, on.
+            Self::RateLimitCheck => 10_000,
         }
     }
 
@@ -220,6 +230,7 @@ impl From<Cli> for Options {
             Command::LoginBurst => scenario(Scenario::LoginBurst),
             Command::LoginStorm => scenario(Scenario::LoginStorm),
             Command::ImportDjango => scenario(Scenario::ImportDjango),
+            Command::RateLimitCheck => scenario(Scenario::RateLimitCheck),
             Command::Framework => (Scenario::FRAMEWORK.to_vec(), false, false),
             Command::Ceilings => (Vec::new(), false, true),
             Command::PoolRss => (Vec::new(), true, false),

@@ -31,6 +31,7 @@ mod ceiling_runs;
 mod email_run;
 mod enumeration;
 mod import;
+mod rate_limits;
 mod storm;
 mod tokens;
 
@@ -71,9 +72,11 @@ impl Ceiling {
             | Scenario::Mixed
             | Scenario::SignUpFramework
             | Scenario::LoginFramework => Some(Self::Echo),
-            Scenario::SignUpToEmail | Scenario::LoginEnumeration | Scenario::LoginStorm | Scenario::ImportDjango => {
-                None
-            }
+            Scenario::SignUpToEmail
+            | Scenario::LoginEnumeration
+            | Scenario::LoginStorm
+            | Scenario::ImportDjango
+            | Scenario::RateLimitCheck => None,
         }
     }
 
@@ -319,6 +322,18 @@ impl Bench {
         amqp: Option<&identity::infrastructure::rabbitmq::MailerTopology>,
         argon2: Argon2Settings,
     ) -> anyhow::Result<Server> {
+        self.start_server_env(database, label, amqp, argon2, &[]).await
+    }
+
+    /// [`Self::start_server_with`], with `extra` variables set last (they win).
+    async fn start_server_env(
+        &self,
+        database: Option<&BenchDatabase>,
+        label: &str,
+        amqp: Option<&identity::infrastructure::rabbitmq::MailerTopology>,
+        argon2: Argon2Settings,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         if let Some(target) = &self.options.target {
             return Ok(Server { process: None, url: target.clone(), cold_start: None, idle: None });
         }
@@ -352,6 +367,8 @@ impl Bench {
             env.push(("IDENTITY_AMQP_URL".to_owned(), self.options.amqp_url.clone()));
             env.push(("IDENTITY_AMQP_EXCHANGE".to_owned(), topology.exchange.clone()));
         }
+        env.retain(|(key, _)| !extra.iter().any(|(name, _)| name == key));
+        env.extend(extra.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())));
         let log = self.dir.join(format!("server-{label}.log"));
         let (server, _) = self.binaries.as_ref().context("identity-server was not found")?;
         let mut process = Process::spawn("identity-server", server, &["serve"], &env, log)?;
@@ -416,6 +433,7 @@ impl Bench {
             Scenario::LoginEnumeration => return self.login_enumeration(backend, database, users).await,
             Scenario::LoginStorm => return self.login_storm(backend, database, users).await,
             Scenario::ImportDjango => return self.import_django(backend, database).await,
+            Scenario::RateLimitCheck => return self.rate_limit_check(backend, database).await,
             _ => {}
         }
         let concurrency = self.options.concurrency(scenario);
@@ -486,9 +504,11 @@ impl Bench {
                     })
                 })
             }
-            Scenario::SignUpToEmail | Scenario::LoginEnumeration | Scenario::LoginStorm | Scenario::ImportDjango => {
-                unreachable!("handled above")
-            }
+            Scenario::SignUpToEmail
+            | Scenario::LoginEnumeration
+            | Scenario::LoginStorm
+            | Scenario::ImportDjango
+            | Scenario::RateLimitCheck => unreachable!("handled above"),
         };
         let plan =
             Plan { concurrency, requests: self.options.requests(scenario), time_limit: self.options.duration_limit };

@@ -18,6 +18,7 @@ mod m20261202_000014_email_change;
 mod m20261202_000015_two_factor_login;
 mod m20261202_000020_known_devices;
 mod m20261202_000021_user_event_order;
+mod m20261203_000022_shared_rate_limits;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000015_two_factor_login::Migration),
             Box::new(m20261202_000021_user_event_order::Migration),
             Box::new(m20261202_000020_known_devices::Migration),
+            Box::new(m20261203_000022_shared_rate_limits::Migration),
         ]
     }
 }

@@ -132,7 +132,7 @@ impl AdminUsers {
         let revocation = self.accounts.disable(id, now, &events).await?.ok_or(ApplicationError::NotFound)?;
         // Read under the row lock, so current even when nothing changed (a
         // disable on another replica): this replica refuses at once either way.
-        self.guard.apply(&revocation);
+        self.guard.apply(&revocation).await;
         if revocation.changed {
             tracing::info!(target: "identity::audit", actor, action = "disable_user", user_id = %id, revoked_sessions = revocation.revoked_sessions.len(), "admin action");
         }
@@ -147,7 +147,7 @@ impl AdminUsers {
         let now = self.clock.now();
         let events = [UserEvent::new(id, now, UserChange::Enabled).into()];
         let change = self.accounts.enable(id, now, &events).await?.ok_or(ApplicationError::NotFound)?;
-        self.guard.remember(&change.user);
+        self.guard.remember(&change.user).await;
         if change.changed {
             audit(actor, "enable_user", id);
         }
@@ -197,7 +197,7 @@ impl AdminUsers {
                 Err(EmailChangeRefused::EmailTaken) => return Err(ApplicationError::EmailTaken),
                 Err(EmailChangeRefused::NoLongerApplies) => return Err(ApplicationError::NotFound),
             };
-        self.guard.apply(&revocation);
+        self.guard.apply(&revocation).await;
         tracing::info!(target: "identity::audit", actor, action = "set_user_email", user_id = %id, is_verified, revoked_sessions = revocation.revoked_sessions.len(), "admin action");
         Ok(revocation.user)
     }
@@ -226,7 +226,7 @@ impl AdminUsers {
                 .into()];
         let revocation =
             self.accounts.revoke_all_sessions(id, now, &events).await?.ok_or(ApplicationError::NotFound)?;
-        self.guard.apply(&revocation);
+        self.guard.apply(&revocation).await;
         let revoked = revocation.revoked_sessions.len();
         tracing::info!(target: "identity::audit", actor, action = "revoke_user_sessions", user_id = %id, revoked_sessions = revoked, "admin action");
         Ok(revoked)
@@ -241,7 +241,7 @@ impl AdminUsers {
         if !self.accounts.delete(id, &event).await? {
             return Err(ApplicationError::NotFound);
         }
-        self.guard.forget(id);
+        self.guard.forget(id).await;
         audit(actor, "delete_user", id);
         Ok(())
     }

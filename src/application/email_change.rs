@@ -178,7 +178,7 @@ impl ConfirmEmailChange {
             Err(EmailChangeRefused::EmailTaken) => return Err(ApplicationError::EmailTaken),
             Err(EmailChangeRefused::NoLongerApplies) => return Err(ApplicationError::InvalidEmailChangeToken),
         };
-        self.guard.apply(&revocation);
+        self.guard.apply(&revocation).await;
         tracing::info!(user_id = %user.id(), revoked = revocation.revoked_sessions.len(), "email address changed; other sessions revoked");
         Ok(revocation.user)
     }

@@ -121,7 +121,7 @@ impl ChangePassword {
                 return Err(InvalidAccessToken::Revoked.into());
             }
         };
-        self.guard.apply(&revocation);
+        self.guard.apply(&revocation).await;
         tracing::info!(user_id = %user.id(), revoked = revocation.revoked_sessions.len(), "password changed; other sessions revoked");
         Ok(())
     }
@@ -242,7 +242,7 @@ impl ResetPassword {
             .complete_password_reset(&hash, user.id(), &new_hash, now, &events)
             .await?
             .ok_or(ApplicationError::InvalidResetToken)?;
-        self.guard.apply(&revocation);
+        self.guard.apply(&revocation).await;
         // Whoever was guessing the old password has nothing left to guess.
         self.throttles.reset(&ThrottleKey::for_email(user.email())).await?;
         tracing::info!(user_id = %user.id(), revoked = revocation.revoked_sessions.len(), "password reset; every session revoked");

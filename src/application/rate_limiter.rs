@@ -1,85 +1,119 @@
-//! Token buckets, per caller address and per email, kept in memory (so the
-//! limits are per replica).
+//! One call budget (per caller address, say): `per_minute` calls per key per
+//! minute, kept in a [`RateLimitStore`] (shared by every replica on
+//! PostgreSQL), with this replica's memory to fall back on while the store
+//! cannot answer: limits then hold per replica rather than not at all.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
+use crate::domain::ports::RateLimitStore;
 
-/// Allows `per_minute` calls per key per minute, in bursts of up to `per_minute`.
 pub struct RateLimiter {
+    /// Prefixes every key, so that budgets of one store never share a key.
+    scope: &'static str,
     per_minute: u32,
-    capacity: usize,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    store: Arc<dyn RateLimitStore>,
+    fallback: Arc<dyn RateLimitStore>,
 }
 
 impl RateLimiter {
     /// `per_minute == 0` turns the limiter off.
-    pub fn new(per_minute: u32) -> Self {
-        Self { per_minute, capacity: 100_000, buckets: Mutex::new(HashMap::new()) }
+    pub fn new(
+        scope: &'static str,
+        per_minute: u32,
+        store: Arc<dyn RateLimitStore>,
+        fallback: Arc<dyn RateLimitStore>,
+    ) -> Self {
+        Self { scope, per_minute, store, fallback }
     }
 
-    /// Takes one token for `key`.
+    pub fn is_off(&self) -> bool {
+        self.per_minute == 0
+    }
+
+    /// Takes one call for `key`.
     ///
     /// # Errors
-    /// How long until a token is available.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
-        self.check_at(key, Instant::now())
-    }
-
-    fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        if self.per_minute == 0 {
+    /// How long until a call is allowed again.
+    pub async fn check(&self, key: &str) -> Result<(), Duration> {
+        if self.is_off() {
             return Ok(());
         }
-        let burst = f64::from(self.per_minute);
-        let per_second = burst / 60.0;
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= self.capacity && !buckets.contains_key(key) {
-            // Drop full buckets (idle keys): they behave exactly like absent ones.
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < burst);
-        }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: burst, updated: now });
-        let refilled = (bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * per_second).min(burst);
-        bucket.updated = now;
-        if refilled >= 1.0 {
-            bucket.tokens = refilled - 1.0;
-            Ok(())
-        } else {
-            bucket.tokens = refilled;
-            Err(Duration::from_secs_f64((1.0 - refilled) / per_second).max(Duration::from_millis(1)))
+        let key = format!("{}:{key}", self.scope);
+        match self.store.take(&key, self.per_minute).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::warn!(error = %error, "the shared rate limits are unavailable; limiting per replica meanwhile");
+                // The in-memory fallback cannot fail.
+                self.fallback.take(&key, self.per_minute).await.unwrap_or(Ok(()))
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Mutex;
 
-    #[test]
-    fn a_burst_up_to_the_limit_passes_then_it_refills_over_time() {
-        let limiter = RateLimiter::new(3);
-        let start = Instant::now();
-        for _ in 0..3 {
-            assert!(limiter.check_at("a", start).is_ok());
-        }
-        let wait = limiter.check_at("a", start).unwrap_err();
-        assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
-        assert!(limiter.check_at("b", start).is_ok(), "keys are independent");
-        assert!(limiter.check_at("a", start + Duration::from_secs(20)).is_ok());
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::domain::ports::RepositoryError;
+
+    /// Allows `budget` calls in all, remembering the keys it was asked for;
+    /// fails every call when `broken`.
+    struct CountingStore {
+        budget: Mutex<u32>,
+        keys: Mutex<Vec<String>>,
+        broken: bool,
     }
 
-    #[test]
-    fn zero_turns_it_off() {
-        let limiter = RateLimiter::new(0);
-        for _ in 0..1000 {
-            assert!(limiter.check("a").is_ok());
+    impl CountingStore {
+        fn new(budget: u32, broken: bool) -> Arc<Self> {
+            Arc::new(Self { budget: Mutex::new(budget), keys: Mutex::new(Vec::new()), broken })
         }
+    }
+
+    #[async_trait]
+    impl RateLimitStore for CountingStore {
+        async fn take(&self, key: &str, _per_minute: u32) -> Result<Result<(), Duration>, RepositoryError> {
+            self.keys.lock().unwrap().push(key.to_owned());
+            if self.broken {
+                return Err(RepositoryError::Unavailable(anyhow::anyhow!("down")));
+            }
+            let mut budget = self.budget.lock().unwrap();
+            if *budget == 0 {
+                return Ok(Err(Duration::from_secs(1)));
+            }
+            *budget -= 1;
+            Ok(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_store_decides_and_keys_carry_the_scope() {
+        let store = CountingStore::new(1, false);
+        let limiter = RateLimiter::new("address", 5, store.clone(), CountingStore::new(0, false));
+        assert!(limiter.check("login:1.2.3.4").await.is_ok());
+        assert_eq!(limiter.check("login:1.2.3.4").await, Err(Duration::from_secs(1)));
+        assert_eq!(*store.keys.lock().unwrap(), ["address:login:1.2.3.4", "address:login:1.2.3.4"]);
+    }
+
+    #[tokio::test]
+    async fn while_the_store_is_down_the_fallback_limits() {
+        let fallback = CountingStore::new(1, false);
+        let limiter = RateLimiter::new("email", 5, CountingStore::new(0, true), fallback.clone());
+        assert!(limiter.check("a").await.is_ok());
+        assert!(limiter.check("a").await.is_err(), "the fallback's budget is spent");
+        assert_eq!(fallback.keys.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn zero_turns_it_off_without_asking_the_store() {
+        let store = CountingStore::new(0, true);
+        let limiter = RateLimiter::new("address", 0, store.clone(), store.clone());
+        for _ in 0..10 {
+            assert!(limiter.check("a").await.is_ok());
+        }
+        assert!(store.keys.lock().unwrap().is_empty());
     }
 }

@@ -92,7 +92,7 @@ impl RefreshSession {
         let events = [revoked_one(session, RevocationReason::RefreshTokenReused, now)];
         match self.sessions.revoke_family(session, now, &events).await {
             Ok(revoked) => {
-                self.guard.sessions_ended(&revoked);
+                self.guard.sessions_ended(&revoked).await;
                 tracing::warn!(family_id = %family_id, revoked = revoked.len(), "refresh token reused: revoked its whole session family");
                 invalid_refresh_token()
             }
@@ -129,7 +129,7 @@ impl Logout {
         if !revoked.contains(&session.id) {
             return Err(invalid_refresh_token());
         }
-        self.guard.sessions_ended(&revoked);
+        self.guard.sessions_ended(&revoked).await;
         tracing::info!(user_id = %session.user_id, session_id = %session.id, "logged out");
         Ok(())
     }
@@ -156,7 +156,7 @@ impl LogoutAll {
             .revoke_all_sessions(claims.user_id, now, &[event.into()])
             .await?
             .ok_or(crate::domain::ports::InvalidAccessToken::Revoked)?;
-        self.guard.apply(&revocation);
+        self.guard.apply(&revocation).await;
         let revoked = u64::try_from(revocation.revoked_sessions.len()).unwrap_or(u64::MAX);
         tracing::info!(user_id = %revocation.user.id(), revoked, "logged out everywhere");
         Ok(revoked)
@@ -232,7 +232,7 @@ impl RevokeSession {
             .revoke_live_family(claims.user_id, session_id, now, &[event.into()])
             .await?
             .ok_or(ApplicationError::SessionNotFound)?;
-        self.guard.sessions_ended(&revoked);
+        self.guard.sessions_ended(&revoked).await;
         tracing::info!(user_id = %claims.user_id, session_id = %session_id, revoked = revoked.len(), "session revoked");
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Per-caller and per-email rate limits on every RPC that takes a password or a
 //! secret token, or that sends an email. Each operation has budgets of its own,
 //! so that spending one (twenty reset requests naming a victim, say) never
-//! blocks another (the victim's login).
+//! blocks another (the victim's login). On PostgreSQL every replica spends
+//! from the same budgets.
 
 use std::net::IpAddr;
 
@@ -29,6 +30,9 @@ pub enum Operation {
     CompleteMfaLogin,
     /// Enrolment, disabling and new recovery codes: each takes a password or a code.
     ManageMfa,
+    /// ListSessions, RevokeSession and LogoutAll: each takes an access token
+    /// and reads or writes the database.
+    ManageSessions,
 }
 
 impl Operation {
@@ -47,13 +51,14 @@ impl Operation {
             Self::ConfirmEmailChange => "confirm_email_change",
             Self::CompleteMfaLogin => "complete_mfa_login",
             Self::ManageMfa => "manage_mfa",
+            Self::ManageSessions => "manage_sessions",
         }
     }
 
-    /// Backends refresh on behalf of many users at once: these get the larger
-    /// `IDENTITY_RATE_LIMIT_REFRESH_PER_ADDRESS` budget.
+    /// Backends refresh and show sessions on behalf of many users at once:
+    /// these get the larger `IDENTITY_RATE_LIMIT_REFRESH_PER_ADDRESS` budget.
     fn is_session_upkeep(self) -> bool {
-        matches!(self, Self::RefreshSession | Self::Logout)
+        matches!(self, Self::RefreshSession | Self::Logout | Self::ManageSessions)
     }
 }
 
@@ -77,7 +82,7 @@ impl CallLimits {
     ///
     /// # Errors
     /// RESOURCE_EXHAUSTED with RetryInfo when the budget is spent.
-    pub fn check_address<T>(
+    pub async fn check_address<T>(
         &self,
         request: &Request<T>,
         operation: Operation,
@@ -85,7 +90,7 @@ impl CallLimits {
         let client = self.client_address(request);
         if let Some(address) = &client {
             let limiter = if operation.is_session_upkeep() { &self.per_address_refresh } else { &self.per_address };
-            limiter.check(&format!("{}:{}", operation.name(), address.bucket())).map_err(limited)?;
+            limiter.check(&format!("{}:{}", operation.name(), address.bucket())).await.map_err(limited)?;
         }
         Ok(client)
     }
@@ -95,7 +100,7 @@ impl CallLimits {
     ///
     /// # Errors
     /// RESOURCE_EXHAUSTED with RetryInfo when the budget is spent.
-    pub fn check_email(
+    pub async fn check_email(
         &self,
         operation: Operation,
         email: &Email,
@@ -112,7 +117,7 @@ impl CallLimits {
             }
             _ => format!("{}:{}", operation.name(), email.as_str()),
         };
-        self.per_email.check(&key).map_err(limited)
+        self.per_email.check(&key).await.map_err(limited)
     }
 }
 

@@ -138,9 +138,9 @@ fn bearer_token(metadata: &MetadataMap) -> Result<&str, Status> {
 #[tonic::async_trait]
 impl UserService for UserGrpcService {
     async fn sign_up(&self, request: Request<proto::SignUpRequest>) -> Result<Response<proto::SignUpResponse>, Status> {
-        let client = self.limits.check_address(&request, Operation::SignUp)?;
+        let client = self.limits.check_address(&request, Operation::SignUp).await?;
         let command = SignUpCommand::parse(convert::sign_up_input(request.into_inner()), &self.password_rules).await?;
-        self.limits.check_email(Operation::SignUp, &command.email, client.as_ref())?;
+        self.limits.check_email(Operation::SignUp, &command.email, client.as_ref()).await?;
         let user = self.sign_up.execute(command).await?;
         record_user(&user);
         Ok(Response::new(proto::SignUpResponse { user: Some(convert::user(&user)) }))
@@ -150,7 +150,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::VerifyEmailRequest>,
     ) -> Result<Response<proto::VerifyEmailResponse>, Status> {
-        self.limits.check_address(&request, Operation::VerifyEmail)?;
+        self.limits.check_address(&request, Operation::VerifyEmail).await?;
         let token =
             OpaqueToken::parse(&request.into_inner().token).map_err(|_| ApplicationError::InvalidVerificationToken)?;
         let user = self.verify_email.execute(token).await?;
@@ -163,14 +163,14 @@ impl UserService for UserGrpcService {
         request: Request<proto::ResendVerificationEmailRequest>,
     ) -> Result<Response<proto::ResendVerificationEmailResponse>, Status> {
         let email = parse_email(&request.get_ref().email)?;
-        let client = self.limits.check_address(&request, Operation::ResendVerificationEmail)?;
-        self.limits.check_email(Operation::ResendVerificationEmail, &email, client.as_ref())?;
+        let client = self.limits.check_address(&request, Operation::ResendVerificationEmail).await?;
+        self.limits.check_email(Operation::ResendVerificationEmail, &email, client.as_ref()).await?;
         no_sooner_than(self.enumeration_floor, self.resend_verification_email.execute(email)).await?;
         Ok(Response::new(proto::ResendVerificationEmailResponse {}))
     }
 
     async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
-        let client = self.limits.check_address(&request, Operation::Login)?;
+        let client = self.limits.check_address(&request, Operation::Login).await?;
         let (metadata, _, mut request) = request.into_parts();
         let context = convert::client_context(request.client.take(), &metadata, client);
         let email = parse_email(&request.email);
@@ -182,7 +182,7 @@ impl UserService for UserGrpcService {
                 return Err(all_violations([email.err(), password.err(), context.err()]).into());
             }
         };
-        self.limits.check_email(Operation::Login, &command.email, client.as_ref())?;
+        self.limits.check_email(Operation::Login, &command.email, client.as_ref()).await?;
         let result = self.login.execute(command).await;
         self.metrics.record_login(match &result {
             Ok(_) => "success",
@@ -202,7 +202,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::CompleteMfaLoginRequest>,
     ) -> Result<Response<proto::LoginResponse>, Status> {
-        let client = self.limits.check_address(&request, Operation::CompleteMfaLogin)?;
+        let client = self.limits.check_address(&request, Operation::CompleteMfaLogin).await?;
         // The device as the transport saw it (CompleteMfaLoginRequest has no `client`).
         let context = convert::client_context(None, request.metadata(), client)?;
         let body = request.into_inner();
@@ -225,7 +225,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::BeginTotpEnrollmentRequest>,
     ) -> Result<Response<proto::BeginTotpEnrollmentResponse>, Status> {
-        let client = self.limits.check_address(&request, Operation::ManageMfa)?;
+        let client = self.limits.check_address(&request, Operation::ManageMfa).await?;
         let token = bearer_token(request.metadata())?.to_owned();
         let current = parse_current_password(request.into_inner().current_password)?;
         let started = self.begin_totp_enrollment.execute(&token, current, client).await?;
@@ -240,7 +240,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::ConfirmTotpEnrollmentRequest>,
     ) -> Result<Response<proto::ConfirmTotpEnrollmentResponse>, Status> {
-        self.limits.check_address(&request, Operation::ManageMfa)?;
+        self.limits.check_address(&request, Operation::ManageMfa).await?;
         let token = bearer_token(request.metadata())?.to_owned();
         let code = TotpCode::parse(&request.into_inner().code).map_err(|_| {
             ApplicationError::invalid_field("code", "must be the 6-digit code of the authenticator app")
@@ -253,7 +253,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::DisableTotpRequest>,
     ) -> Result<Response<proto::DisableTotpResponse>, Status> {
-        let client = self.limits.check_address(&request, Operation::ManageMfa)?;
+        let client = self.limits.check_address(&request, Operation::ManageMfa).await?;
         let token = bearer_token(request.metadata())?.to_owned();
         let body = request.into_inner();
         let (current, code) = (parse_current_password(body.current_password), parse_second_factor(&body.code));
@@ -273,7 +273,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::RegenerateRecoveryCodesRequest>,
     ) -> Result<Response<proto::RegenerateRecoveryCodesResponse>, Status> {
-        let client = self.limits.check_address(&request, Operation::ManageMfa)?;
+        let client = self.limits.check_address(&request, Operation::ManageMfa).await?;
         let token = bearer_token(request.metadata())?.to_owned();
         let code = parse_second_factor(&request.into_inner().code)?;
         let codes = self.regenerate_recovery_codes.execute(&token, code, client).await?;
@@ -320,7 +320,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::RefreshSessionRequest>,
     ) -> Result<Response<proto::RefreshSessionResponse>, Status> {
-        let client = self.limits.check_address(&request, Operation::RefreshSession)?;
+        let client = self.limits.check_address(&request, Operation::RefreshSession).await?;
         let (metadata, _, mut request) = request.into_parts();
         let context = convert::client_context(request.client.take(), &metadata, client)?;
         let token = parse_refresh_token(&request.refresh_token)?;
@@ -333,6 +333,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::ListSessionsRequest>,
     ) -> Result<Response<proto::ListSessionsResponse>, Status> {
+        self.limits.check_address(&request, Operation::ManageSessions).await?;
         let token = bearer_token(request.metadata())?;
         let sessions = self.list_sessions.execute(token).await?;
         Ok(Response::new(proto::ListSessionsResponse {
@@ -344,6 +345,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::RevokeSessionRequest>,
     ) -> Result<Response<proto::RevokeSessionResponse>, Status> {
+        self.limits.check_address(&request, Operation::ManageSessions).await?;
         let token = bearer_token(request.metadata())?;
         let raw = request.get_ref().session_id.trim();
         let session_id =
@@ -353,7 +355,7 @@ impl UserService for UserGrpcService {
     }
 
     async fn logout(&self, request: Request<proto::LogoutRequest>) -> Result<Response<proto::LogoutResponse>, Status> {
-        self.limits.check_address(&request, Operation::Logout)?;
+        self.limits.check_address(&request, Operation::Logout).await?;
         let token = parse_refresh_token(&request.into_inner().refresh_token)?;
         self.logout.execute(token).await?;
         Ok(Response::new(proto::LogoutResponse {}))
@@ -363,6 +365,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::LogoutAllRequest>,
     ) -> Result<Response<proto::LogoutAllResponse>, Status> {
+        self.limits.check_address(&request, Operation::ManageSessions).await?;
         let token = bearer_token(request.metadata())?;
         let revoked = self.logout_all.execute(token).await?;
         Ok(Response::new(proto::LogoutAllResponse { revoked_sessions: u32::try_from(revoked).unwrap_or(u32::MAX) }))
@@ -372,7 +375,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::ChangePasswordRequest>,
     ) -> Result<Response<proto::ChangePasswordResponse>, Status> {
-        let client = self.limits.check_address(&request, Operation::ChangePassword)?;
+        let client = self.limits.check_address(&request, Operation::ChangePassword).await?;
         let token = bearer_token(request.metadata())?.to_owned();
         let body = request.into_inner();
         let current = PlaintextPassword::parse(body.current_password)
@@ -386,8 +389,8 @@ impl UserService for UserGrpcService {
         request: Request<proto::RequestPasswordResetRequest>,
     ) -> Result<Response<proto::RequestPasswordResetResponse>, Status> {
         let email = parse_email(&request.get_ref().email)?;
-        let client = self.limits.check_address(&request, Operation::RequestPasswordReset)?;
-        self.limits.check_email(Operation::RequestPasswordReset, &email, client.as_ref())?;
+        let client = self.limits.check_address(&request, Operation::RequestPasswordReset).await?;
+        self.limits.check_email(Operation::RequestPasswordReset, &email, client.as_ref()).await?;
         no_sooner_than(self.enumeration_floor, self.request_password_reset.execute(email)).await?;
         Ok(Response::new(proto::RequestPasswordResetResponse {}))
     }
@@ -396,7 +399,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::ResetPasswordRequest>,
     ) -> Result<Response<proto::ResetPasswordResponse>, Status> {
-        self.limits.check_address(&request, Operation::ResetPassword)?;
+        self.limits.check_address(&request, Operation::ResetPassword).await?;
         let body = request.into_inner();
         let token = OpaqueToken::parse(&body.token).map_err(|_| ApplicationError::InvalidResetToken)?;
         self.reset_password.execute(token, body.new_password).await?;
@@ -407,7 +410,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::RequestEmailChangeRequest>,
     ) -> Result<Response<proto::RequestEmailChangeResponse>, Status> {
-        let client = self.limits.check_address(&request, Operation::RequestEmailChange)?;
+        let client = self.limits.check_address(&request, Operation::RequestEmailChange).await?;
         let token = bearer_token(request.metadata())?.to_owned();
         let body = request.into_inner();
         let email = Email::parse(&body.new_email).map_err(|e| ApplicationError::invalid_field("new_email", e));
@@ -421,7 +424,7 @@ impl UserService for UserGrpcService {
             }
             (Err(e), _) | (_, Err(e)) => return Err(e.into()),
         };
-        self.limits.check_email(Operation::RequestEmailChange, &email, client.as_ref())?;
+        self.limits.check_email(Operation::RequestEmailChange, &email, client.as_ref()).await?;
         self.request_email_change.execute(&token, email, current, client).await?;
         Ok(Response::new(proto::RequestEmailChangeResponse {}))
     }
@@ -430,7 +433,7 @@ impl UserService for UserGrpcService {
         &self,
         request: Request<proto::ConfirmEmailChangeRequest>,
     ) -> Result<Response<proto::ConfirmEmailChangeResponse>, Status> {
-        self.limits.check_address(&request, Operation::ConfirmEmailChange)?;
+        self.limits.check_address(&request, Operation::ConfirmEmailChange).await?;
         let token =
             OpaqueToken::parse(&request.into_inner().token).map_err(|_| ApplicationError::InvalidEmailChangeToken)?;
         let user = self.confirm_email_change.execute(token).await?;

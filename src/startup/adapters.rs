@@ -11,15 +11,17 @@ use crate::{
     config::MfaSettings,
     config::{Settings, TokenSettings},
     domain::ports::{
-        AccessTokenIssuer, AccountRepository, Clock, LoginThrottles, MfaRepository, OutboxPublisher, OutboxStore,
-        PasswordHasher, RegistrationNotices, SecretCipher, SessionRepository, SingleUseTokens, TotpAlgorithm,
-        UserRepository,
+        AccessTokenIssuer, AccountRepository, Clock, LoginThrottles, MfaRepository, NoOtherReplicas, OutboxPublisher,
+        OutboxStore, PasswordHasher, RateLimitStore, RegistrationNotices, RevocationBroadcast, SecretCipher,
+        SessionRepository, SingleUseTokens, TotpAlgorithm, UserRepository,
     },
     infrastructure::{
-        Argon2Hasher, PasetoSettings, PasetoTokens, TotpRs, XChaChaCipher,
+        Argon2Hasher, InMemoryRateLimits, PasetoSettings, PasetoTokens, TotpRs, XChaChaCipher,
+        postgres::{PostgresRateLimits, PostgresRevocationBroadcast},
         rabbitmq::RabbitMqPublisher,
         sea_orm::{
             SeaOrmLoginThrottles, SeaOrmOutboxStore, SeaOrmSessionRepository, SeaOrmUserRepository, has_totp_secrets,
+            is_postgres,
         },
     },
     observability::Metrics,
@@ -54,6 +56,14 @@ pub(super) struct Adapters {
     /// emails and events never wait behind each other.
     pub event_outbox: Arc<dyn OutboxStore>,
     pub event_publisher: Arc<dyn OutboxPublisher>,
+    /// Call budgets: every replica's on PostgreSQL, this replica's on SQLite.
+    pub rate_limits: Arc<dyn RateLimitStore>,
+    /// This replica's budgets, for whenever `rate_limits` cannot answer.
+    pub local_rate_limits: Arc<dyn RateLimitStore>,
+    /// The shared budgets' table, swept of budgets back to full (PostgreSQL).
+    pub shared_rate_limits: Option<PostgresRateLimits>,
+    /// Where revocations made here are told to the other replicas.
+    pub revocations: Arc<dyn RevocationBroadcast>,
 }
 
 impl Adapters {
@@ -71,7 +81,20 @@ impl Adapters {
         let hasher: Arc<dyn PasswordHasher> =
             Arc::new(Argon2Hasher::with_observer(settings.passwords.argon2, metrics.clone())?);
         let secret_cipher = secret_cipher(&settings.mfa, &db).await?;
+        let local_rate_limits: Arc<dyn RateLimitStore> = Arc::new(InMemoryRateLimits::default());
+        let (shared_rate_limits, revocations): (_, Arc<dyn RevocationBroadcast>) = if is_postgres(&db) {
+            (Some(PostgresRateLimits::new(db.clone())), Arc::new(PostgresRevocationBroadcast::new(db.clone())))
+        } else {
+            (None, Arc::new(NoOtherReplicas))
+        };
         Ok(Self {
+            rate_limits: match &shared_rate_limits {
+                Some(shared) => Arc::new(shared.clone()),
+                None => local_rate_limits.clone(),
+            },
+            local_rate_limits,
+            shared_rate_limits,
+            revocations,
             mfa: Arc::new(repository.clone()),
             secret_cipher,
             totp: Arc::new(TotpRs),

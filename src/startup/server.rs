@@ -25,7 +25,10 @@ use crate::{
         request_context::RequestContextLayer,
         tls,
     },
-    infrastructure::sea_orm::SeaOrmPruner,
+    infrastructure::{
+        postgres::{PostgresRateLimits, listen_for_revocations},
+        sea_orm::SeaOrmPruner,
+    },
     observability::{Metrics, metrics_server},
     workers::{OutboxRelay, prune_periodically},
 };
@@ -34,6 +37,10 @@ use crate::{
 /// most 10 000 rows of each kind every `IDENTITY_PRUNE_INTERVAL`.
 const PRUNE_BATCH_SIZE: u64 = 500;
 const PRUNE_MAX_BATCHES: u32 = 20;
+/// How often the shared budgets' rows back to full are deleted, and how many
+/// per statement.
+const RATE_LIMIT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+const RATE_LIMIT_SWEEP_BATCH: u64 = 5_000;
 /// How often readiness is re-checked against the database.
 const READINESS_INTERVAL: Duration = Duration::from_secs(2);
 /// ResendVerificationEmail and RequestPasswordReset answer no sooner than this,
@@ -57,9 +64,15 @@ impl Application {
     pub async fn build(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
         let adapters = Adapters::build(&settings, &overrides).await?;
         let use_cases = UseCases::build(&adapters, &settings);
+        let guard = use_cases.guard.clone();
         let routes = grpc_services(use_cases, &adapters, &settings)?;
         let stop = CancellationToken::new();
         let mut background = spawn_background_tasks(&adapters, &settings, &stop);
+        if let Some(shared) = adapters.shared_rate_limits.clone() {
+            background.push(tokio::spawn(sweep_rate_limits(shared, stop.clone())));
+            let listener = listen_for_revocations(&settings.database.url, guard, stop.clone()).await?;
+            background.push(tokio::spawn(listener));
+        }
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         background.push(watch_readiness(health_reporter, adapters.db.clone(), &stop).await);
         let (local_addr, serve) =
@@ -113,7 +126,10 @@ impl Application {
 
 /// The user and admin services and reflection; health is added by the caller.
 fn grpc_services(use_cases: UseCases, a: &Adapters, settings: &Settings) -> anyhow::Result<Routes> {
-    let UseCases { password_rules, registration, sessions, passwords, email_change, two_factor, admin } = use_cases;
+    let UseCases { password_rules, registration, sessions, passwords, email_change, two_factor, admin, guard: _ } =
+        use_cases;
+    let limiter =
+        |scope, per_minute| RateLimiter::new(scope, per_minute, a.rate_limits.clone(), a.local_rate_limits.clone());
     let service = UserGrpcService {
         password_rules,
         sign_up: registration.sign_up,
@@ -139,9 +155,9 @@ fn grpc_services(use_cases: UseCases, a: &Adapters, settings: &Settings) -> anyh
         regenerate_recovery_codes: two_factor.regenerate_recovery_codes,
         tokens: a.tokens.clone(),
         limits: CallLimits {
-            per_address: RateLimiter::new(settings.limits.per_address),
-            per_address_refresh: RateLimiter::new(settings.limits.refresh_per_address),
-            per_email: RateLimiter::new(settings.limits.per_email),
+            per_address: limiter("address", settings.limits.per_address),
+            per_address_refresh: limiter("refresh", settings.limits.refresh_per_address),
+            per_email: limiter("email", settings.limits.per_email),
             trusted_header: settings.server.trusted_client_ip_header.clone(),
         },
         enumeration_floor: ENUMERATION_FLOOR,
@@ -193,6 +209,22 @@ fn spawn_background_tasks(a: &Adapters, settings: &Settings, stop: &Cancellation
         tokio::spawn(event_relay.run(stop.clone())),
         tokio::spawn(prune_periodically(pruning, settings.pruning.interval, stop.clone())),
     ]
+}
+
+/// Keeps the shared budgets' table as small as the budgets in use.
+async fn sweep_rate_limits(shared: PostgresRateLimits, stop: CancellationToken) {
+    let mut every = tokio::time::interval(RATE_LIMIT_SWEEP_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = every.tick() => {
+                if let Err(error) = shared.sweep(RATE_LIMIT_SWEEP_BATCH).await {
+                    tracing::warn!(error = %error, "could not sweep the shared rate limits");
+                }
+            }
+        }
+    }
 }
 
 /// Passes each wake-up on to every relay (a `Notify` permit per relay, so a

@@ -26,6 +26,8 @@ pub(super) struct UseCases {
     pub email_change: EmailChange,
     pub two_factor: TwoFactor,
     pub admin: AdminUsers,
+    /// Hears the other replicas' revocations.
+    pub guard: Arc<AccessGuard>,
 }
 
 pub(super) struct EmailChange {
@@ -92,13 +94,16 @@ impl UseCases {
                 totp: a.totp.clone(),
                 clock: a.clock.clone(),
             }),
-            guard: Arc::new(AccessGuard::new(
-                a.tokens.clone(),
-                a.users.clone(),
-                a.sessions.clone(),
-                a.clock.clone(),
-                settings.tokens.revocation_cache_ttl,
-            )),
+            guard: Arc::new(
+                AccessGuard::new(
+                    a.tokens.clone(),
+                    a.users.clone(),
+                    a.sessions.clone(),
+                    a.clock.clone(),
+                    settings.tokens.revocation_cache_ttl,
+                )
+                .with_broadcast(a.revocations.clone()),
+            ),
             password_rules: PasswordRules {
                 policy: PasswordPolicy { min_length: settings.passwords.min_length },
                 // As many strength checks at once as hashes: both are CPU-bound.
@@ -127,12 +132,13 @@ impl UseCases {
                 accounts: a.accounts.clone(),
                 sessions: a.sessions.clone(),
                 mfa: a.mfa.clone(),
-                guard: shared.guard,
+                guard: shared.guard.clone(),
                 clock: a.clock.clone(),
                 verification_links: settings.links.verification_url.clone(),
                 verification_ttl: settings.links.verification_token_ttl,
                 notices: settings.notices,
             },
+            guard: shared.guard,
             password_rules: shared.password_rules,
         }
     }

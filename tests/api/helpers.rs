@@ -137,7 +137,15 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.limits.per_email = 0;
     settings.links.verification_url = identity::application::LinkTemplate::parse(VERIFICATION_URL).unwrap();
     settings.mfa.encryption_key = Some(Arc::new(secrecy::SecretBox::new(Box::new(MFA_TEST_KEY))));
+    // One signing key for every server of this test, as replicas share theirs.
+    settings.tokens.secret_key = Some(test_signing_key());
     settings
+}
+
+/// A signing key generated once per test process.
+fn test_signing_key() -> secrecy::SecretString {
+    static KEY: std::sync::OnceLock<secrecy::SecretString> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| identity::infrastructure::PasetoTokens::generate_secret_key().expect("a fresh key").0).clone()
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -163,6 +171,34 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     let channel = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect_lazy();
     let client = UserServiceClient::new(channel);
     Some(TestApp { port, metrics_port, client, emails, clock, database, stop })
+}
+
+/// A second server on `app`'s database, as another replica would be: its own
+/// clock (starting where `app`'s reads now), emails and caches.
+pub struct Replica {
+    pub client: UserServiceClient<Channel>,
+    stop: CancellationToken,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub async fn spawn_replica(app: &TestApp, configure: impl FnOnce(&mut Settings)) -> Replica {
+    let mut settings = test_settings(&app.database.url());
+    configure(&mut settings);
+    let overrides = Overrides {
+        clock: Some(Arc::new(TestClock(Mutex::new(app.clock_now()))) as Arc<dyn Clock>),
+        email_sender: Some(Arc::new(CapturingSender::default()) as Arc<dyn EmailSender>),
+    };
+    let replica = Application::build(settings, overrides).await.expect("the second replica starts");
+    let port = replica.port();
+    let stop = replica.shutdown_token();
+    tokio::spawn(replica.run_until_stopped());
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect_lazy();
+    Replica { client: UserServiceClient::new(channel), stop }
 }
 
 pub fn sign_up_request(email: &str) -> identity::grpc::proto::SignUpRequest {

@@ -23,6 +23,7 @@ mod passwords;
 mod pruning;
 mod races;
 mod refresh_grace;
+mod replicas;
 mod resend_verification;
 mod security;
 mod security_notices;

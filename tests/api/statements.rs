@@ -26,6 +26,17 @@ on_both_databases!(each_hot_call_logs_its_statements_and_stays_within_its_budget
 const BUDGETS: [(&str, u32); 5] =
     [("SignUp", 6), ("Login", 9), ("RefreshSession", 4), ("ValidateToken", 0), ("GetCurrentUser", 1)];
 
+/// On PostgreSQL each rate-limit check is a statement of its own (the shared
+/// budgets' upsert): SignUp and Login check the caller's address and the
+/// email, RefreshSession the address.
+fn shared_rate_limit_checks(method: &str) -> u32 {
+    match method {
+        "SignUp" | "Login" => 2,
+        "RefreshSession" => 1,
+        _ => 0,
+    }
+}
+
 async fn each_hot_call_logs_its_statements_and_stays_within_its_budget(backend: Backend) {
     let Some(database) = TestDatabase::for_test(backend).await else { return };
     let unused = TempDatabase::new();
@@ -77,6 +88,7 @@ async fn each_hot_call_logs_its_statements_and_stays_within_its_budget(backend: 
         .collect();
     println!("statements per call on {}: {counts:?}", backend.name());
     for (method, budget) in BUDGETS {
+        let budget = budget + if backend == Backend::Postgres { shared_rate_limit_checks(method) } else { 0 };
         let count =
             counts.get(method).unwrap_or_else(|| panic!("no statement count for {method} in\n{}", log.join("\n")));
         assert!(*count <= u64::from(budget), "{method} ran {count} statements, over its budget of {budget}");
