@@ -38,14 +38,16 @@ async fn accepts(replica: &mut Replica, token: &str) -> bool {
     }
 }
 
-/// Whether the replica comes to refuse `token` within [`PATIENCE`].
+/// Whether the replica comes to refuse `token` within [`PATIENCE`]; how long
+/// it took is printed (for the README's figure), never asserted.
 async fn comes_to_refuse(replica: &mut Replica, token: &str) -> bool {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
+    let started = Instant::now();
+    while started.elapsed() < PATIENCE {
         if !accepts(replica, token).await {
+            println!("refused by the other replica after {:?}", started.elapsed());
             return true;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     false
 }
