@@ -407,6 +407,8 @@ pub struct FakeSessions {
     /// The devices logins asked to remember, in order.
     pub sightings: Mutex<Vec<DeviceSighting>>,
     pub revoked_families: Mutex<Vec<Uuid>>,
+    /// The throttle counters logins cleared with their session.
+    pub cleared_throttles: Mutex<Vec<LoginAttemptKeys>>,
     /// The events written with a session stored or a family revoked.
     pub events: Mutex<Vec<DomainEvent>>,
 }
@@ -442,9 +444,11 @@ impl SessionRepository for FakeSessions {
         _: Option<&PasswordHash>,
         events: &[DomainEvent],
         device: Option<&DeviceSighting>,
+        throttle: &LoginAttemptKeys,
     ) -> Result<LoginCommit, RepositoryError> {
         let commit = lock(&self.login_commit).unwrap_or(LoginCommit::Created);
         if commit == LoginCommit::Created {
+            lock(&self.cleared_throttles).push(throttle.clone());
             lock(&self.sightings).extend(device.cloned());
             lock(&self.inserted).push(session.clone());
             lock(&self.events).extend_from_slice(events);

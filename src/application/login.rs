@@ -101,8 +101,9 @@ impl Login {
             }
             return Err(self.challenge(&user, credentials.version).await?);
         }
-        self.throttles.succeeded(&keys, self.clock.now()).await?;
         if let Err(refusal) = user.ensure_can_log_in() {
+            // The password was right: its failures are forgiven all the same.
+            self.throttles.succeeded(&keys, self.clock.now()).await?;
             tracing::info!(user_id = %user.id(), outcome = %refusal, "login refused");
             return Err(refusal.into());
         }
@@ -116,7 +117,14 @@ impl Login {
         let device = self.issuer.device_sighting(&user, &session);
         match self
             .sessions
-            .insert_for_login(&session, credentials.version, upgraded.as_ref(), &[created.into()], device.as_ref())
+            .insert_for_login(
+                &session,
+                credentials.version,
+                upgraded.as_ref(),
+                &[created.into()],
+                device.as_ref(),
+                &keys,
+            )
             .await?
         {
             LoginCommit::Created => {}
@@ -279,6 +287,22 @@ mod tests {
         let plain = world(&pending, false);
         let result = plain.login.execute(command("ada@example.com", PASSWORD)).await;
         assert!(matches!(result, Err(ApplicationError::EmailNotVerified)), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_successful_login_clears_its_throttle_in_the_session_transaction_and_a_refused_one_on_its_own() {
+        let w = world(&active_user("ada@example.com"), false);
+        w.login.execute(command("ada@example.com", PASSWORD)).await.expect("the login succeeds");
+        assert_eq!(w.throttles.succeeded(), 0, "no transaction of its own");
+        let cleared = w.sessions.cleared_throttles.lock().unwrap().clone();
+        assert_eq!(cleared, [LoginAttemptKeys::new(&email("ada@example.com"), None)]);
+
+        let pending = User::sign_up(UserId::new_v7(), email("bob@example.com"), PersonNames::default(), T0);
+        let w = world(&pending, false);
+        let result = w.login.execute(command("bob@example.com", PASSWORD)).await;
+        assert!(matches!(result, Err(ApplicationError::EmailNotVerified)), "{result:?}");
+        assert_eq!(w.throttles.succeeded(), 1, "the right password is forgiven its failures without a session");
+        assert!(w.sessions.cleared_throttles.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

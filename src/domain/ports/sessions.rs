@@ -96,7 +96,8 @@ pub trait SessionRepository: Send + Sync {
     /// `upgraded_hash`, replaces the stored hash (same password, today's cost),
     /// and with `device`, remembers it (see [`DeviceSighting`]), in the same
     /// transaction; the events (`session.created`) are written only with the
-    /// session.
+    /// session, and the login's throttle counters are cleared with it (as
+    /// [`LoginThrottles::succeeded`] does), so a login commits once.
     ///
     /// # Errors
     /// Storage failures only.
@@ -107,6 +108,7 @@ pub trait SessionRepository: Send + Sync {
         upgraded_hash: Option<&PasswordHash>,
         events: &[DomainEvent],
         device: Option<&DeviceSighting>,
+        throttle: &LoginAttemptKeys,
     ) -> Result<LoginCommit, RepositoryError>;
 
     /// # Errors

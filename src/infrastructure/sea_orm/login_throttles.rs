@@ -103,6 +103,19 @@ async fn store(
     Ok(())
 }
 
+/// A right password: the account's failures are forgiven, and the address
+/// is remembered as one the account logs in from (see `ThrottlePolicy`), in
+/// the caller's transaction (a login's own, so that it commits once).
+pub(super) async fn clear_after_success(
+    txn: &DatabaseTransaction,
+    keys: &LoginAttemptKeys,
+    now: OffsetDateTime,
+) -> Result<(), RepositoryError> {
+    login_throttles::Entity::delete_by_id(keys.account.as_str().to_owned()).exec(txn).await.map_err(classify)?;
+    let known = ThrottleState { failures: 0, last_failure_at: None, locked_until: None, last_success_at: Some(now) };
+    store(txn, [row(&keys.from_address, known, now)]).await
+}
+
 #[async_trait]
 impl LoginThrottles for SeaOrmLoginThrottles {
     async fn admit(
@@ -125,10 +138,7 @@ impl LoginThrottles for SeaOrmLoginThrottles {
 
     async fn succeeded(&self, keys: &LoginAttemptKeys, now: OffsetDateTime) -> Result<(), RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
-        login_throttles::Entity::delete_by_id(keys.account.as_str().to_owned()).exec(&txn).await.map_err(classify)?;
-        let known =
-            ThrottleState { failures: 0, last_failure_at: None, locked_until: None, last_success_at: Some(now) };
-        store(&txn, [row(&keys.from_address, known, now)]).await?;
+        clear_after_success(&txn, keys, now).await?;
         txn.commit().await.map_err(classify)?;
         Ok(())
     }

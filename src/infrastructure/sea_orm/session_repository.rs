@@ -20,7 +20,7 @@ use super::{
     user_repository::to_user,
 };
 use crate::domain::{
-    AuthMethods, ClientAddress, ClientContext, DomainEvent, TokenHash, User, UserAgent, UserId,
+    AuthMethods, ClientAddress, ClientContext, DomainEvent, LoginAttemptKeys, TokenHash, User, UserAgent, UserId,
     ports::{
         DeviceSighting, LiveSession, LoginCommit, NewSession, RepositoryError, Rotation, SessionRecord,
         SessionRepository,
@@ -230,6 +230,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         upgraded_hash: Option<&crate::domain::PasswordHash>,
         events: &[DomainEvent],
         device: Option<&DeviceSighting>,
+        throttle: &LoginAttemptKeys,
     ) -> Result<LoginCommit, RepositoryError> {
         let txn = self.db.begin().await.map_err(classify)?;
         let lock = if upgraded_hash.is_some() { Lock::Update } else { Lock::Share };
@@ -256,6 +257,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         if let Some(device) = device {
             known_devices::remember(&txn, user_row.id, device).await?;
         }
+        super::login_throttles::clear_after_success(&txn, throttle, session.created_at).await?;
         self.commit_with_events(txn, events).await?;
         Ok(LoginCommit::Created)
     }
