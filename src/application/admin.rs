@@ -2,19 +2,22 @@ use std::{sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{AccessGuard, ApplicationError, LinkTemplate, Notices, email_change::notice_to, sign_up::new_verification};
 use crate::domain::{
     DomainEvent, Email, EndedSessions, RevocationReason, User, UserChange, UserEvent, UserId, UserStatus,
     ports::{
-        AccountRepository, Clock, EmailChangeRefused, LiveSession, MfaRepository, SessionRepository, UserListQuery,
-        UserRepository,
+        AccountRepository, Clock, EmailChangeRefused, LiveSession, MfaRepository, NewSingleUseToken, SessionRepository,
+        UserListQuery, UserRepository,
     },
 };
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 500;
+/// Reads an address change is built from before it gives up (see `set_email`).
+const MAX_ATTEMPTS: u32 = 3;
 
 /// One page request of `ListUsers`, as received.
 #[derive(Debug, Clone, Default)]
@@ -169,11 +172,41 @@ impl AdminUsers {
         email: Email,
         is_verified: bool,
     ) -> Result<User, ApplicationError> {
-        let user = self.users.find_by_id(id).await?.ok_or(ApplicationError::NotFound)?;
-        let now = self.clock.now();
+        // The events name the address being left, so they are built from a
+        // read the write then checks under the row lock; a change that lands
+        // in between costs a fresh read, a few times at most.
+        let mut attempts = 0;
+        let revocation = loop {
+            attempts += 1;
+            let user = self.users.find_by_id(id).await?.ok_or(ApplicationError::NotFound)?;
+            let now = self.clock.now();
+            let (events, verification) = self.address_change_events(&user, &email, is_verified, now);
+            match self.accounts.set_email(&user, &email, is_verified, now, verification.as_ref(), &events).await? {
+                Ok(revocation) => break revocation,
+                Err(EmailChangeRefused::EmailTaken) => return Err(ApplicationError::EmailTaken),
+                Err(EmailChangeRefused::NoLongerApplies) => return Err(ApplicationError::NotFound),
+                Err(EmailChangeRefused::ChangedMeanwhile) if attempts < MAX_ATTEMPTS => {}
+                Err(EmailChangeRefused::ChangedMeanwhile) => return Err(ApplicationError::ChangedConcurrently),
+            }
+        };
+        self.guard.apply(&revocation).await;
+        tracing::info!(target: "identity::audit", actor, action = "set_user_email", user_id = %id, is_verified, revoked_sessions = revocation.revoked_sessions.len(), "admin action");
+        Ok(revocation.user)
+    }
+
+    /// What moving `user` (as read) to `email` writes: the notice to the old
+    /// address, the user events, and a verification link when unverified.
+    fn address_change_events(
+        &self,
+        user: &User,
+        email: &Email,
+        is_verified: bool,
+        now: OffsetDateTime,
+    ) -> (Vec<DomainEvent>, Option<NewSingleUseToken>) {
+        let id = user.id();
         let mut events = Vec::new();
-        if self.notices.email_changed && user.email() != &email {
-            events.push(DomainEvent::EmailChanged(notice_to(&user, now)));
+        if self.notices.email_changed && user.email() != email {
+            events.push(DomainEvent::EmailChanged(notice_to(user, now)));
         }
         // Announced even when only the verification changed: `verified` says which.
         let changed =
@@ -191,15 +224,7 @@ impl AdminUsers {
             events.push(event);
             Some(token)
         };
-        let revocation =
-            match self.accounts.set_email(id, &email, is_verified, now, verification.as_ref(), &events).await? {
-                Ok(revocation) => revocation,
-                Err(EmailChangeRefused::EmailTaken) => return Err(ApplicationError::EmailTaken),
-                Err(EmailChangeRefused::NoLongerApplies) => return Err(ApplicationError::NotFound),
-            };
-        self.guard.apply(&revocation).await;
-        tracing::info!(target: "identity::audit", actor, action = "set_user_email", user_id = %id, is_verified, revoked_sessions = revocation.revoked_sessions.len(), "admin action");
-        Ok(revocation.user)
+        (events, verification)
     }
 
     /// The user's logins that can still be refreshed, newest first (at most

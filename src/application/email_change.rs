@@ -19,6 +19,8 @@ use crate::domain::{
 
 /// Presentations of one confirmation link before it is spent.
 pub const MAX_CONFIRM_ATTEMPTS: u32 = 5;
+/// Reads a confirmation is built from before it gives up (see `execute`).
+const MAX_ATTEMPTS: u32 = 3;
 
 /// A notice to `user` at the address they have now.
 pub(crate) fn notice_to(user: &User, now: time::OffsetDateTime) -> AccountNotice {
@@ -137,6 +139,24 @@ pub struct ConfirmEmailChange {
 }
 
 impl ConfirmEmailChange {
+    /// What moving `user` (as read) to the target address writes: the notice
+    /// to the old address and the user events.
+    fn events(&self, user: &User, target: &EmailChangeTarget, now: time::OffsetDateTime) -> Vec<DomainEvent> {
+        let mut events: Vec<DomainEvent> =
+            if self.notices.email_changed { vec![DomainEvent::EmailChanged(notice_to(user, now))] } else { Vec::new() };
+        let changed = UserChange::EmailChanged {
+            email: target.new_email.clone(),
+            previous_email: user.email().clone(),
+            is_verified: true,
+        };
+        events.push(UserEvent::new(user.id(), now, changed).into());
+        events.push(
+            UserEvent::sessions_revoked(user.id(), EndedSessions::AllBut(None), RevocationReason::EmailChanged, now)
+                .into(),
+        );
+        events
+    }
+
     /// Every session but the asking one's login ends; the old address is told.
     ///
     /// # Errors
@@ -156,27 +176,22 @@ impl ConfirmEmailChange {
             return Err(ApplicationError::InvalidEmailChangeToken);
         }
         let target = record.email_change.ok_or(ApplicationError::InvalidEmailChangeToken)?;
-        let user = self.users.find_by_id(record.user_id).await?.ok_or(ApplicationError::InvalidEmailChangeToken)?;
-        tracing::Span::current().record("user_id", tracing::field::display(user.id()));
-        let mut events: Vec<DomainEvent> = if self.notices.email_changed {
-            vec![DomainEvent::EmailChanged(notice_to(&user, now))]
-        } else {
-            Vec::new()
-        };
-        let changed = UserChange::EmailChanged {
-            email: target.new_email.clone(),
-            previous_email: user.email().clone(),
-            is_verified: true,
-        };
-        events.push(UserEvent::new(user.id(), now, changed).into());
-        events.push(
-            UserEvent::sessions_revoked(user.id(), EndedSessions::AllBut(None), RevocationReason::EmailChanged, now)
-                .into(),
-        );
-        let revocation = match self.accounts.complete_email_change(&hash, user.id(), &target, now, &events).await? {
-            Ok(revocation) => revocation,
-            Err(EmailChangeRefused::EmailTaken) => return Err(ApplicationError::EmailTaken),
-            Err(EmailChangeRefused::NoLongerApplies) => return Err(ApplicationError::InvalidEmailChangeToken),
+        // The events name the address being left, so they are built from a
+        // read the write then checks under the row lock (an operator's change
+        // may land in between): a few fresh reads at most.
+        let mut attempts = 0;
+        let (user, revocation) = loop {
+            attempts += 1;
+            let user = self.users.find_by_id(record.user_id).await?.ok_or(ApplicationError::InvalidEmailChangeToken)?;
+            tracing::Span::current().record("user_id", tracing::field::display(user.id()));
+            let events = self.events(&user, &target, now);
+            match self.accounts.complete_email_change(&hash, &user, &target, now, &events).await? {
+                Ok(revocation) => break (user, revocation),
+                Err(EmailChangeRefused::EmailTaken) => return Err(ApplicationError::EmailTaken),
+                Err(EmailChangeRefused::NoLongerApplies) => return Err(ApplicationError::InvalidEmailChangeToken),
+                Err(EmailChangeRefused::ChangedMeanwhile) if attempts < MAX_ATTEMPTS => {}
+                Err(EmailChangeRefused::ChangedMeanwhile) => return Err(ApplicationError::ChangedConcurrently),
+            }
         };
         self.guard.apply(&revocation).await;
         tracing::info!(user_id = %user.id(), revoked = revocation.revoked_sessions.len(), "email address changed; other sessions revoked");

@@ -97,6 +97,11 @@ pub enum ApplicationError {
     InvalidSecondFactor,
     #[error("{0}")]
     Mfa(#[from] MfaRefusal),
+    /// The account kept changing under this call (its address, between the
+    /// read the change was built from and the row lock), more times than it
+    /// retried: the caller may retry.
+    #[error("the account changed concurrently")]
+    ChangedConcurrently,
 
     #[error("a dependency is unavailable")]
     Unavailable(#[source] anyhow::Error),

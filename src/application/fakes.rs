@@ -315,7 +315,7 @@ impl AccountRepository for FakeUsers {
     async fn complete_email_change(
         &self,
         _: &TokenHash,
-        _: UserId,
+        _: &User,
         _: &EmailChangeTarget,
         _: OffsetDateTime,
         events: &[DomainEvent],
@@ -326,7 +326,7 @@ impl AccountRepository for FakeUsers {
 
     async fn set_email(
         &self,
-        _: UserId,
+        _: &User,
         _: &Email,
         _: bool,
         _: OffsetDateTime,

@@ -76,6 +76,9 @@ impl From<ApplicationError> for Status {
                 "too many attempts; retry later",
                 ErrorDetails::with_retry_info(Some(round_up_to_second(retry_after))),
             ),
+            ApplicationError::ChangedConcurrently => {
+                Status::aborted("the account changed while this call ran; read it again and retry")
+            }
             ApplicationError::NotFound => Status::not_found("no such user"),
             ApplicationError::SessionNotFound => Status::not_found("no such session"),
             ApplicationError::MfaRequired(issued) => {

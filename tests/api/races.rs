@@ -6,9 +6,10 @@
 use std::{sync::Arc, time::Duration};
 
 use identity::grpc::proto::{
-    ChangePasswordRequest, DisableUserRequest, GetUserRequest, ListSessionsRequest, LoginRequest, LogoutAllRequest,
-    LogoutRequest, RefreshSessionRequest, RequestPasswordResetRequest, ResetPasswordRequest, RevokeSessionRequest,
-    UserStatus, admin_service_client::AdminServiceClient, user_service_client::UserServiceClient,
+    ChangePasswordRequest, ConfirmEmailChangeRequest, DisableUserRequest, GetUserRequest, ListSessionsRequest,
+    LoginRequest, LogoutAllRequest, LogoutRequest, RefreshSessionRequest, RequestEmailChangeRequest,
+    RequestPasswordResetRequest, ResetPasswordRequest, RevokeSessionRequest, SetUserEmailRequest, UserStatus,
+    admin_service_client::AdminServiceClient, user_service_client::UserServiceClient,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -17,8 +18,8 @@ use tonic::{Code, Request, transport::Channel};
 use testkit::on_both_databases;
 
 use crate::helpers::{
-    Backend, STRONG_PASSWORD, TestApp, is_valid, logged_in, login_tokens, spawn_app_with, token_in, wait_for_email,
-    with_bearer,
+    Backend, STRONG_PASSWORD, TestApp, emails_to, is_valid, logged_in, login_tokens, spawn_app_with, token_in,
+    wait_for_email, with_bearer,
 };
 
 const ADMIN_KEY: &str = "race-admin-key-0123456789";
@@ -36,6 +37,7 @@ on_both_databases!(
     two_password_changes_proving_one_password_change_it_once,
     verifying_while_a_resend_runs_never_fails_inside,
     concurrent_resets_with_one_link_succeed_once_within_its_attempts,
+    address_changes_racing_each_other_tell_every_address_left_once,
 );
 
 on_both_databases!(builder = storm_app; concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts);
@@ -376,4 +378,65 @@ async fn concurrent_sign_ups_with_a_taken_address_notify_its_owner_once(mut app:
     app.emails.settle().await;
     let notices = crate::helpers::emails_to(&app, owner, "Someone tried to sign up with your email address");
     assert_eq!(notices.len(), 1, "the cooldown let {} notices through", notices.len());
+}
+
+/// The user confirms a new address while operators move the account to
+/// others, all at once. However they interleave, every address the account
+/// held and left is told once, and the one it ends at is not: a change built
+/// from a read taken before another committed would tell an address twice
+/// and the one in between never.
+async fn address_changes_racing_each_other_tell_every_address_left_once(mut app: TestApp) {
+    const CHANGED: &str = "Your email address was changed";
+    const OPERATORS: usize = 3;
+    for trial in 0..TRIALS {
+        let first = format!("first-{trial}@example.com");
+        let (user_id, access, _) = logged_in(&mut app, &first).await;
+        let confirmed = format!("confirmed-{trial}@example.com");
+        let request =
+            RequestEmailChangeRequest { new_email: confirmed.clone(), current_password: STRONG_PASSWORD.into() };
+        app.client.request_email_change(with_bearer(&access, request)).await.unwrap();
+        let token = token_in(&wait_for_email(&app, &confirmed, "Confirm your new email address").await);
+        let mut user = app.client.clone();
+        let confirm = tokio::spawn(async move { user.confirm_email_change(ConfirmEmailChangeRequest { token }).await });
+        let mut changes = Vec::new();
+        for i in 0..OPERATORS {
+            let (mut operator, user_id) = (admin(&app).await, user_id.clone());
+            let address = format!("operator-{trial}-{i}@example.com");
+            let set = SetUserEmailRequest { user_id, email: address.clone(), verified: true };
+            changes.push((address, tokio::spawn(async move { operator.set_user_email(keyed(set)).await })));
+        }
+        let mut held = vec![first.clone()];
+        if confirm.await.unwrap().is_ok() {
+            held.push(confirmed.clone());
+        }
+        for (address, change) in changes {
+            match change.await.unwrap() {
+                Ok(_) => held.push(address),
+                // Documented: the account kept changing under the call.
+                Err(status) => assert_eq!(status.code(), Code::Aborted, "trial {trial}: {status:?}"),
+            }
+        }
+        let final_email = admin(&app)
+            .await
+            .get_user(keyed(GetUserRequest { user_id, ..Default::default() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap()
+            .email;
+        assert!(held.contains(&final_email), "trial {trial}: ends at {final_email}, held {held:?}");
+        for address in held.iter().filter(|a| **a != final_email) {
+            wait_for_email(&app, address, CHANGED).await;
+        }
+        app.emails.settle().await;
+        for address in &held {
+            let told = emails_to(&app, address, CHANGED).len();
+            let expected = usize::from(*address != final_email);
+            assert_eq!(
+                told, expected,
+                "trial {trial}: {address} told {told} times; held {held:?}, ends at {final_email}"
+            );
+        }
+    }
 }

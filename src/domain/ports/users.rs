@@ -42,6 +42,9 @@ pub enum EmailChangeRefused {
     NoLongerApplies,
     /// Another account holds the address (the unique index decided).
     EmailTaken,
+    /// The user's address changed since `read` was taken: the events built
+    /// from it would name the wrong previous address. Read again and retry.
+    ChangedMeanwhile,
 }
 
 /// Users and their credentials, with the sign-up and verification steps that
@@ -200,14 +203,15 @@ pub trait AccountRepository: Send + Sync {
     /// Spends the email-change token (and every other outstanding one of the
     /// user), moves the account to the token's address (verified: the link
     /// proved it), ends every session but those of the asking session's
-    /// family, and writes the events (told which login was kept), atomically.
+    /// family, and writes the events (told which login was kept), atomically,
+    /// provided the address is still `read`'s (the events were built from it).
     ///
     /// # Errors
     /// `Ok(Err(_))` when the change cannot be made; storage failures.
     async fn complete_email_change(
         &self,
         token: &TokenHash,
-        user_id: UserId,
+        read: &User,
         target: &EmailChangeTarget,
         now: OffsetDateTime,
         events: &[DomainEvent],
@@ -221,10 +225,12 @@ pub trait AccountRepository: Send + Sync {
     ///
     /// # Errors
     /// `Ok(Err(NoLongerApplies))` for an unknown user, `Ok(Err(EmailTaken))`
-    /// when another account holds the address; storage failures.
+    /// when another account holds the address, `Ok(Err(ChangedMeanwhile))`
+    /// when the address is no longer `read`'s (the events were built from
+    /// it); storage failures.
     async fn set_email(
         &self,
-        user_id: UserId,
+        read: &User,
         email: &Email,
         is_verified: bool,
         now: OffsetDateTime,

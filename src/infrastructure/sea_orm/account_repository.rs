@@ -98,16 +98,20 @@ impl AccountRepository for SeaOrmUserRepository {
     async fn complete_email_change(
         &self,
         token: &TokenHash,
-        user_id: UserId,
+        read: &User,
         target: &EmailChangeTarget,
         now: OffsetDateTime,
         events: &[DomainEvent],
     ) -> Result<Result<Revocation, EmailChangeRefused>, RepositoryError> {
+        let user_id = read.id();
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else {
             return Ok(Err(EmailChangeRefused::NoLongerApplies));
         };
         let before = to_user(&row)?;
+        if before.email() != read.email() {
+            return Ok(Err(EmailChangeRefused::ChangedMeanwhile));
+        }
         if before.status() != UserStatus::Active
             || !single_use_tokens::claim(&txn, TokenPurpose::EmailChange, token, user_id, now).await?
         {
@@ -131,18 +135,22 @@ impl AccountRepository for SeaOrmUserRepository {
 
     async fn set_email(
         &self,
-        user_id: UserId,
+        read: &User,
         email: &Email,
         is_verified: bool,
         now: OffsetDateTime,
         verification: Option<&NewSingleUseToken>,
         events: &[DomainEvent],
     ) -> Result<Result<Revocation, EmailChangeRefused>, RepositoryError> {
+        let user_id = read.id();
         let txn = self.db.begin().await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else {
             return Ok(Err(EmailChangeRefused::NoLongerApplies));
         };
         let before = to_user(&row)?;
+        if before.email() != read.email() {
+            return Ok(Err(EmailChangeRefused::ChangedMeanwhile));
+        }
         let mut after = before.clone();
         after.change_email(email.clone(), is_verified, now);
         after.revoke_tokens(now);
