@@ -11,6 +11,9 @@ pub struct LimitSettings {
     pub per_email: u32,
     /// RefreshSession and Logout, per address: backends refresh for many users.
     pub refresh_per_address: u32,
+    /// On PostgreSQL, whether every replica spends from the same budgets (one
+    /// statement per check) or each from its own memory.
+    pub shared: bool,
     pub login_throttle_after: u32,
     pub resend_cooldown: Duration,
     pub max_message_size: usize,
@@ -27,6 +30,7 @@ pub fn limits<F: Fn(&str) -> Option<String>>(env: &Source<F>) -> Result<LimitSet
         per_address: env.parsed("IDENTITY_RATE_LIMIT_PER_ADDRESS", 60)?,
         per_email: env.parsed("IDENTITY_RATE_LIMIT_PER_EMAIL", 20)?,
         refresh_per_address: env.parsed("IDENTITY_RATE_LIMIT_REFRESH_PER_ADDRESS", 600)?,
+        shared: env.boolean("IDENTITY_RATE_LIMITS_SHARED", true)?,
         login_throttle_after: env.parsed("IDENTITY_LOGIN_THROTTLE_AFTER", 5)?,
         resend_cooldown: env.duration("IDENTITY_RESEND_COOLDOWN", Duration::from_secs(60))?,
         max_message_size,

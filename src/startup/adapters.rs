@@ -82,10 +82,12 @@ impl Adapters {
             Arc::new(Argon2Hasher::with_observer(settings.passwords.argon2, metrics.clone())?);
         let secret_cipher = secret_cipher(&settings.mfa, &db).await?;
         let local_rate_limits: Arc<dyn RateLimitStore> = Arc::new(InMemoryRateLimits::default());
-        let (shared_rate_limits, revocations): (_, Arc<dyn RevocationBroadcast>) = if is_postgres(&db) {
-            (Some(PostgresRateLimits::new(db.clone())), Arc::new(PostgresRevocationBroadcast::new(db.clone())))
+        let is_postgres = is_postgres(&db);
+        let shared_rate_limits = (is_postgres && settings.limits.shared).then(|| PostgresRateLimits::new(db.clone()));
+        let revocations: Arc<dyn RevocationBroadcast> = if is_postgres {
+            Arc::new(PostgresRevocationBroadcast::new(db.clone()))
         } else {
-            (None, Arc::new(NoOtherReplicas))
+            Arc::new(NoOtherReplicas)
         };
         Ok(Self {
             rate_limits: match &shared_rate_limits {

@@ -27,7 +27,7 @@ use crate::{
     },
     infrastructure::{
         postgres::{PostgresRateLimits, listen_for_revocations},
-        sea_orm::SeaOrmPruner,
+        sea_orm::{SeaOrmPruner, is_postgres},
     },
     observability::{Metrics, metrics_server},
     workers::{OutboxRelay, prune_periodically},
@@ -70,6 +70,8 @@ impl Application {
         let mut background = spawn_background_tasks(&adapters, &settings, &stop);
         if let Some(shared) = adapters.shared_rate_limits.clone() {
             background.push(tokio::spawn(sweep_rate_limits(shared, stop.clone())));
+        }
+        if is_postgres(&adapters.db) {
             let listener = listen_for_revocations(&settings.database.url, guard, stop.clone()).await?;
             background.push(tokio::spawn(listener));
         }

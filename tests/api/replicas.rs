@@ -69,6 +69,22 @@ async fn a_budget_spent_on_one_replica_is_spent_on_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_shared_limits_off_each_replica_spends_a_budget_of_its_own() {
+    let own = |s: &mut identity::config::Settings| {
+        s.limits.per_address = 2;
+        s.limits.shared = false;
+    };
+    let Some(mut a) = spawn_app_with(Backend::Postgres, own).await else { return };
+    let mut b = spawn_replica(&a, own).await;
+    for i in 0..2 {
+        a.client.sign_up(sign_up_request(&format!("a{i}@example.com"))).await.unwrap();
+        b.client.sign_up(sign_up_request(&format!("b{i}@example.com"))).await.unwrap();
+    }
+    let status = a.client.sign_up(sign_up_request("a2@example.com")).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_raced_across_both_replicas_gets_exactly_the_shared_budget() {
     const BUDGET: u32 = 10;
     const CALLS: usize = 40;
