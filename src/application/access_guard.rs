@@ -108,14 +108,16 @@ impl<K: Eq + Hash + Copy, S: Copy> Cache<K, S> {
     }
 
     /// Stores a change this replica committed (`Some`), or that another one
-    /// did (`None`: read it again), unless `keep` says the cached state
-    /// outranks it. Always stored, full or not: these entries expire with the
-    /// TTL, so they are bounded by how many changes are made within it.
+    /// did (`None`: read it again), unless the cached entry outranks it: a
+    /// state `keep` prefers, or word of another replica's change, which may
+    /// have committed after this one (the database then holds the answer).
+    /// Always stored, full or not: these entries expire with the TTL, so they
+    /// are bounded by how many changes are made within it.
     fn put_change(&self, key: K, state: Option<S>, keep: impl Fn(&S, &S) -> bool) {
         let mut entries = self.lock();
         if let (Some(existing), Some(new)) = (entries.map.get(&key), state.as_ref())
             && existing.as_of.elapsed() < self.ttl
-            && existing.state.is_some_and(|cached| keep(&cached, new))
+            && existing.state.is_none_or(|cached| keep(&cached, new))
         {
             return;
         }
@@ -389,6 +391,18 @@ mod tests {
         assert!(overlapping.is_ok(), "the call overlapped the change: either answer is right");
         *w.users.gate.lock().unwrap() = None;
         assert!(is_revoked(&w.guard.authenticate(&w.access).await), "the stale read was not cached");
+    }
+
+    #[tokio::test]
+    async fn a_change_made_here_after_hearing_of_one_elsewhere_does_not_hide_it() {
+        let w = world();
+        w.guard.authenticate(&w.access).await.expect("a live session's token works");
+        // Another replica disables the user and says so; this replica's own
+        // (older) change of the same user reports afterwards.
+        disable_elsewhere(&w);
+        w.guard.revoked(&RevocationNotice { user: Some(w.user.id()), sessions: Vec::new() });
+        w.guard.remember(&w.user).await;
+        assert!(is_revoked(&w.guard.authenticate(&w.access).await), "the database decided, not the local copy");
     }
 
     #[tokio::test]

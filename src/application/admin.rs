@@ -164,7 +164,8 @@ impl AdminUsers {
     ///
     /// # Errors
     /// `NotFound`; `EmailTaken` when another account holds the address;
-    /// storage failures.
+    /// `ChangedConcurrently` when the address changed under every one of
+    /// three attempts; storage failures.
     pub async fn set_email(
         &self,
         actor: &str,

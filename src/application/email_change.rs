@@ -19,8 +19,6 @@ use crate::domain::{
 
 /// Presentations of one confirmation link before it is spent.
 pub const MAX_CONFIRM_ATTEMPTS: u32 = 5;
-/// Reads a confirmation is built from before it gives up (see `execute`).
-const MAX_ATTEMPTS: u32 = 3;
 
 /// A notice to `user` at the address they have now.
 pub(crate) fn notice_to(user: &User, now: time::OffsetDateTime) -> AccountNotice {
@@ -176,21 +174,19 @@ impl ConfirmEmailChange {
             return Err(ApplicationError::InvalidEmailChangeToken);
         }
         let target = record.email_change.ok_or(ApplicationError::InvalidEmailChangeToken)?;
-        // The events name the address being left, so they are built from a
-        // read the write then checks under the row lock (an operator's change
-        // may land in between): a few fresh reads at most.
-        let mut attempts = 0;
-        let (user, revocation) = loop {
-            attempts += 1;
-            let user = self.users.find_by_id(record.user_id).await?.ok_or(ApplicationError::InvalidEmailChangeToken)?;
-            tracing::Span::current().record("user_id", tracing::field::display(user.id()));
-            let events = self.events(&user, &target, now);
-            match self.accounts.complete_email_change(&hash, &user, &target, now, &events).await? {
-                Ok(revocation) => break (user, revocation),
-                Err(EmailChangeRefused::EmailTaken) => return Err(ApplicationError::EmailTaken),
-                Err(EmailChangeRefused::NoLongerApplies) => return Err(ApplicationError::InvalidEmailChangeToken),
-                Err(EmailChangeRefused::ChangedMeanwhile) if attempts < MAX_ATTEMPTS => {}
-                Err(EmailChangeRefused::ChangedMeanwhile) => return Err(ApplicationError::ChangedConcurrently),
+        let user = self.users.find_by_id(record.user_id).await?.ok_or(ApplicationError::InvalidEmailChangeToken)?;
+        tracing::Span::current().record("user_id", tracing::field::display(user.id()));
+        // The events name the address being left, so they are built from this
+        // read, and the write checks under the row lock that the address is
+        // still the one read. Any change of address that lands in between
+        // (an operator's) also spent this token: the answer is then the
+        // spent token's.
+        let events = self.events(&user, &target, now);
+        let revocation = match self.accounts.complete_email_change(&hash, &user, &target, now, &events).await? {
+            Ok(revocation) => revocation,
+            Err(EmailChangeRefused::EmailTaken) => return Err(ApplicationError::EmailTaken),
+            Err(EmailChangeRefused::NoLongerApplies | EmailChangeRefused::ChangedMeanwhile) => {
+                return Err(ApplicationError::InvalidEmailChangeToken);
             }
         };
         self.guard.apply(&revocation).await;

@@ -71,6 +71,8 @@ pub fn active_user(address: &str) -> User {
 #[derive(Default)]
 pub struct FakeHasher {
     pub verifications: Mutex<u32>,
+    /// What `needs_rehash` answers for every hash.
+    pub weaker_than_configured: Mutex<bool>,
 }
 
 impl FakeHasher {
@@ -95,7 +97,7 @@ impl PasswordHasher for FakeHasher {
     }
 
     fn needs_rehash(&self, _: &PasswordHash) -> bool {
-        false
+        *lock(&self.weaker_than_configured)
     }
 
     fn can_verify(&self, hash: &PasswordHash) -> bool {
@@ -179,6 +181,8 @@ pub struct FakeUsers {
     pub email_change_events: Mutex<Vec<DomainEvent>>,
     /// The events `change_password` and `complete_password_reset` were given.
     pub password_events: Mutex<Vec<DomainEvent>>,
+    /// Users whose hash `upgrade_password_hash` replaced.
+    pub upgraded: Mutex<Vec<UserId>>,
 }
 
 impl FakeUsers {
@@ -227,6 +231,23 @@ impl UserRepository for FakeUsers {
             .values()
             .find(|(user, _)| user.legacy_id() == Some(legacy_id))
             .map(|(user, _)| user.clone()))
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        id: UserId,
+        verified_version: i32,
+        hash: &PasswordHash,
+    ) -> Result<bool, RepositoryError> {
+        let mut users = lock(&self.users);
+        match users.get_mut(&id) {
+            Some((_, credentials)) if credentials.version == verified_version => {
+                credentials.hash = hash.clone();
+                lock(&self.upgraded).push(id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn find_credentials_by_email(

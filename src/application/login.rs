@@ -99,6 +99,14 @@ impl Login {
                 tracing::info!(user_id = %user.id(), outcome = %refusal, "login refused");
                 return Err(refusal.into());
             }
+            // The password is at hand only now: the session CompleteMfaLogin
+            // stores cannot upgrade the hash.
+            if self.hasher.needs_rehash(&credentials.hash)
+                && let Some(upgraded) = self.upgraded_hash(&command.password).await
+                && self.users.upgrade_password_hash(user.id(), credentials.version, &upgraded).await?
+            {
+                tracing::info!(user_id = %user.id(), "password hash upgraded to the configured parameters");
+            }
             return Err(self.challenge(&user, credentials.version).await?);
         }
         if let Err(refusal) = user.ensure_can_log_in() {
@@ -133,7 +141,12 @@ impl Login {
                 refused("bad_credentials");
                 return Err(ApplicationError::InvalidCredentials);
             }
-            LoginCommit::Refused(refusal) => return Err(refusal.into()),
+            LoginCommit::Refused(refusal) => {
+                // Disabled (say) since it was read: the right password is
+                // forgiven its failures as above.
+                self.throttles.succeeded(&keys, self.clock.now()).await?;
+                return Err(refusal.into());
+            }
         }
         if upgraded.is_some() {
             tracing::info!(user_id = %user.id(), "password hash upgraded to the configured parameters");
@@ -303,6 +316,23 @@ mod tests {
         assert!(matches!(result, Err(ApplicationError::EmailNotVerified)), "{result:?}");
         assert_eq!(w.throttles.succeeded(), 1, "the right password is forgiven its failures without a session");
         assert!(w.sessions.cleared_throttles.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_login_that_stops_at_the_second_factor_still_upgrades_a_weak_hash() {
+        let user = active_user("ada@example.com");
+        let users = FakeUsers::with(&user, PASSWORD);
+        users.users.lock().unwrap().get_mut(&user.id()).unwrap().1.has_second_factor = true;
+        let mut w = world(&user, false);
+        w.login.users = users.clone();
+        *w.hasher.weaker_than_configured.lock().unwrap() = true;
+        let result = w.login.execute(command("ada@example.com", PASSWORD)).await;
+        assert!(matches!(result, Err(ApplicationError::MfaRequired(_))), "{result:?}");
+        assert_eq!(*users.upgraded.lock().unwrap(), [user.id()]);
+
+        let wrong = w.login.execute(command("ada@example.com", "wrong horse battery")).await;
+        assert!(matches!(wrong, Err(ApplicationError::InvalidCredentials)), "{wrong:?}");
+        assert_eq!(users.upgraded.lock().unwrap().len(), 1, "a wrong password upgrades nothing");
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! One call budget (per caller address, say): `per_minute` calls per key per
 //! minute, kept in a [`RateLimitStore`] (shared by every replica on
-//! PostgreSQL), with this replica's memory to fall back on while the store
+//! PostgreSQL, by default), with this replica's memory to fall back on while the store
 //! cannot answer: limits then hold per replica rather than not at all.
 
 use std::{sync::Arc, time::Duration};

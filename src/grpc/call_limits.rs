@@ -2,7 +2,7 @@
 //! secret token, or that sends an email. Each operation has budgets of its own,
 //! so that spending one (twenty reset requests naming a victim, say) never
 //! blocks another (the victim's login). On PostgreSQL every replica spends
-//! from the same budgets.
+//! from the same budgets (unless `IDENTITY_RATE_LIMITS_SHARED=false`).
 
 use std::net::IpAddr;
 

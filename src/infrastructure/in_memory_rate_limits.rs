@@ -15,10 +15,20 @@ use crate::domain::ports::{RateLimitStore, RepositoryError};
 struct Bucket {
     tokens: f64,
     updated: Instant,
+    /// The budget's size: budgets of several sizes share one store.
+    per_minute: u32,
 }
 
-/// At most `capacity` buckets: when full, the full ones (idle keys, which
-/// behave exactly like absent ones) are dropped.
+impl Bucket {
+    /// Whether the bucket has refilled to its budget (an idle key, which
+    /// behaves exactly like an absent one).
+    fn is_full(&self, now: Instant) -> bool {
+        let burst = f64::from(self.per_minute);
+        self.tokens + now.duration_since(self.updated).as_secs_f64() * burst / 60.0 >= burst
+    }
+}
+
+/// At most `capacity` buckets: when full, the full ones are dropped.
 pub struct InMemoryRateLimits {
     capacity: usize,
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -36,9 +46,9 @@ impl InMemoryRateLimits {
         let per_second = burst / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= self.capacity && !buckets.contains_key(key) {
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < burst);
+            buckets.retain(|_, b| !b.is_full(now));
         }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: burst, updated: now });
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: burst, updated: now, per_minute });
         let refilled = (bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * per_second).min(burst);
         bucket.updated = now;
         if refilled >= 1.0 {
@@ -73,6 +83,23 @@ mod tests {
         assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
         assert!(limits.take_at("b", 3, start).is_ok(), "keys are independent");
         assert!(limits.take_at("a", 3, start + Duration::from_secs(20)).is_ok());
+    }
+
+    #[test]
+    fn making_room_judges_each_bucket_by_its_own_budget() {
+        let limits = InMemoryRateLimits { capacity: 2, ..InMemoryRateLimits::default() };
+        let start = Instant::now();
+        // Half of a budget of 600 spent: 300 left, more than a small budget's
+        // whole, yet far from full.
+        for _ in 0..300 {
+            assert!(limits.take_at("big", 600, start).is_ok());
+        }
+        assert!(limits.take_at("small", 1, start).is_ok());
+        assert!(limits.take_at("other", 1, start).is_ok(), "the store makes room");
+        for _ in 0..300 {
+            assert!(limits.take_at("big", 600, start).is_ok());
+        }
+        assert!(limits.take_at("big", 600, start).is_err(), "the half-spent budget was not forgotten");
     }
 
     #[test]

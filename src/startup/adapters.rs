@@ -56,7 +56,8 @@ pub(super) struct Adapters {
     /// emails and events never wait behind each other.
     pub event_outbox: Arc<dyn OutboxStore>,
     pub event_publisher: Arc<dyn OutboxPublisher>,
-    /// Call budgets: every replica's on PostgreSQL, this replica's on SQLite.
+    /// Call budgets: every replica's on PostgreSQL (unless
+    /// `IDENTITY_RATE_LIMITS_SHARED=false`), this replica's otherwise.
     pub rate_limits: Arc<dyn RateLimitStore>,
     /// This replica's budgets, for whenever `rate_limits` cannot answer.
     pub local_rate_limits: Arc<dyn RateLimitStore>,

@@ -194,7 +194,7 @@ async fn a_mailer_killed_mid_burst_and_restarted_loses_no_email() {
     let sendgrid = MockServer::start().await;
     // A slow provider keeps the burst going long enough to kill the mailer in it.
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(202).set_delay(Duration::from_millis(150)))
+        .respond_with(ResponseTemplate::new(202).set_delay(Duration::from_millis(400)))
         .mount(&sendgrid)
         .await;
     let database_url = app.database.url();

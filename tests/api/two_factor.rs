@@ -20,7 +20,9 @@ use tonic_types::StatusExt;
 use totp_rs::{Algorithm, Builder, Secret};
 
 use crate::admin::{admin, admin_app, keyed};
-use crate::helpers::{STRONG_PASSWORD, TestApp, logged_in, spawn_app, spawn_app_with, test_settings, with_bearer};
+use crate::helpers::{
+    STRONG_PASSWORD, TestApp, logged_in, spawn_app, spawn_app_with, spawn_replica, test_settings, with_bearer,
+};
 
 on_both_databases!(
     builder = spawn_app;
@@ -35,6 +37,7 @@ on_both_databases!(
     a_two_factor_login_records_a_session_created_event_that_says_so,
     an_expired_challenge_is_refused_and_pruned,
     an_enrolment_never_confirmed_is_pruned_and_a_confirmed_one_stays,
+    a_login_that_stops_at_the_second_factor_upgrades_a_weak_hash,
 );
 
 on_both_databases!(
@@ -505,4 +508,30 @@ async fn an_enrolment_never_confirmed_is_pruned_and_a_confirmed_one_stays(mut ap
     assert!(app.client.confirm_totp_enrollment(with_bearer(&other, late)).await.is_err());
     // Ada's second factor is untouched.
     challenge(&mut app).await;
+}
+
+/// A server configured with more argon2 memory than the hash was made with
+/// upgrades it when the password proves right, though the login then waits
+/// for its second factor (and stores no session that could carry the upgrade).
+async fn a_login_that_stops_at_the_second_factor_upgrades_a_weak_hash(mut app: TestApp) {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+
+    let enrolled = enrolled(&mut app).await;
+    let url = app.database.url();
+    let stored = || async {
+        let db = Database::connect(url.as_str()).await.unwrap();
+        let statement = Statement::from_string(db.get_database_backend(), "SELECT password_hash FROM users");
+        db.query_one_raw(statement).await.unwrap().unwrap().try_get::<String>("", "password_hash").unwrap()
+    };
+    assert!(stored().await.contains("m=256,"));
+    // The enrolment spent this step's code: the second server starts a step on.
+    next_step(&app);
+    let mut stronger = spawn_replica(&app, |s| s.passwords.argon2.m_cost = 512).await;
+    let status = stronger.client.login(login_request(STRONG_PASSWORD)).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(stored().await.contains("m=512,"), "the hash was upgraded at the password step");
+    let challenge = status.get_error_details().error_info().unwrap().metadata["challenge"].clone();
+    let code = current_code(&app, &enrolled.secret);
+    let request = CompleteMfaLoginRequest { challenge, code };
+    stronger.client.complete_mfa_login(request).await.expect("the login completes with the upgraded hash");
 }

@@ -6,15 +6,16 @@ use super::*;
 use std::time::Duration;
 
 /// Call budgets: `per_minute` calls per key per minute, in bursts of up to
-/// `per_minute`. On PostgreSQL one budget is shared by every replica; in memory
-/// it is this replica's alone.
+/// `per_minute`. In the database one budget is shared by every replica; in
+/// memory it is this replica's alone.
 #[async_trait]
 pub trait RateLimitStore: Send + Sync {
     /// Spends one call from `key`'s budget. `Ok(Err(wait))`: the budget is
     /// spent, and a call is allowed again after `wait`.
     ///
     /// # Errors
-    /// The store could not be reached; nothing was spent.
+    /// The store could not answer (the call may or may not have been spent:
+    /// a connection can break after the statement ran).
     async fn take(&self, key: &str, per_minute: u32) -> Result<Result<(), Duration>, RepositoryError>;
 }
 

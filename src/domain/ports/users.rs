@@ -80,6 +80,21 @@ pub trait UserRepository: Send + Sync {
     /// Storage failures only.
     async fn find_by_legacy_id(&self, legacy_id: &str) -> Result<Option<User>, RepositoryError>;
 
+    /// Replaces the stored hash with `hash`, of the same password at today's
+    /// cost, provided the password version is still `verified_version` (the
+    /// version stays, so concurrent logins with that password go on). For
+    /// logins that stop at a second factor, which store no session to upgrade
+    /// the hash with. Whether it was replaced.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    async fn upgrade_password_hash(
+        &self,
+        id: UserId,
+        verified_version: i32,
+        hash: &PasswordHash,
+    ) -> Result<bool, RepositoryError>;
+
     /// The user and their password hash, for login.
     ///
     /// # Errors

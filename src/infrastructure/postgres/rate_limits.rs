@@ -34,11 +34,12 @@ ON CONFLICT (key_hash) DO UPDATE SET
 RETURNING last_allowed, EXTRACT(EPOCH FROM (theoretical_arrival - now()))::float8 AS ahead";
 
 /// Rows whose time has passed are the same as no row; deleted in batches so
-/// that no statement holds many row locks.
+/// that no statement holds many row locks. The outer condition is checked
+/// again after any row lock was waited for: a row spent meanwhile stays.
 const SWEEP: &str = "
 DELETE FROM rate_limit_buckets WHERE key_hash IN (
     SELECT key_hash FROM rate_limit_buckets WHERE theoretical_arrival < now() LIMIT $1
-)";
+) AND theoretical_arrival < now()";
 
 #[derive(Clone)]
 pub struct PostgresRateLimits {
@@ -72,10 +73,13 @@ impl PostgresRateLimits {
 }
 
 /// The arithmetic of [`TAKE`], for a budget of `per_minute`: the emission
-/// interval and the burst tolerance, in seconds.
+/// interval and the burst tolerance, in seconds. PostgreSQL keeps intervals
+/// in microseconds: the tolerance gets one millisecond of slack, so that the
+/// rounding of `per_minute - 1` intervals never refuses the last call of a
+/// burst.
 fn gcra_parameters(per_minute: u32) -> (f64, f64) {
     let interval = 60.0 / f64::from(per_minute.max(1));
-    (interval, 60.0 - interval)
+    (interval, 60.0 - interval + 0.001)
 }
 
 #[async_trait]
@@ -109,11 +113,11 @@ mod tests {
 
     #[test]
     fn a_budget_of_sixty_a_minute_emits_one_a_second_with_fifty_nine_to_spare() {
-        assert_eq!(gcra_parameters(60), (1.0, 59.0));
+        assert_eq!(gcra_parameters(60), (1.0, 59.001));
     }
 
     #[test]
     fn a_budget_of_one_a_minute_allows_no_burst() {
-        assert_eq!(gcra_parameters(1), (60.0, 0.0));
+        assert_eq!(gcra_parameters(1), (60.0, 0.001));
     }
 }

@@ -34,7 +34,7 @@ pub const CHANNEL: &str = "identity_revocations";
 pub const APPLICATION_NAME: &str = "identity-revocations";
 /// Sessions named per notice: PostgreSQL refuses payloads of 8000 bytes and more.
 const SESSIONS_PER_NOTICE: usize = 100;
-/// Longest payload the listener reads.
+/// Payloads this long or longer are not read (PostgreSQL sends none).
 const MAX_PAYLOAD: usize = 8000;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -109,7 +109,7 @@ async fn listen(options: &PgConnectOptions) -> Result<PgListener, sea_orm::sqlx:
         .connect_with(options.clone())
         .await?;
     let mut listener = PgListener::connect_with(&pool).await?;
-    // A lost connection ends the inner loop below, which reconnects itself.
+    // A lost connection ends `hear`; the loop around it reconnects.
     listener.eager_reconnect(false);
     listener.ignore_pool_close_event(true);
     listener.listen(CHANNEL).await?;

@@ -94,6 +94,22 @@ impl UserRepository for SeaOrmUserRepository {
         row.map(|row| to_user(&row)).transpose()
     }
 
+    async fn upgrade_password_hash(
+        &self,
+        id: UserId,
+        verified_version: i32,
+        hash: &PasswordHash,
+    ) -> Result<bool, RepositoryError> {
+        let result = users::Entity::update_many()
+            .col_expr(users::Column::PasswordHash, Expr::value(hash.as_str()))
+            .filter(users::Column::Id.eq(id.as_uuid()))
+            .filter(users::Column::PasswordVersion.eq(verified_version))
+            .exec(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(result.rows_affected == 1)
+    }
+
     async fn find_credentials_by_email(
         &self,
         email: &Email,
