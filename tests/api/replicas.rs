@@ -202,3 +202,25 @@ async fn a_replica_whose_revocation_channel_dropped_reads_again_whatever_it_may_
     a.client.logout(LogoutRequest { refresh_token: refresh }).await.unwrap();
     assert!(comes_to_refuse(&mut b, &access).await, "a notice sent after the reconnection is heard");
 }
+
+/// A channel quiet for longer than the listener's idle ping (15 s) is checked
+/// and kept: nothing cached is forgotten (the unannounced revocation below is
+/// still not seen), and notices still arrive afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_channel_is_pinged_and_kept_not_reconnected() {
+    let Some(mut a) = spawn_app_with(Backend::Postgres, |_| {}).await else { return };
+    let mut b = spawn_replica(&a, |s| s.tokens.revocation_cache_ttl = NEVER_EXPIRES).await;
+    let (user_id, access, _) = cached_on_both(&mut a, &mut b, "quiet@example.com").await;
+    let db = Database::connect(a.database.url()).await.unwrap();
+    let revoke = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE sessions SET revoked_at = now() WHERE user_id = $1::uuid",
+        [user_id.into()],
+    );
+    db.execute_raw(revoke).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(accepts(&mut b, &access).await, "a reconnection would have forgotten the cache");
+    let (_, access, refresh) = cached_on_both(&mut a, &mut b, "quiet-after@example.com").await;
+    a.client.logout(LogoutRequest { refresh_token: refresh }).await.unwrap();
+    assert!(comes_to_refuse(&mut b, &access).await, "notices still arrive after the ping");
+}

@@ -37,6 +37,10 @@ const SESSIONS_PER_NOTICE: usize = 100;
 /// Payloads this long or longer are not read (PostgreSQL sends none).
 const MAX_PAYLOAD: usize = 8000;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long the channel may stay quiet before the listener checks it is alive,
+/// and how long that check may take.
+const IDLE_PING: Duration = Duration::from_secs(15);
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The payload, as JSON.
 #[derive(Debug, Serialize, Deserialize)]
@@ -171,10 +175,22 @@ async fn connect(options: &PgConnectOptions, subscriber: &dyn RevocationSubscrib
     }
 }
 
-/// Hands notices over until the channel drops.
+/// Hands notices over until the channel drops. A channel quiet for
+/// [`IDLE_PING`] is asked a `SELECT 1`: a connection that died without a word
+/// (a half-open TCP connection: no keepalive is set) would otherwise keep the
+/// listener waiting for ever while notices are lost.
 async fn hear(mut listener: PgListener, subscriber: &dyn RevocationSubscriber) {
     loop {
-        match listener.try_recv().await {
+        let Ok(received) = tokio::time::timeout(IDLE_PING, listener.try_recv()).await else {
+            let ping = sea_orm::sqlx::query("SELECT 1").execute(&mut listener);
+            match tokio::time::timeout(PING_TIMEOUT, ping).await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(error)) => tracing::warn!(error = %error, "the revocation channel failed a ping; reconnecting"),
+                Err(_) => tracing::warn!("the revocation channel did not answer a ping; reconnecting"),
+            }
+            return;
+        };
+        match received {
             Ok(Some(notification)) => match parse(notification.payload()) {
                 Some(notice) => subscriber.revoked(&notice),
                 None => {
