@@ -218,7 +218,7 @@ impl AccessGuard {
     /// Updates the cache after this replica changed the user (call it after the
     /// change committed), and tells the other replicas.
     pub async fn remember(&self, user: &User) {
-        self.user_cache.put_change(user.id(), Some(user_state(Some(user))), UserState::outranks);
+        self.remember_here(user);
         self.tell_others(RevocationNotice { user: Some(user.id()), sessions: Vec::new() }).await;
     }
 
@@ -232,7 +232,7 @@ impl AccessGuard {
     /// Both of the above, for a committed [`Revocation`].
     pub async fn apply(&self, revocation: &Revocation) {
         let user = &revocation.user;
-        self.user_cache.put_change(user.id(), Some(user_state(Some(user))), UserState::outranks);
+        self.remember_here(user);
         self.end_sessions_here(&revocation.revoked_sessions);
         self.tell_others(RevocationNotice { user: Some(user.id()), sessions: revocation.revoked_sessions.clone() })
             .await;
@@ -242,6 +242,10 @@ impl AccessGuard {
     pub async fn forget(&self, user_id: UserId) {
         self.user_cache.put_change(user_id, Some(user_state(None)), |_, _| false);
         self.tell_others(RevocationNotice { user: Some(user_id), sessions: Vec::new() }).await;
+    }
+
+    fn remember_here(&self, user: &User) {
+        self.user_cache.put_change(user.id(), Some(user_state(Some(user))), UserState::outranks);
     }
 
     fn end_sessions_here(&self, session_ids: &[Uuid]) {

@@ -172,20 +172,25 @@ async fn listener_connections(database: &TestDatabase, terminate: bool) -> u64 {
     u64::try_from(rows.len()).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_whose_revocation_channel_dropped_reads_again_whatever_it_may_have_missed() {
-    let Some(mut a) = spawn_app_with(Backend::Postgres, |_| {}).await else { return };
-    let mut b = spawn_replica(&a, |s| s.tokens.revocation_cache_ttl = NEVER_EXPIRES).await;
-    let (user_id, access, _) = cached_on_both(&mut a, &mut b, "dropped@example.com").await;
-
-    // A revocation nobody announces: written straight into the database.
-    let db = Database::connect(a.database.url()).await.unwrap();
+/// A revocation nobody announces: the user's sessions ended straight in the
+/// database, as no replica would.
+async fn revoke_unannounced(app: &TestApp, user_id: String) {
+    let db = Database::connect(app.database.url()).await.unwrap();
     let revoke = Statement::from_sql_and_values(
         DbBackend::Postgres,
         "UPDATE sessions SET revoked_at = now() WHERE user_id = $1::uuid",
         [user_id.into()],
     );
     db.execute_raw(revoke).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_revocation_channel_dropped_reads_again_whatever_it_may_have_missed() {
+    let Some(mut a) = spawn_app_with(Backend::Postgres, |_| {}).await else { return };
+    let mut b = spawn_replica(&a, |s| s.tokens.revocation_cache_ttl = NEVER_EXPIRES).await;
+    let (user_id, access, _) = cached_on_both(&mut a, &mut b, "dropped@example.com").await;
+
+    revoke_unannounced(&a, user_id).await;
     assert!(accepts(&mut b, &access).await, "unannounced, the revocation waits for the cache to expire");
 
     // Both listeners wait for their connection to be up; then cut them.
@@ -211,13 +216,7 @@ async fn a_quiet_channel_is_pinged_and_kept_not_reconnected() {
     let Some(mut a) = spawn_app_with(Backend::Postgres, |_| {}).await else { return };
     let mut b = spawn_replica(&a, |s| s.tokens.revocation_cache_ttl = NEVER_EXPIRES).await;
     let (user_id, access, _) = cached_on_both(&mut a, &mut b, "quiet@example.com").await;
-    let db = Database::connect(a.database.url()).await.unwrap();
-    let revoke = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "UPDATE sessions SET revoked_at = now() WHERE user_id = $1::uuid",
-        [user_id.into()],
-    );
-    db.execute_raw(revoke).await.unwrap();
+    revoke_unannounced(&a, user_id).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert!(accepts(&mut b, &access).await, "a reconnection would have forgotten the cache");
     let (_, access, refresh) = cached_on_both(&mut a, &mut b, "quiet-after@example.com").await;
