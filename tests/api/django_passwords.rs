@@ -18,7 +18,7 @@ on_both_databases!(
 
 /// Django's PBKDF2 string at a low iteration count: Django's own vectors (390,000
 /// iterations, checked by the unit tests) take seconds in an unoptimised build.
-fn pbkdf2(kind: &str, password: &str, salt: &str) -> String {
+pub fn pbkdf2(kind: &str, password: &str, salt: &str) -> String {
     use base64::Engine as _;
     let mut output = vec![0u8; if kind == "pbkdf2_sha1" { 20 } else { 32 }];
     if kind == "pbkdf2_sha1" {
@@ -53,7 +53,7 @@ pub async fn stored_hash(db: &DatabaseConnection, email: &str) -> String {
     row.try_get::<String>("", "password_hash").unwrap()
 }
 
-async fn set_hash(db: &DatabaseConnection, email: &str, hash: &str) {
+pub async fn set_hash(db: &DatabaseConnection, email: &str, hash: &str) {
     let sql = format!("UPDATE users SET password_hash = '{hash}' WHERE email = '{email}'");
     db.execute_unprepared(&sql).await.unwrap();
 }

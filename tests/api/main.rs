@@ -31,6 +31,7 @@ mod session_list;
 mod sessions;
 mod sign_up;
 mod smtp_sender;
+mod sqlite_sharing;
 mod statements;
 mod token_migration;
 mod tokens;

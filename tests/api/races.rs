@@ -38,6 +38,7 @@ on_both_databases!(
     verifying_while_a_resend_runs_never_fails_inside,
     concurrent_resets_with_one_link_succeed_once_within_its_attempts,
     address_changes_racing_each_other_tell_every_address_left_once,
+    first_logins_upgrading_a_django_hash_never_undo_a_password_change_beside_them,
 );
 
 on_both_databases!(builder = storm_app; concurrent_wrong_guesses_get_no_more_checks_than_the_free_attempts);
@@ -438,5 +439,43 @@ async fn address_changes_racing_each_other_tell_every_address_left_once(mut app:
                 "trial {trial}: {address} told {told} times; held {held:?}, ends at {final_email}"
             );
         }
+    }
+}
+
+/// An imported user's first logins each want to replace the Django hash with
+/// argon2id, while the user changes the password: whatever the order, the new
+/// password is the one that works afterwards, and the old one never again.
+async fn first_logins_upgrading_a_django_hash_never_undo_a_password_change_beside_them(mut app: TestApp) {
+    let db = sea_orm::Database::connect(app.database.url().as_str()).await.unwrap();
+    for trial in 0..TRIALS {
+        let email = format!("imported{trial}@example.com");
+        let (_, access, _) = logged_in(&mut app, &email).await;
+        // As `import-django` leaves it: the Django hash of the same password.
+        let django = crate::django_passwords::pbkdf2("pbkdf2_sha256", STRONG_PASSWORD, &format!("salt{trial}"));
+        crate::django_passwords::set_hash(&db, &email, &django).await;
+
+        let logins: Vec<_> = (0..4)
+            .map(|_| {
+                let mut client = app.client.clone();
+                let request = LoginRequest { email: email.clone(), password: STRONG_PASSWORD.into(), client: None };
+                tokio::spawn(async move { client.login(request).await })
+            })
+            .collect();
+        // Land the change at a different point of the logins' hashing each time.
+        tokio::time::sleep(Duration::from_millis(trial as u64 * 3)).await;
+        app.client.change_password(change(&access)).await.unwrap_or_else(|e| panic!("trial {trial}: {e:?}"));
+        for login in logins {
+            if let Err(status) = login.await.unwrap() {
+                // Only a login that lost to the change may fail, and only as a wrong password.
+                assert_eq!(status.code(), Code::Unauthenticated, "trial {trial}: {status:?}");
+            }
+        }
+
+        let stored = crate::django_passwords::stored_hash(&db, &email).await;
+        assert!(stored.starts_with("$argon2id$"), "trial {trial}: {stored}");
+        login_tokens(&mut app, &email, NEW_PASSWORD).await;
+        let old =
+            app.client.login(LoginRequest { email: email.clone(), password: STRONG_PASSWORD.into(), client: None });
+        assert_eq!(old.await.unwrap_err().code(), Code::Unauthenticated, "trial {trial}: the old password came back");
     }
 }

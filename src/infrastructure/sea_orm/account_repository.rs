@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use sea_orm::{
-    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, LikeExpr, Query},
 };
 use time::OffsetDateTime;
@@ -104,7 +104,7 @@ impl AccountRepository for SeaOrmUserRepository {
         events: &[DomainEvent],
     ) -> Result<Result<Revocation, EmailChangeRefused>, RepositoryError> {
         let user_id = read.id();
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else {
             return Ok(Err(EmailChangeRefused::NoLongerApplies));
         };
@@ -143,7 +143,7 @@ impl AccountRepository for SeaOrmUserRepository {
         events: &[DomainEvent],
     ) -> Result<Result<Revocation, EmailChangeRefused>, RepositoryError> {
         let user_id = read.id();
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else {
             return Ok(Err(EmailChangeRefused::NoLongerApplies));
         };
@@ -182,7 +182,7 @@ impl AccountRepository for SeaOrmUserRepository {
         now: OffsetDateTime,
         events: &[DomainEvent],
     ) -> Result<Result<Revocation, PasswordChangeRefused>, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else {
             return Ok(Err(PasswordChangeRefused::NotActive));
         };
@@ -240,7 +240,7 @@ impl AccountRepository for SeaOrmUserRepository {
         now: OffsetDateTime,
         events: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
         let before = to_user(&row)?;
         let mut after = before.clone();
@@ -253,7 +253,7 @@ impl AccountRepository for SeaOrmUserRepository {
     }
 
     async fn delete(&self, user_id: UserId, event: &DomainEvent) -> Result<bool, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         // Foreign keys cascade to tokens and sessions.
         let deleted = users::Entity::delete_by_id(user_id.as_uuid()).exec(&txn).await.map_err(classify)?;
         if deleted.rows_affected == 0 {
@@ -281,7 +281,7 @@ impl AccountRepository for SeaOrmUserRepository {
     }
 
     async fn record_event(&self, event: &DomainEvent) -> Result<(), RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         outbox_store::insert_event(&txn, event).await?;
         txn.commit().await.map_err(classify)?;
         self.outbox_written.notify_one();
@@ -296,7 +296,7 @@ impl AccountRepository for SeaOrmUserRepository {
         now: OffsetDateTime,
         events: &[DomainEvent],
     ) -> Result<Option<Revocation>, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
         let claimed = single_use_tokens::claim(&txn, TokenPurpose::PasswordReset, token, user_id, now).await?;
         let before = to_user(&row)?;
@@ -339,7 +339,7 @@ impl SeaOrmUserRepository {
         events: &[DomainEvent],
         change: impl FnOnce(&mut User) -> bool + Send,
     ) -> Result<Option<Revocation>, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         let Some(row) = lock_user(&txn, user_id, Lock::Update).await? else { return Ok(None) };
         let before = to_user(&row)?;
         let mut after = before.clone();

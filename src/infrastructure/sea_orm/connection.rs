@@ -1,7 +1,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 /// How to reach the database, and whether to migrate it at start-up.
@@ -22,6 +25,8 @@ pub struct DatabaseSettings {
 /// SQLite gets one connection in WAL mode: SQLite allows one writer at a time
 /// anyway, and a single connection avoids the "database is locked" errors that
 /// deferred transactions hit when several connections upgrade to writers.
+/// Another process on the same file (the mailer) is the one other writer: write
+/// transactions start with [`begin_write`] for it.
 ///
 /// # Errors
 /// The URL is invalid or the database cannot be reached.
@@ -46,4 +51,19 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
 
 pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
     db.get_database_backend() == DbBackend::Postgres
+}
+
+/// Starts a transaction that may write. On SQLite it takes the write lock at
+/// `BEGIN IMMEDIATE`: a deferred transaction that read first and then writes
+/// after another connection committed (the mailer's, on the file they share by
+/// default) fails at once with SQLITE_BUSY_SNAPSHOT, which no busy timeout
+/// waits out; an immediate one waits for the lock (the busy timeout) and then
+/// reads what is current. PostgreSQL ignores the mode.
+///
+/// # Errors
+/// The database cannot start the transaction.
+pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    let options =
+        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
+    db.begin_with_options(options).await
 }

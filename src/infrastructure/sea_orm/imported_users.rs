@@ -9,7 +9,7 @@ use std::{
 use async_trait::async_trait;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
-    TransactionTrait, sea_query::OnConflict,
+    sea_query::OnConflict,
 };
 use uuid::Uuid;
 
@@ -85,7 +85,7 @@ async fn outcomes(db: &impl ConnectionTrait, users: &[ImportedUser]) -> Result<V
 #[async_trait]
 impl ImportedUserStore for SeaOrmImportedUsers {
     async fn insert_absent(&self, users: &[ImportedUser]) -> Result<Vec<ImportOutcome>, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         let mut outcomes = outcomes(&txn, users).await?;
         let fresh: Vec<usize> = (0..users.len()).filter(|i| outcomes[*i] == ImportOutcome::Inserted).collect();
         if !fresh.is_empty() {

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, EntityTrait, TransactionTrait, sea_query::OnConflict,
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, sea_query::OnConflict,
 };
 use time::OffsetDateTime;
 
@@ -83,7 +83,7 @@ fn row(key: &ThrottleKey, state: ThrottleState, now: OffsetDateTime) -> login_th
 
 /// Writes counters, one row per key, in one statement.
 async fn store(
-    txn: &DatabaseTransaction,
+    db: &impl ConnectionTrait,
     rows: impl IntoIterator<Item = login_throttles::ActiveModel>,
 ) -> Result<(), RepositoryError> {
     login_throttles::Entity::insert_many(rows)
@@ -97,23 +97,25 @@ async fn store(
                 ])
                 .to_owned(),
         )
-        .exec_without_returning(txn)
+        .exec_without_returning(db)
         .await
         .map_err(classify)?;
     Ok(())
 }
 
 /// A right password: the account's failures are forgiven, and the address
-/// is remembered as one the account logs in from (see `ThrottlePolicy`), in
-/// the caller's transaction (a login's own, so that it commits once).
+/// is remembered as one the account logs in from (see `ThrottlePolicy`), both
+/// in one statement, in the caller's transaction (a login's own, so that it
+/// commits once). A forgiven counter is a row with no failures, which reads
+/// as no row would; the pruner removes it in time like any other.
 pub(super) async fn clear_after_success(
-    txn: &DatabaseTransaction,
+    db: &impl ConnectionTrait,
     keys: &LoginAttemptKeys,
     now: OffsetDateTime,
 ) -> Result<(), RepositoryError> {
-    login_throttles::Entity::delete_by_id(keys.account.as_str().to_owned()).exec(txn).await.map_err(classify)?;
+    let forgiven = ThrottleState { failures: 0, last_failure_at: Some(now), locked_until: None, last_success_at: None };
     let known = ThrottleState { failures: 0, last_failure_at: None, locked_until: None, last_success_at: Some(now) };
-    store(txn, [row(&keys.from_address, known, now)]).await
+    store(db, [row(&keys.account, forgiven, now), row(&keys.from_address, known, now)]).await
 }
 
 #[async_trait]
@@ -124,7 +126,7 @@ impl LoginThrottles for SeaOrmLoginThrottles {
         now: OffsetDateTime,
         policy: ThrottlePolicy,
     ) -> Result<Result<(), Duration>, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         let (account, from_address) = read_locked(&txn, keys, now).await?;
         let admitted = match policy.admit(Some(account), Some(from_address), now) {
             Ok(admitted) => admitted,
@@ -137,10 +139,8 @@ impl LoginThrottles for SeaOrmLoginThrottles {
     }
 
     async fn succeeded(&self, keys: &LoginAttemptKeys, now: OffsetDateTime) -> Result<(), RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
-        clear_after_success(&txn, keys, now).await?;
-        txn.commit().await.map_err(classify)?;
-        Ok(())
+        // One statement: atomic without a transaction of its own.
+        clear_after_success(&self.db, keys, now).await
     }
 
     async fn reset(&self, key: &ThrottleKey) -> Result<(), RepositoryError> {

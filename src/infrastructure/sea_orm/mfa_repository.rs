@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use time::OffsetDateTime;
@@ -132,7 +131,7 @@ impl MfaRepository for SeaOrmUserRepository {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<bool, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         if lock_user(&txn, user_id, Lock::Update).await?.is_none() {
             return Ok(false);
         }
@@ -169,7 +168,7 @@ impl MfaRepository for SeaOrmUserRepository {
         now: OffsetDateTime,
         event: &DomainEvent,
     ) -> Result<bool, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         if lock_user(&txn, user_id, Lock::Update).await?.is_none() {
             return Ok(false);
         }
@@ -201,7 +200,7 @@ impl MfaRepository for SeaOrmUserRepository {
         codes: &[TokenHash],
         now: OffsetDateTime,
     ) -> Result<bool, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         if lock_user(&txn, user_id, Lock::Update).await?.is_none() || !spend(&txn, user_id, proof, now).await? {
             return Ok(false);
         }
@@ -217,7 +216,7 @@ impl MfaRepository for SeaOrmUserRepository {
         now: OffsetDateTime,
         event: Option<&DomainEvent>,
     ) -> Result<bool, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         if lock_user(&txn, user_id, Lock::Update).await?.is_none() {
             return Ok(false);
         }
@@ -272,7 +271,7 @@ impl MfaRepository for SeaOrmUserRepository {
         max_attempts: u32,
     ) -> Result<Option<MfaChallengeRecord>, RepositoryError> {
         let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         // Counted before the code is checked: concurrent guesses cannot all
         // slip in under the limit.
         let counted = mfa_challenges::Entity::update_many()
@@ -308,7 +307,7 @@ impl MfaRepository for SeaOrmUserRepository {
         events: &[DomainEvent],
         device: Option<&DeviceSighting>,
     ) -> Result<MfaLoginCommit, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         let Some(user_row) = lock_user(&txn, session.user_id, Lock::Share).await? else {
             return Ok(MfaLoginCommit::CredentialsChanged);
         };

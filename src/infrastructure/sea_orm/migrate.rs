@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use migration::MigratorTrait;
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use super::is_postgres;
 
@@ -36,7 +36,7 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
 }
 
 async fn migrate_once(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     if is_postgres(&txn) {
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")).await?;
     }

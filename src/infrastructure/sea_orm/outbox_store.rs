@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select, TransactionTrait,
+    QueryOrder, QuerySelect, Select,
     sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query},
 };
 use time::OffsetDateTime;
@@ -215,7 +215,7 @@ fn to_event(row: outbox::Model) -> OutboxEvent {
 impl OutboxStore for SeaOrmOutboxStore {
     async fn claim_batch(&self, limit: u64) -> Result<Box<dyn OutboxClaim>, RepositoryError> {
         let is_postgres = is_postgres(&self.db);
-        let txn = if is_postgres { Some(self.db.begin().await.map_err(classify)?) } else { None };
+        let txn = if is_postgres { Some(super::begin_write(&self.db).await.map_err(classify)?) } else { None };
         let rows = match (&txn, self.stream) {
             (Some(txn), Stream::Emails) => emails(txn, is_postgres, limit).await?,
             (None, Stream::Emails) => emails(&self.db, is_postgres, limit).await?,

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{LockBehavior, LockType, Query},
 };
 use tokio::sync::Notify;
@@ -136,7 +136,7 @@ impl SeaOrmPruner {
             .add(users::Column::Status.eq(UserStatus::PendingVerification.as_str()))
             .add(users::Column::CreatedAt.lt(c.pending_users))
             .add(users::Column::Id.not_in_subquery(live_tokens));
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         let mut candidates =
             users::Entity::find().select_only().column(users::Column::Id).filter(abandoned.clone()).limit(batch);
         if is_postgres(&txn) {

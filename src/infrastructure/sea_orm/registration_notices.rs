@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use time::OffsetDateTime;
 
 use super::{
@@ -48,7 +48,7 @@ impl RegistrationNotices for SeaOrmUserRepository {
         expected_last_sent_at: Option<OffsetDateTime>,
         event: &DomainEvent,
     ) -> Result<bool, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         if is_postgres(&txn) {
             // Serialises concurrent notices to one owner on PostgreSQL; SQLite
             // runs write transactions one at a time already.

@@ -5,7 +5,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, ExprTrait, Iterable,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Alias, Expr, InsertStatement, Query},
 };
 use time::OffsetDateTime;
@@ -232,7 +232,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         device: Option<&DeviceSighting>,
         throttle: &LoginAttemptKeys,
     ) -> Result<LoginCommit, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         let lock = if upgraded_hash.is_some() { Lock::Update } else { Lock::Share };
         let Some(user_row) = lock_user(&txn, session.user_id, lock).await? else {
             return Ok(LoginCommit::CredentialsChanged);
@@ -281,7 +281,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         new: &NewSession,
         now: OffsetDateTime,
     ) -> Result<Rotation, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         // Under the user's lock, a revocation of every session either ran
         // before (and revoked `old`, which the claim below then misses) or
         // waits for this commit (and then sees `new`): no session slips past it.
@@ -310,7 +310,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         new: &NewSession,
         rotated_after: OffsetDateTime,
     ) -> Result<Rotation, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         // The same lock as `rotate`: a revocation of the family (which takes
         // the lock exclusively) either committed before, and the insert below
         // then finds it, or waits for this commit and then revokes the sibling
@@ -332,7 +332,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         events: &[DomainEvent],
     ) -> Result<Vec<Uuid>, RepositoryError> {
         let family_id = member.family_id;
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         // The user's lock keeps a concurrent rotation from adding to the family
         // between the read of its live members and their revocation.
         lock_user(&txn, member.user_id, Lock::Update).await?;
@@ -370,7 +370,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         now: OffsetDateTime,
         events: &[DomainEvent],
     ) -> Result<Option<Vec<Uuid>>, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         // As in `revoke_family`: no rotation adds to the family meanwhile.
         lock_user(&txn, user_id, Lock::Update).await?;
         let live = sessions::Entity::find()

@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use time::OffsetDateTime;
@@ -203,7 +202,7 @@ impl SingleUseTokens for SeaOrmUserRepository {
         token: &NewSingleUseToken,
         events: &[DomainEvent],
     ) -> Result<bool, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         // The user's row first, as every account change takes it: concurrent
         // replacements for one user run one after another, and none deadlocks
         // against a verification or a reset (user, then tokens).

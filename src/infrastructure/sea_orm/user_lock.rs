@@ -1,7 +1,8 @@
 //! The user's row lock that orders every account change against every session
 //! creation. PostgreSQL locks the row (`FOR UPDATE` to change the account,
-//! `FOR SHARE` to add a session beside it); SQLite has one connection and runs
-//! transactions one at a time, which orders them just as well.
+//! `FOR SHARE` to add a session beside it); SQLite runs write transactions
+//! one at a time (one connection per process, and `BEGIN IMMEDIATE` across
+//! processes: see `begin_write`), which orders them just as well.
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect,

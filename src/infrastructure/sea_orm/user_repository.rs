@@ -2,9 +2,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
@@ -57,7 +55,7 @@ impl UserRepository for SeaOrmUserRepository {
         token: &NewSingleUseToken,
         events: &[DomainEvent],
     ) -> Result<(), InsertUserError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         let inserted = users::Entity::insert(user_row(user, password_hash)).exec_without_returning(&txn).await;
         if let Err(error) = inserted {
             return Err(if is_unique_violation(&error) {
@@ -128,7 +126,7 @@ impl UserRepository for SeaOrmUserRepository {
         user: &User,
         events: &[DomainEvent],
     ) -> Result<bool, RepositoryError> {
-        let txn = self.db.begin().await.map_err(classify)?;
+        let txn = super::begin_write(&self.db).await.map_err(classify)?;
         // The user's row first, as every other change to the account takes it:
         // locking the token first would deadlock against a resend (user, then
         // tokens) on PostgreSQL.
