@@ -48,6 +48,11 @@ on_both_databases!(
 );
 
 on_both_databases!(
+    builder = spawn_app_with(with_racing_hashes);
+    password_steps_upgrading_a_django_hash_never_undo_a_password_change_beside_them,
+);
+
+on_both_databases!(
     builder = spawn_app_with(without_the_key);
     without_the_key_nobody_can_enrol,
 );
@@ -66,6 +71,15 @@ const EMAIL: &str = "ada@example.com";
 /// count, so they can add up beyond what a sequence would).
 fn without_throttling(settings: &mut Settings) {
     settings.limits.login_throttle_after = 100;
+}
+
+/// Hashing slow enough, and wide enough, for concurrent calls to overlap; a
+/// password step counts as a failure until its code, so no throttling either.
+fn with_racing_hashes(settings: &mut Settings) {
+    without_throttling(settings);
+    settings.passwords.argon2.m_cost = 4096;
+    settings.passwords.argon2.t_cost = 2;
+    settings.passwords.argon2.max_concurrent = 24;
 }
 
 fn without_the_key(settings: &mut Settings) {
@@ -534,4 +548,55 @@ async fn a_login_that_stops_at_the_second_factor_upgrades_a_weak_hash(mut app: T
     let code = current_code(&app, &enrolled.secret);
     let request = CompleteMfaLoginRequest { challenge, code };
     stronger.client.complete_mfa_login(request).await.expect("the login completes with the upgraded hash");
+}
+
+/// A two-factor user brought over from Django: each password step wants to
+/// replace the Django hash with argon2id while the user changes the password.
+/// Whatever the order, the new password is the one that works afterwards.
+async fn password_steps_upgrading_a_django_hash_never_undo_a_password_change_beside_them(mut app: TestApp) {
+    use identity::grpc::proto::ChangePasswordRequest;
+
+    const NEW_PASSWORD: &str = "velvet harbor lantern ninety";
+    let db = sea_orm::Database::connect(app.database.url().as_str()).await.unwrap();
+    for trial in 0..6_u64 {
+        let email = format!("imported-mfa{trial}@example.com");
+        let login = |password: &str| LoginRequest { email: email.clone(), password: password.into(), client: None };
+        let (_, access, _) = logged_in(&mut app, &email).await;
+        let request = BeginTotpEnrollmentRequest { current_password: STRONG_PASSWORD.into() };
+        let begun = app.client.begin_totp_enrollment(with_bearer(&access, request)).await.unwrap().into_inner();
+        let confirm = ConfirmTotpEnrollmentRequest { code: current_code(&app, &begun.secret) };
+        app.client.confirm_totp_enrollment(with_bearer(&access, confirm)).await.unwrap();
+        let django = crate::django_passwords::pbkdf2("pbkdf2_sha256", STRONG_PASSWORD, &format!("mfa-salt{trial}"));
+        crate::django_passwords::set_hash(&db, &email, &django).await;
+
+        let steps: Vec<_> = (0..4)
+            .map(|_| {
+                let mut client = app.client.clone();
+                let request = login(STRONG_PASSWORD);
+                tokio::spawn(async move { client.login(request).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(trial * 3)).await;
+        let change =
+            ChangePasswordRequest { current_password: STRONG_PASSWORD.into(), new_password: NEW_PASSWORD.into() };
+        app.client
+            .change_password(with_bearer(&access, change))
+            .await
+            .unwrap_or_else(|e| panic!("trial {trial}: {e:?}"));
+        for step in steps {
+            let status = step.await.unwrap().unwrap_err();
+            // The second factor is asked for, or the password lost to the change.
+            assert!(
+                matches!(status.code(), Code::FailedPrecondition | Code::Unauthenticated),
+                "trial {trial}: {status:?}"
+            );
+        }
+
+        let stored = crate::django_passwords::stored_hash(&db, &email).await;
+        assert!(stored.starts_with("$argon2id$"), "trial {trial}: {stored}");
+        let new = app.client.login(login(NEW_PASSWORD)).await.unwrap_err();
+        assert_eq!(new.code(), Code::FailedPrecondition, "trial {trial}: the new password works: {new:?}");
+        let old = app.client.login(login(STRONG_PASSWORD)).await.unwrap_err();
+        assert_eq!(old.code(), Code::Unauthenticated, "trial {trial}: the old password came back");
+    }
 }
