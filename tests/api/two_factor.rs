@@ -118,7 +118,11 @@ struct Enrolled {
 
 /// A verified, logged-in user with TOTP confirmed.
 async fn enrolled(app: &mut TestApp) -> Enrolled {
-    let (_, access, _) = logged_in(app, EMAIL).await;
+    enrolled_as(app, EMAIL).await
+}
+
+async fn enrolled_as(app: &mut TestApp, email: &str) -> Enrolled {
+    let (_, access, _) = logged_in(app, email).await;
     let request = BeginTotpEnrollmentRequest { current_password: STRONG_PASSWORD.into() };
     let begun = app.client.begin_totp_enrollment(with_bearer(&access, request)).await.unwrap().into_inner();
     let confirm = ConfirmTotpEnrollmentRequest { code: current_code(app, &begun.secret) };
@@ -561,11 +565,7 @@ async fn password_steps_upgrading_a_django_hash_never_undo_a_password_change_bes
     for trial in 0..6_u64 {
         let email = format!("imported-mfa{trial}@example.com");
         let login = |password: &str| LoginRequest { email: email.clone(), password: password.into(), client: None };
-        let (_, access, _) = logged_in(&mut app, &email).await;
-        let request = BeginTotpEnrollmentRequest { current_password: STRONG_PASSWORD.into() };
-        let begun = app.client.begin_totp_enrollment(with_bearer(&access, request)).await.unwrap().into_inner();
-        let confirm = ConfirmTotpEnrollmentRequest { code: current_code(&app, &begun.secret) };
-        app.client.confirm_totp_enrollment(with_bearer(&access, confirm)).await.unwrap();
+        let Enrolled { access, .. } = enrolled_as(&mut app, &email).await;
         let django = crate::django_passwords::pbkdf2("pbkdf2_sha256", STRONG_PASSWORD, &format!("mfa-salt{trial}"));
         crate::django_passwords::set_hash(&db, &email, &django).await;
 
