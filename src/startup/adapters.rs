@@ -20,8 +20,8 @@ use crate::{
         postgres::{PostgresRateLimits, PostgresRevocationBroadcast},
         rabbitmq::RabbitMqPublisher,
         sea_orm::{
-            SeaOrmLoginThrottles, SeaOrmOutboxStore, SeaOrmSessionRepository, SeaOrmUserRepository, has_totp_secrets,
-            is_postgres,
+            SeaOrmLoginThrottles, SeaOrmOutboxStore, SeaOrmSessionRepository, SeaOrmUserRepository, connect_readers,
+            has_totp_secrets, is_postgres,
         },
     },
     observability::Metrics,
@@ -73,11 +73,13 @@ impl Adapters {
     /// or an email provider that cannot be built.
     pub async fn build(settings: &Settings, overrides: &Overrides) -> anyhow::Result<Self> {
         let db = super::open_database(&settings.database).await?;
+        let reads = connect_readers(&settings.database, &db).await?;
         let metrics = Arc::new(Metrics::new());
         let outbox_written = Arc::new(Notify::new());
         // Longest an access token lives: revocations need not revisit sessions rotated before that.
         let access_token_lifetime = settings.tokens.access_token_ttl + TOKEN_LEEWAY;
         let repository = SeaOrmUserRepository::new(db.clone(), Arc::clone(&outbox_written))
+            .with_readers(reads.clone())
             .with_access_token_lifetime(access_token_lifetime);
         let hasher: Arc<dyn PasswordHasher> =
             Arc::new(Argon2Hasher::with_observer(settings.passwords.argon2, metrics.clone())?);
@@ -107,6 +109,7 @@ impl Adapters {
             notices: Arc::new(repository.clone()),
             sessions: Arc::new(
                 SeaOrmSessionRepository::new(db.clone(), Arc::clone(&outbox_written))
+                    .with_readers(reads)
                     .with_access_token_lifetime(access_token_lifetime),
             ),
             throttles: Arc::new(SeaOrmLoginThrottles::new(db.clone())),

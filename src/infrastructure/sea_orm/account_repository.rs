@@ -169,7 +169,7 @@ impl AccountRepository for SeaOrmUserRepository {
     }
 
     async fn find_credentials_by_id(&self, id: UserId) -> Result<Option<(User, StoredCredentials)>, RepositoryError> {
-        let row = users::Entity::find_by_id(id.as_uuid()).one(&self.db).await.map_err(classify)?;
+        let row = users::Entity::find_by_id(id.as_uuid()).one(&self.reads).await.map_err(classify)?;
         row.map(|row| Ok((to_user(&row)?, credentials_of(row)))).transpose()
     }
 

@@ -25,6 +25,7 @@ pub struct DatabaseSettings {
 /// SQLite gets one connection in WAL mode: SQLite allows one writer at a time
 /// anyway, and a single connection avoids the "database is locked" errors that
 /// deferred transactions hit when several connections upgrade to writers.
+/// Reads outside a transaction may go to [`connect_readers`]' pool instead.
 /// Another process on the same file (the mailer) is the one other writer: write
 /// transactions start with [`begin_write`] for it.
 ///
@@ -47,6 +48,48 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
     // Every statement counts toward the RPC that runs it (its log line says how many).
     db.set_metric_callback(|_| crate::observability::statements::count_one());
     Ok(db)
+}
+
+/// Opens the connections that only read, beside [`connect`]'s: on an SQLite
+/// file, a pool of up to `max_connections` query-only connections in WAL mode,
+/// so that a read (a token check whose cache entry expired, a login's lookup)
+/// never queues behind the one writer's statements and its commit's `fsync`.
+/// A WAL reader sees every transaction that committed before its statement
+/// began, so a read sent after a write returns sees that write, as on the
+/// PostgreSQL pool. On PostgreSQL, and on an in-memory SQLite database (which
+/// another connection could not see), it is `writer` itself.
+///
+/// # Errors
+/// The database cannot be opened.
+pub async fn connect_readers(
+    settings: &DatabaseSettings,
+    writer: &DatabaseConnection,
+) -> anyhow::Result<DatabaseConnection> {
+    let url = settings.url.expose_secret();
+    if !url.starts_with("sqlite:") || is_in_memory(url) {
+        return Ok(writer.clone());
+    }
+    let mut options = ConnectOptions::new(url);
+    options
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_timeout(settings.acquire_timeout)
+        .sqlx_logging(false)
+        .max_connections(settings.max_connections.max(1))
+        .min_connections(1)
+        .map_sqlx_sqlite_opts(|opts| {
+            // `query_only` refuses any write: a write sent here by mistake fails
+            // loudly instead of racing the writer for the lock.
+            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(5))
+                .pragma("query_only", "ON")
+        });
+    let mut db = Database::connect(options).await.context("cannot open the SQLite readers (IDENTITY_DATABASE_URL)")?;
+    db.set_metric_callback(|_| crate::observability::statements::count_one());
+    Ok(db)
+}
+
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }
 
 pub fn is_postgres(db: &impl ConnectionTrait) -> bool {

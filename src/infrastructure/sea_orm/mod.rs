@@ -20,7 +20,7 @@ mod single_use_tokens;
 mod user_lock;
 mod user_repository;
 
-pub use connection::{DatabaseSettings, begin_write, connect, is_postgres};
+pub use connection::{DatabaseSettings, begin_write, connect, connect_readers, is_postgres};
 pub use delivery_log::SeaOrmDeliveryLog;
 pub use django_source::SqlDjangoSource;
 pub use errors::classify;

@@ -36,6 +36,8 @@ const MAX_LIVE_ROWS_READ: u64 = 1000;
 #[derive(Clone)]
 pub struct SeaOrmSessionRepository {
     db: DatabaseConnection,
+    /// Where reads outside a transaction go (see [`super::connect_readers`]).
+    reads: DatabaseConnection,
     access_token_lifetime: Option<std::time::Duration>,
     /// Wakes the relays after a commit that wrote events.
     outbox_written: Arc<Notify>,
@@ -43,7 +45,14 @@ pub struct SeaOrmSessionRepository {
 
 impl SeaOrmSessionRepository {
     pub fn new(db: DatabaseConnection, outbox_written: Arc<Notify>) -> Self {
-        Self { db, access_token_lifetime: None, outbox_written }
+        Self { reads: db.clone(), db, access_token_lifetime: None, outbox_written }
+    }
+
+    /// Sends the reads made outside a transaction to `reads` instead.
+    #[must_use]
+    pub fn with_readers(mut self, reads: DatabaseConnection) -> Self {
+        self.reads = reads;
+        self
     }
 
     /// Writes the events and commits.
@@ -265,14 +274,14 @@ impl SessionRepository for SeaOrmSessionRepository {
     async fn find_by_token_hash(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, RepositoryError> {
         let found = sessions::Entity::find()
             .filter(sessions::Column::TokenHash.eq(hash.to_hex()))
-            .one(&self.db)
+            .one(&self.reads)
             .await
             .map_err(classify)?;
         Ok(found.map(record))
     }
 
     async fn find_by_id(&self, id: Uuid) -> Result<Option<SessionRecord>, RepositoryError> {
-        Ok(sessions::Entity::find_by_id(id).one(&self.db).await.map_err(classify)?.map(record))
+        Ok(sessions::Entity::find_by_id(id).one(&self.reads).await.map_err(classify)?.map(record))
     }
 
     async fn rotate(
@@ -357,7 +366,7 @@ impl SessionRepository for SeaOrmSessionRepository {
             .order_by_desc(sessions::Column::CreatedAt)
             .order_by_desc(sessions::Column::Id)
             .limit(MAX_LIVE_ROWS_READ)
-            .all(&self.db)
+            .all(&self.reads)
             .await
             .map_err(classify)?;
         Ok(live_sessions(rows, limit))

@@ -23,13 +23,22 @@ use crate::domain::{
 #[derive(Clone)]
 pub struct SeaOrmUserRepository {
     pub(super) db: DatabaseConnection,
+    /// Where reads outside a transaction go (see [`super::connect_readers`]).
+    pub(super) reads: DatabaseConnection,
     pub(super) outbox_written: Arc<Notify>,
     access_token_lifetime: Option<std::time::Duration>,
 }
 
 impl SeaOrmUserRepository {
     pub fn new(db: DatabaseConnection, outbox_written: Arc<Notify>) -> Self {
-        Self { db, outbox_written, access_token_lifetime: None }
+        Self { reads: db.clone(), db, outbox_written, access_token_lifetime: None }
+    }
+
+    /// Sends the reads made outside a transaction to `reads` instead.
+    #[must_use]
+    pub fn with_readers(mut self, reads: DatabaseConnection) -> Self {
+        self.reads = reads;
+        self
     }
 
     /// How long an access token may live (its lifetime plus the leeway): a
@@ -70,14 +79,14 @@ impl UserRepository for SeaOrmUserRepository {
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError> {
-        let row = users::Entity::find_by_id(id.as_uuid()).one(&self.db).await.map_err(classify)?;
+        let row = users::Entity::find_by_id(id.as_uuid()).one(&self.reads).await.map_err(classify)?;
         row.map(|row| to_user(&row)).transpose()
     }
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepositoryError> {
         let row = users::Entity::find()
             .filter(users::Column::Email.eq(email.as_str()))
-            .one(&self.db)
+            .one(&self.reads)
             .await
             .map_err(classify)?;
         row.map(|row| to_user(&row)).transpose()
@@ -86,7 +95,7 @@ impl UserRepository for SeaOrmUserRepository {
     async fn find_by_legacy_id(&self, legacy_id: &str) -> Result<Option<User>, RepositoryError> {
         let row = users::Entity::find()
             .filter(users::Column::LegacyId.eq(legacy_id))
-            .one(&self.db)
+            .one(&self.reads)
             .await
             .map_err(classify)?;
         row.map(|row| to_user(&row)).transpose()
@@ -114,7 +123,7 @@ impl UserRepository for SeaOrmUserRepository {
     ) -> Result<Option<(User, StoredCredentials)>, RepositoryError> {
         let row = users::Entity::find()
             .filter(users::Column::Email.eq(email.as_str()))
-            .one(&self.db)
+            .one(&self.reads)
             .await
             .map_err(classify)?;
         row.map(|row| Ok((to_user(&row)?, credentials_of(row)))).transpose()
