@@ -19,6 +19,7 @@ mod m20261202_000015_two_factor_login;
 mod m20261202_000020_known_devices;
 mod m20261202_000021_user_event_order;
 mod m20261203_000022_shared_rate_limits;
+mod m20261203_000023_hash_columns_varchar;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000021_user_event_order::Migration),
             Box::new(m20261202_000020_known_devices::Migration),
             Box::new(m20261203_000022_shared_rate_limits::Migration),
+            Box::new(m20261203_000023_hash_columns_varchar::Migration),
         ]
     }
 }

@@ -15,6 +15,7 @@ mod email_change;
 mod email_pipeline;
 mod email_safety;
 mod faults;
+mod hash_lookups;
 mod health_and_reflection;
 mod hostile_input;
 mod login;
