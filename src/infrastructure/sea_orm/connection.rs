@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqliteTransactionMode,
     TransactionOptions, TransactionTrait,
@@ -33,18 +34,32 @@ pub struct DatabaseSettings {
 /// The URL is invalid or the database cannot be reached.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
     let url = settings.url.expose_secret();
-    let mut options = ConnectOptions::new(url);
-    options.acquire_timeout(settings.acquire_timeout).connect_timeout(settings.acquire_timeout).sqlx_logging(false);
+    let mut options = base_options(settings);
     if url.starts_with("sqlite:") {
-        options.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|opts| {
-            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true)
-        });
+        options.max_connections(1).map_sqlx_sqlite_opts(|opts| sqlite_wal(opts).foreign_keys(true));
     } else {
-        options.max_connections(settings.max_connections).min_connections(1);
+        options.max_connections(settings.max_connections);
     }
-    let mut db = Database::connect(options).await.context("cannot connect to the database (IDENTITY_DATABASE_URL)")?;
+    open(options, "cannot connect to the database (IDENTITY_DATABASE_URL)").await
+}
+
+/// What every pool shares: the URL, the timeouts, one connection kept open.
+fn base_options(settings: &DatabaseSettings) -> ConnectOptions {
+    let mut options = ConnectOptions::new(settings.url.expose_secret());
+    options
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_timeout(settings.acquire_timeout)
+        .sqlx_logging(false)
+        .min_connections(1);
+    options
+}
+
+fn sqlite_wal(opts: SqliteConnectOptions) -> SqliteConnectOptions {
+    opts.journal_mode(SqliteJournalMode::Wal).busy_timeout(Duration::from_secs(5))
+}
+
+async fn open(options: ConnectOptions, failure: &'static str) -> anyhow::Result<DatabaseConnection> {
+    let mut db = Database::connect(options).await.context(failure)?;
     // Every statement counts toward the RPC that runs it (its log line says how many).
     db.set_metric_callback(|_| crate::observability::statements::count_one());
     Ok(db)
@@ -69,23 +84,13 @@ pub async fn connect_readers(
     if !url.starts_with("sqlite:") || is_in_memory(url) {
         return Ok(writer.clone());
     }
-    let mut options = ConnectOptions::new(url);
+    let mut options = base_options(settings);
+    // `query_only` refuses any write: a write sent here by mistake fails
+    // loudly instead of racing the writer for the lock.
     options
-        .acquire_timeout(settings.acquire_timeout)
-        .connect_timeout(settings.acquire_timeout)
-        .sqlx_logging(false)
         .max_connections(settings.max_connections.max(1))
-        .min_connections(1)
-        .map_sqlx_sqlite_opts(|opts| {
-            // `query_only` refuses any write: a write sent here by mistake fails
-            // loudly instead of racing the writer for the lock.
-            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(5))
-                .pragma("query_only", "ON")
-        });
-    let mut db = Database::connect(options).await.context("cannot open the SQLite readers (IDENTITY_DATABASE_URL)")?;
-    db.set_metric_callback(|_| crate::observability::statements::count_one());
-    Ok(db)
+        .map_sqlx_sqlite_opts(|opts| sqlite_wal(opts).pragma("query_only", "ON"));
+    open(options, "cannot open the SQLite readers (IDENTITY_DATABASE_URL)").await
 }
 
 fn is_in_memory(url: &str) -> bool {
