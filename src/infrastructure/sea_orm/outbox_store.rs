@@ -1,8 +1,8 @@
 use async_trait::async_trait;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Select, Statement,
     sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query},
 };
 use time::OffsetDateTime;
@@ -44,28 +44,60 @@ async fn next_position(txn: &DatabaseTransaction, user_id: Uuid) -> Result<i64, 
 /// together with the change that caused it. A user event takes the next
 /// position in its user's stream.
 pub(super) async fn insert_event(txn: &DatabaseTransaction, event: &DomainEvent) -> Result<(), RepositoryError> {
+    let payload = payload::encode(event)?;
+    // The request's trace continues through the relay and the mailer.
+    let trace_context =
+        trace_context::inject(&tracing::Span::current()).and_then(|carrier| serde_json::to_string(&carrier).ok());
+    let user_id = event.user_id().as_uuid();
+    if matches!(event, DomainEvent::User(_)) && is_postgres(txn) {
+        // The position and the row in one round trip (what `next_position`
+        // and the insert below do in two).
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            POSITIONED_INSERT,
+            [
+                user_id.into(),
+                event.id().into(),
+                event.event_type().into(),
+                payload.into(),
+                trace_context.into(),
+                event.occurred_at().into(),
+            ],
+        );
+        txn.execute_raw(statement).await.map_err(classify)?;
+        return Ok(());
+    }
     let stream_position = match event {
-        DomainEvent::User(user_event) => Some(next_position(txn, user_event.user_id.as_uuid()).await?),
+        DomainEvent::User(_) => Some(next_position(txn, user_id).await?),
         _ => None,
     };
     let row = outbox::ActiveModel {
         id: Set(event.id()),
         event_type: Set(event.event_type().to_owned()),
-        payload: Set(payload::encode(event)?),
-        // The request's trace continues through the relay and the mailer.
-        trace_context: Set(
-            trace_context::inject(&tracing::Span::current()).and_then(|carrier| serde_json::to_string(&carrier).ok())
-        ),
+        payload: Set(payload),
+        trace_context: Set(trace_context),
         created_at: Set(event.occurred_at()),
         published_at: Set(None),
         attempts: Set(0),
         last_error: Set(None),
-        user_id: Set(Some(event.user_id().as_uuid())),
+        user_id: Set(Some(user_id)),
         stream_position: Set(stream_position),
     };
     outbox::Entity::insert(row).exec_without_returning(txn).await.map_err(classify)?;
     Ok(())
 }
+
+/// PostgreSQL: `next_position`'s upsert as a data-modifying CTE feeding the
+/// outbox row. It takes the same row lock on the user's stream, at the same
+/// point of the transaction. (SQLite allows no `RETURNING` in a CTE.)
+const POSITIONED_INSERT: &str = "\
+WITH stream AS (
+    INSERT INTO user_event_streams (user_id, last_position) VALUES ($1, 1)
+    ON CONFLICT (user_id) DO UPDATE SET last_position = user_event_streams.last_position + 1
+    RETURNING last_position
+)
+INSERT INTO outbox (id, event_type, payload, trace_context, created_at, attempts, user_id, stream_position)
+SELECT $2, $3, $4, $5, $6, 0, $1, last_position FROM stream";
 
 /// Which rows a relay publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
