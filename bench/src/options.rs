@@ -42,6 +42,18 @@ pub struct Cli {
     /// Signups per second offered by signup-to-email
     #[arg(long, value_name = "N", default_value_t = 50)]
     rate: u32,
+    /// A setting for every server the bench starts, over the bench's own
+    /// (repeatable). The bench's environment never reaches the server: an
+    /// `IDENTITY_…` variable exported in the shell is ignored
+    #[arg(long = "server-env", value_name = "NAME=VALUE", value_parser = server_setting)]
+    server_env: Vec<(String, String)>,
+}
+
+fn server_setting(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((name, value)) if name.starts_with("IDENTITY_") => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{raw:?} is not IDENTITY_NAME=VALUE")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -203,6 +215,8 @@ pub struct Options {
     pub postgres_url: String,
     pub amqp_url: String,
     pub signup_rate: u32,
+    /// `--server-env`: set on every server started, last.
+    pub server_env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -260,6 +274,7 @@ impl From<Cli> for Options {
             postgres_url: cli.postgres_url,
             amqp_url: cli.amqp_url,
             signup_rate: cli.rate,
+            server_env: cli.server_env,
         }
     }
 }
@@ -280,6 +295,15 @@ mod tests {
         let options = parse("login --concurrency 4 --requests 10 --database postgres").unwrap();
         assert_eq!((options.concurrency(Scenario::Login), options.requests(Scenario::Login)), (4, 10));
         assert_eq!(options.backends, vec![Backend::Postgres]);
+    }
+
+    #[test]
+    fn server_settings_are_identity_variables_given_as_name_equals_value() {
+        let options = parse("login-storm --server-env IDENTITY_ARGON2_NICE=19 --server-env IDENTITY_X=a=b").unwrap();
+        let expected = [("IDENTITY_ARGON2_NICE", "19"), ("IDENTITY_X", "a=b")];
+        assert_eq!(options.server_env, expected.map(|(name, value)| (name.to_owned(), value.to_owned())));
+        assert!(parse("login --server-env PATH=/tmp").is_err());
+        assert!(parse("login --server-env IDENTITY_ARGON2_NICE").is_err());
     }
 
     #[test]

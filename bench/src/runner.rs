@@ -265,6 +265,9 @@ impl Bench {
             self.argon2.max_concurrent,
             self.dir.display()
         );
+        for (name, value) in &self.options.server_env {
+            println!("  every server started with {name}={value}");
+        }
         if !self.options.scenarios.is_empty() && self.options.target.is_none() {
             self.binaries = Some((sibling("identity-server")?, sibling("identity-mailer")?));
         }
@@ -369,6 +372,9 @@ impl Bench {
         }
         env.retain(|(key, _)| !extra.iter().any(|(name, _)| name == key));
         env.extend(extra.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())));
+        // What the operator asked for wins over the scenario's settings.
+        env.retain(|(key, _)| !self.options.server_env.iter().any(|(name, _)| name == key));
+        env.extend(self.options.server_env.iter().cloned());
         let log = self.dir.join(format!("server-{label}.log"));
         let (server, _) = self.binaries.as_ref().context("identity-server was not found")?;
         let mut process = Process::spawn("identity-server", server, &["serve"], &env, log)?;

@@ -160,21 +160,6 @@ mod tests {
     }
 
     #[test]
-    fn the_hashing_threads_run_as_batch_at_nice_10_unless_told_otherwise() {
-        use crate::infrastructure::HashingScheduler;
-        let scheduler = |pairs: &[(&str, &str)]| with(pairs).map(|settings| settings.passwords.argon2.scheduler);
-        assert_eq!(scheduler(&[]).unwrap(), HashingScheduler::Batch { nice: 10 });
-        assert_eq!(scheduler(&[("IDENTITY_ARGON2_NICE", "19")]).unwrap(), HashingScheduler::Batch { nice: 19 });
-        assert_eq!(scheduler(&[("IDENTITY_ARGON2_SCHEDULER", "idle")]).unwrap(), HashingScheduler::Idle);
-        assert_eq!(scheduler(&[("IDENTITY_ARGON2_SCHEDULER", "batch")]).unwrap(), HashingScheduler::Batch { nice: 10 });
-        assert_eq!(
-            scheduler(&[("IDENTITY_ARGON2_SCHEDULER", "fifo")]).unwrap_err().variable,
-            "IDENTITY_ARGON2_SCHEDULER"
-        );
-        assert_eq!(scheduler(&[("IDENTITY_ARGON2_NICE", "20")]).unwrap_err().variable, "IDENTITY_ARGON2_NICE");
-    }
-
-    #[test]
     fn the_mfa_key_is_32_bytes_of_base64_never_echoed_and_the_issuer_defaults_to_the_token_issuer() {
         let settings = with(&[("IDENTITY_TOKEN_ISSUER", "acme")]).unwrap();
         assert!(settings.mfa.encryption_key.is_none());

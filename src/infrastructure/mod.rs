@@ -15,7 +15,7 @@ pub mod totp_rs;
 pub mod xchacha_cipher;
 pub mod zxcvbn_meter;
 
-pub use self::argon2::{Argon2Hasher, Argon2Settings, HashingObserver, HashingScheduler};
+pub use self::argon2::{Argon2Hasher, Argon2Settings, HashingObserver};
 pub use in_memory_rate_limits::InMemoryRateLimits;
 pub use paseto_tokens::{PasetoSettings, PasetoTokens};
 pub use system_clock::SystemClock;

@@ -20,7 +20,7 @@ use crate::domain::{
 
 use super::{
     django::{self, Stored},
-    pool::{self, HashingObserver, HashingPoolStats, HashingScheduler, Unobserved},
+    pool::{self, HashingObserver, HashingPoolStats, Unobserved},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +33,10 @@ pub struct Argon2Settings {
     pub max_concurrent: usize,
     /// How long a request may wait for a worker before it is shed.
     pub queue_timeout: Duration,
-    /// How the workers share the cores: under a login storm the runtime's
-    /// threads, which answer the cheap calls, should win them.
-    pub scheduler: HashingScheduler,
+    /// The workers' nice value (0 to 19; they also run as `SCHED_BATCH` when
+    /// above 0): under a login storm the runtime's threads, which answer the
+    /// cheap calls, win the cores.
+    pub nice: i32,
 }
 
 impl Argon2Settings {
@@ -47,7 +48,7 @@ impl Argon2Settings {
             p_cost: 1,
             max_concurrent: std::thread::available_parallelism().map_or(2, usize::from),
             queue_timeout: Duration::from_secs(5),
-            scheduler: HashingScheduler::Batch { nice: HashingScheduler::DEFAULT_NICE },
+            nice: 10,
         }
     }
 
@@ -133,7 +134,7 @@ impl Argon2Hasher {
                 workers,
                 blocks: params.block_count(),
                 queue_timeout: settings.queue_timeout,
-                scheduler: settings.scheduler,
+                nice: settings.nice,
             },
             observer,
         )?;
@@ -314,7 +315,7 @@ mod tests {
             p_cost: 1,
             max_concurrent: 2,
             queue_timeout: Duration::from_secs(5),
-            scheduler: HashingScheduler::Batch { nice: 0 },
+            nice: 0,
         }
     }
 

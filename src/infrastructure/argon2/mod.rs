@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use django::is_supported as is_supported_django_hash;
 pub use hasher::{Argon2Hasher, Argon2Settings};
-pub use pool::{HashingObserver, HashingPoolStats, HashingScheduler};
+pub use pool::{HashingObserver, HashingPoolStats};
 
 /// The server's observer: the queue-depth gauge follows every change (no
 /// sampling task), waits feed the histogram, sheds the counter.

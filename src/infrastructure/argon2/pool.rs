@@ -133,33 +133,13 @@ impl WorkerMemory {
     }
 }
 
-/// How the hashing threads share the cores with the rest of the machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HashingScheduler {
-    /// `SCHED_BATCH` at a nice value of 1 to 19 (0: as the rest of the
-    /// process): a hashing thread never preempts another on waking, and takes
-    /// a smaller share of a contended core; logins keep a share however busy
-    /// the cheap calls keep the cores.
-    Batch { nice: i32 },
-    /// `SCHED_IDLE`: a hashing thread runs only on a core no other thread
-    /// wants, so the cheap calls answer during a storm as at rest, and a
-    /// machine kept busy (by this process or another) can starve logins
-    /// until they are shed.
-    Idle,
-}
-
-impl HashingScheduler {
-    /// `IDENTITY_ARGON2_NICE` when unset.
-    pub const DEFAULT_NICE: i32 = 10;
-}
-
 /// How many workers, with how much memory each, how long a job may wait, and
-/// how the workers are scheduled beside the rest of the process.
+/// how nice the workers are to the rest of the process.
 pub(super) struct PoolShape {
     pub workers: usize,
     pub blocks: usize,
     pub queue_timeout: Duration,
-    pub scheduler: HashingScheduler,
+    pub nice: i32,
 }
 
 pub(super) struct HashingPool {
@@ -173,7 +153,7 @@ impl HashingPool {
     /// # Errors
     /// A thread could not be started.
     pub(super) fn start(shape: PoolShape, observer: Arc<dyn HashingObserver>) -> anyhow::Result<Self> {
-        let PoolShape { workers, blocks, queue_timeout, scheduler } = shape;
+        let PoolShape { workers, blocks, queue_timeout, nice } = shape;
         let (sender, receiver) = mpsc::channel(workers.saturating_mul(QUEUE_SLOTS_PER_WORKER));
         // Workers take turns at the one receiver; the lock is held only while
         // a worker waits for its next job, never while it hashes.
@@ -191,7 +171,7 @@ impl HashingPool {
             std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
                 .spawn(move || {
-                    lower_priority(scheduler);
+                    lower_priority(nice);
                     work(&receiver, &counters, WorkerMemory { blocks: Vec::new(), capacity: blocks })
                 })
                 .context("starting a password hashing thread")?;
@@ -274,35 +254,31 @@ fn shed(counters: &Counters) -> HashingError {
     HashingError::Saturated { retry_after: RETRY_AFTER }
 }
 
-/// Makes the calling thread yield the cores to the rest of the process, as
-/// `scheduler` says. Unprivileged processes may always lower their own
-/// priority; a refusal is logged and the worker runs as it is.
-fn lower_priority(scheduler: HashingScheduler) {
+/// Makes the calling thread yield the cores to the rest of the process: a
+/// higher nice value and the `SCHED_BATCH` policy (CPU-bound, never preempt
+/// an interactive thread on wake-up). Unprivileged processes may always lower
+/// their own priority; a refusal is logged and the worker runs as it is.
+fn lower_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
     #[cfg(target_os = "linux")]
     {
-        let (policy, nice) = match scheduler {
-            HashingScheduler::Batch { nice } if nice <= 0 => return,
-            HashingScheduler::Batch { nice } => (libc::SCHED_BATCH, Some(nice.min(19))),
-            // The nice value of an idle thread only ranks it among idle threads.
-            HashingScheduler::Idle => (libc::SCHED_IDLE, None),
-        };
         // SAFETY: plain system calls on the calling thread (a tid of 0 is
         // "this thread" for both), with a parameter that outlives the call.
-        let refused = unsafe {
+        let (policy, priority) = unsafe {
             let parameter = libc::sched_param { sched_priority: 0 };
-            let policy = libc::sched_setscheduler(0, policy, &raw const parameter);
-            let priority = nice.map_or(0, |nice| libc::setpriority(libc::PRIO_PROCESS, 0, nice));
-            policy != 0 || priority != 0
+            let policy = libc::sched_setscheduler(0, libc::SCHED_BATCH, &raw const parameter);
+            let priority = libc::setpriority(libc::PRIO_PROCESS, 0, nice.min(19));
+            (policy, priority)
         };
-        if refused {
+        if policy != 0 || priority != 0 {
             tracing::warn!(
                 error = %std::io::Error::last_os_error(),
                 "could not lower the priority of a password hashing thread"
             );
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = scheduler;
 }
 
 /// A worker's life: take jobs until every sender is gone (the hasher was
@@ -338,11 +314,7 @@ mod tests {
     use super::*;
 
     fn pool(workers: usize, queue_timeout: Duration) -> HashingPool {
-        HashingPool::start(
-            PoolShape { workers, blocks: 8, queue_timeout, scheduler: HashingScheduler::Batch { nice: 0 } },
-            Arc::new(Unobserved),
-        )
-        .unwrap()
+        HashingPool::start(PoolShape { workers, blocks: 8, queue_timeout, nice: 0 }, Arc::new(Unobserved)).unwrap()
     }
 
     /// A job that holds its worker until the returned sender is used or dropped.
@@ -405,12 +377,7 @@ mod tests {
     #[tokio::test]
     async fn the_observer_hears_of_sheds_and_of_the_queue_depth() {
         let recorder = Arc::new(Recorder::default());
-        let shape = PoolShape {
-            workers: 1,
-            blocks: 8,
-            queue_timeout: Duration::from_millis(20),
-            scheduler: HashingScheduler::Batch { nice: 0 },
-        };
+        let shape = PoolShape { workers: 1, blocks: 8, queue_timeout: Duration::from_millis(20), nice: 0 };
         let pool = Arc::new(HashingPool::start(shape, recorder.clone()).unwrap());
         let (release, hold) = holding_job();
         let holder = tokio::spawn({
@@ -525,8 +492,8 @@ mod tests {
 
     /// The scheduling policy and nice value of the worker that runs the job.
     #[cfg(target_os = "linux")]
-    async fn worker_scheduling(scheduler: HashingScheduler) -> (i32, i32) {
-        let shape = PoolShape { workers: 1, blocks: 8, queue_timeout: Duration::from_secs(60), scheduler };
+    async fn worker_scheduling(nice: i32) -> (i32, i32) {
+        let shape = PoolShape { workers: 1, blocks: 8, queue_timeout: Duration::from_secs(60), nice };
         let pool = HashingPool::start(shape, Arc::new(Unobserved)).unwrap();
         let seen = pool
             .run(|_| {
@@ -542,22 +509,16 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn batch_workers_run_as_sched_batch_at_their_nice_value() {
-        assert_eq!(worker_scheduling(HashingScheduler::Batch { nice: 7 }).await, (libc::SCHED_BATCH, 7));
+    async fn niced_workers_run_as_sched_batch_at_their_nice_value() {
+        assert_eq!(worker_scheduling(7).await, (libc::SCHED_BATCH, 7));
     }
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn idle_workers_run_as_sched_idle() {
-        assert_eq!(worker_scheduling(HashingScheduler::Idle).await.0, libc::SCHED_IDLE);
-    }
-
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn batch_workers_at_nice_zero_are_scheduled_as_the_rest_of_the_process() {
-        // SAFETY: a query about the calling thread only.
-        let own = unsafe { libc::sched_getscheduler(0) };
-        assert_eq!(worker_scheduling(HashingScheduler::Batch { nice: 0 }).await.0, own);
+    async fn workers_at_nice_zero_are_scheduled_as_the_rest_of_the_process() {
+        // SAFETY: queries about the calling thread only.
+        let own = unsafe { (libc::sched_getscheduler(0), libc::getpriority(libc::PRIO_PROCESS, 0)) };
+        assert_eq!(worker_scheduling(0).await, own);
     }
 
     #[test]

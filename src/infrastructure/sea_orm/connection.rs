@@ -36,12 +36,24 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
     let url = settings.url.expose_secret();
     let mut options = base_options(settings);
     if url.starts_with("sqlite:") {
-        options.max_connections(1).map_sqlx_sqlite_opts(|opts| sqlite_wal(opts).foreign_keys(true));
+        options
+            .max_connections(1)
+            .test_before_acquire(false)
+            .map_sqlx_sqlite_opts(|opts| sqlite_wal(opts).foreign_keys(true));
     } else {
-        options.max_connections(settings.max_connections);
+        options.max_connections(settings.max_connections).test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
     }
     open(options, "cannot connect to the database (IDENTITY_DATABASE_URL)").await
 }
+
+/// sqlx pings a connection on every return to its pool, and by default again
+/// on every checkout: one more round trip (on SQLite, one more hand-off to the
+/// connection's worker thread) per statement run outside a transaction. A
+/// PostgreSQL connection is pinged at checkout only once it has sat idle this
+/// long, when a restart, a proxy or a firewall may have dropped it since its
+/// last ping; a busy pool's connections were pinged moments ago. An SQLite
+/// connection is a file handle with no peer to hang up: never at checkout.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// What every pool shares: the URL, the timeouts, one connection kept open.
 fn base_options(settings: &DatabaseSettings) -> ConnectOptions {
@@ -89,6 +101,7 @@ pub async fn connect_readers(
     // loudly instead of racing the writer for the lock.
     options
         .max_connections(settings.max_connections.max(1))
+        .test_before_acquire(false)
         .map_sqlx_sqlite_opts(|opts| sqlite_wal(opts).pragma("query_only", "ON"));
     open(options, "cannot open the SQLite readers (IDENTITY_DATABASE_URL)").await
 }
