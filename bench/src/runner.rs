@@ -370,11 +370,16 @@ impl Bench {
             env.push(("IDENTITY_AMQP_URL".to_owned(), self.options.amqp_url.clone()));
             env.push(("IDENTITY_AMQP_EXCHANGE".to_owned(), topology.exchange.clone()));
         }
-        env.retain(|(key, _)| !extra.iter().any(|(name, _)| name == key));
-        env.extend(extra.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())));
-        // What the operator asked for wins over the scenario's settings.
-        env.retain(|(key, _)| !self.options.server_env.iter().any(|(name, _)| name == key));
-        env.extend(self.options.server_env.iter().cloned());
+        // The scenario's settings over the defaults, and what the operator
+        // asked for (`--server-env`) over both.
+        let overrides = extra
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .chain(self.options.server_env.iter().cloned());
+        for (key, value) in overrides {
+            env.retain(|(name, _)| *name != key);
+            env.push((key, value));
+        }
         let log = self.dir.join(format!("server-{label}.log"));
         let (server, _) = self.binaries.as_ref().context("identity-server was not found")?;
         let mut process = Process::spawn("identity-server", server, &["serve"], &env, log)?;

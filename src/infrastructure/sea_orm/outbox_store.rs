@@ -49,7 +49,8 @@ pub(super) async fn insert_event(txn: &DatabaseTransaction, event: &DomainEvent)
     let trace_context =
         trace_context::inject(&tracing::Span::current()).and_then(|carrier| serde_json::to_string(&carrier).ok());
     let user_id = event.user_id().as_uuid();
-    if matches!(event, DomainEvent::User(_)) && is_postgres(txn) {
+    let is_user_event = matches!(event, DomainEvent::User(_));
+    if is_user_event && is_postgres(txn) {
         // The position and the row in one round trip (what `next_position`
         // and the insert below do in two).
         let statement = Statement::from_sql_and_values(
@@ -67,10 +68,7 @@ pub(super) async fn insert_event(txn: &DatabaseTransaction, event: &DomainEvent)
         txn.execute_raw(statement).await.map_err(classify)?;
         return Ok(());
     }
-    let stream_position = match event {
-        DomainEvent::User(_) => Some(next_position(txn, user_id).await?),
-        _ => None,
-    };
+    let stream_position = if is_user_event { Some(next_position(txn, user_id).await?) } else { None };
     let row = outbox::ActiveModel {
         id: Set(event.id()),
         event_type: Set(event.event_type().to_owned()),
