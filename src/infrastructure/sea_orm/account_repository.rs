@@ -13,6 +13,7 @@ use super::{
     outbox_store, single_use_tokens,
     user_lock::{Lock, lock_user, revoke_sessions, try_write_changes, write_changes},
     user_repository::{credentials_of, to_user},
+    write_batch::WriteBatch,
 };
 use crate::domain::{
     DomainEvent, Email, PasswordHash, TokenHash, User, UserId, UserStatus,
@@ -161,10 +162,11 @@ impl AccountRepository for SeaOrmUserRepository {
         single_use_tokens::spend_outstanding(&txn, TokenPurpose::EmailChange, user_id, now).await?;
         // Links to the old address verify nothing any more.
         single_use_tokens::spend_outstanding(&txn, TokenPurpose::EmailVerification, user_id, now).await?;
+        let mut writes = WriteBatch::new(&txn);
         if let Some(token) = verification {
-            single_use_tokens::insert(&txn, TokenPurpose::EmailVerification, user_id, token).await?;
+            single_use_tokens::push_insert(&mut writes, TokenPurpose::EmailVerification, user_id, token);
         }
-        self.commit_with_events(txn, events).await?;
+        outbox_store::commit_with_events(txn, writes, events, &self.outbox_written).await?;
         Ok(Ok(Revocation { user: after, revoked_sessions, changed: true }))
     }
 
@@ -320,14 +322,7 @@ impl SeaOrmUserRepository {
         txn: DatabaseTransaction,
         events: &[DomainEvent],
     ) -> Result<(), RepositoryError> {
-        for event in events {
-            outbox_store::insert_event(&txn, event).await?;
-        }
-        txn.commit().await.map_err(classify)?;
-        if !events.is_empty() {
-            self.outbox_written.notify_one();
-        }
-        Ok(())
+        outbox_store::commit_with_events(txn, WriteBatch::new(&self.db), events, &self.outbox_written).await
     }
 
     /// A state transition that ends every session: under the user's lock,

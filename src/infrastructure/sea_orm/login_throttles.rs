@@ -2,11 +2,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, sea_query::OnConflict,
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, InsertMany,
+    sea_query::OnConflict,
 };
 use time::OffsetDateTime;
 
-use super::{classify, entities::login_throttles};
+use super::{classify, entities::login_throttles, write_batch::WriteBatch};
 use crate::domain::{
     LoginAttemptKeys, ThrottleKey, ThrottlePolicy, ThrottleState,
     ports::{LoginThrottles, RepositoryError},
@@ -82,40 +83,41 @@ fn row(key: &ThrottleKey, state: ThrottleState, now: OffsetDateTime) -> login_th
 }
 
 /// Writes counters, one row per key, in one statement.
+fn upsert(rows: impl IntoIterator<Item = login_throttles::ActiveModel>) -> InsertMany<login_throttles::ActiveModel> {
+    login_throttles::Entity::insert_many(rows).on_conflict(
+        OnConflict::column(login_throttles::Column::EmailHash)
+            .update_columns([
+                login_throttles::Column::Failures,
+                login_throttles::Column::LastFailureAt,
+                login_throttles::Column::LockedUntil,
+                login_throttles::Column::LastSuccessAt,
+            ])
+            .to_owned(),
+    )
+}
+
 async fn store(
     db: &impl ConnectionTrait,
     rows: impl IntoIterator<Item = login_throttles::ActiveModel>,
 ) -> Result<(), RepositoryError> {
-    login_throttles::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::column(login_throttles::Column::EmailHash)
-                .update_columns([
-                    login_throttles::Column::Failures,
-                    login_throttles::Column::LastFailureAt,
-                    login_throttles::Column::LockedUntil,
-                    login_throttles::Column::LastSuccessAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await
-        .map_err(classify)?;
+    upsert(rows).exec_without_returning(db).await.map_err(classify)?;
     Ok(())
 }
 
 /// A right password: the account's failures are forgiven, and the address
 /// is remembered as one the account logs in from (see `ThrottlePolicy`), both
-/// in one statement, in the caller's transaction (a login's own, so that it
-/// commits once). A forgiven counter is a row with no failures, which reads
+/// in one statement. A forgiven counter is a row with no failures, which reads
 /// as no row would; the pruner removes it in time like any other.
-pub(super) async fn clear_after_success(
-    db: &impl ConnectionTrait,
-    keys: &LoginAttemptKeys,
-    now: OffsetDateTime,
-) -> Result<(), RepositoryError> {
+fn cleared_after_success(keys: &LoginAttemptKeys, now: OffsetDateTime) -> InsertMany<login_throttles::ActiveModel> {
     let forgiven = ThrottleState { failures: 0, last_failure_at: Some(now), locked_until: None, last_success_at: None };
     let known = ThrottleState { failures: 0, last_failure_at: None, locked_until: None, last_success_at: Some(now) };
-    store(db, [row(&keys.account, forgiven, now), row(&keys.from_address, known, now)]).await
+    upsert([row(&keys.account, forgiven, now), row(&keys.from_address, known, now)])
+}
+
+/// [`cleared_after_success`] in the caller's transaction (a login's own, so
+/// that it commits once).
+pub(super) fn push_clear_after_success(batch: &mut WriteBatch, keys: &LoginAttemptKeys, now: OffsetDateTime) {
+    batch.push_query(&cleared_after_success(keys, now));
 }
 
 #[async_trait]
@@ -140,7 +142,8 @@ impl LoginThrottles for SeaOrmLoginThrottles {
 
     async fn succeeded(&self, keys: &LoginAttemptKeys, now: OffsetDateTime) -> Result<(), RepositoryError> {
         // One statement: atomic without a transaction of its own.
-        clear_after_success(&self.db, keys, now).await
+        cleared_after_success(keys, now).exec_without_returning(&self.db).await.map_err(classify)?;
+        Ok(())
     }
 
     async fn reset(&self, key: &ThrottleKey) -> Result<(), RepositoryError> {

@@ -19,6 +19,7 @@ mod session_repository;
 mod single_use_tokens;
 mod user_lock;
 mod user_repository;
+mod write_batch;
 
 pub use connection::{DatabaseSettings, begin_write, connect, connect_readers, is_postgres};
 pub use delivery_log::SeaOrmDeliveryLog;

@@ -1,17 +1,19 @@
 use async_trait::async_trait;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Insert,
+    QueryFilter, QueryOrder, QuerySelect, Select, Statement, Value,
     sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query},
 };
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
     classify,
     entities::{outbox, user_event_streams},
     is_postgres,
+    write_batch::WriteBatch,
 };
 use crate::{
     domain::{
@@ -22,72 +24,97 @@ use crate::{
     observability::trace_context,
 };
 
-/// The next position in the user's stream of events. The upsert locks the
-/// user's stream row until the transaction ends, so one user's positions are
-/// handed out in the order their transactions commit. Taken as the last lock
-/// of its transaction (events are written just before the commit), it cannot
-/// close a cycle with the locks taken before it.
-async fn next_position(txn: &DatabaseTransaction, user_id: Uuid) -> Result<i64, RepositoryError> {
-    let first = user_event_streams::ActiveModel { user_id: Set(user_id), last_position: Set(1) };
-    let bump = OnConflict::column(user_event_streams::Column::UserId)
-        .value(
-            user_event_streams::Column::LastPosition,
-            Expr::col((user_event_streams::Entity, user_event_streams::Column::LastPosition)).add(1),
-        )
-        .to_owned();
-    let stream =
-        user_event_streams::Entity::insert(first).on_conflict(bump).exec_with_returning(txn).await.map_err(classify)?;
-    Ok(stream.last_position)
+/// Writes an event inside the caller's transaction: it commits or rolls back
+/// together with the change that caused it.
+///
+/// # Errors
+/// The event cannot be encoded or written.
+pub(super) async fn insert_event(txn: &DatabaseTransaction, event: &DomainEvent) -> Result<(), RepositoryError> {
+    let mut batch = WriteBatch::new(txn);
+    push_event(&mut batch, event)?;
+    batch.run(txn).await.map_err(classify)
 }
 
-/// Writes an event inside the caller's transaction: it commits or rolls back
-/// together with the change that caused it. A user event takes the next
-/// position in its user's stream.
-pub(super) async fn insert_event(txn: &DatabaseTransaction, event: &DomainEvent) -> Result<(), RepositoryError> {
+/// Adds `events` to the transaction's batch, runs it and commits; then wakes
+/// the relays if there was an event to publish.
+///
+/// # Errors
+/// An event cannot be encoded, a statement or the commit fails.
+pub(super) async fn commit_with_events(
+    txn: DatabaseTransaction,
+    mut batch: WriteBatch,
+    events: &[DomainEvent],
+    outbox_written: &Notify,
+) -> Result<(), RepositoryError> {
+    for event in events {
+        push_event(&mut batch, event)?;
+    }
+    batch.run(&txn).await.map_err(classify)?;
+    txn.commit().await.map_err(classify)?;
+    if !events.is_empty() {
+        outbox_written.notify_one();
+    }
+    Ok(())
+}
+
+/// Adds the statements that write `event` to a transaction's batch. A user
+/// event takes the next position in its user's stream: the upsert of the
+/// stream's row locks it until the transaction ends, so one user's positions
+/// are handed out in the order their transactions commit. Events are written
+/// just before the commit, so that lock is the last of its transaction and
+/// cannot close a cycle with the locks taken before it.
+///
+/// # Errors
+/// The event cannot be encoded.
+pub(super) fn push_event(batch: &mut WriteBatch, event: &DomainEvent) -> Result<(), RepositoryError> {
     let payload = payload::encode(event)?;
     // The request's trace continues through the relay and the mailer.
     let trace_context =
         trace_context::inject(&tracing::Span::current()).and_then(|carrier| serde_json::to_string(&carrier).ok());
     let user_id = event.user_id().as_uuid();
-    let is_user_event = matches!(event, DomainEvent::User(_));
-    if is_user_event && is_postgres(txn) {
-        // The position and the row in one round trip (what `next_position`
-        // and the insert below do in two).
-        let statement = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            POSITIONED_INSERT,
-            [
-                user_id.into(),
-                event.id().into(),
-                event.event_type().into(),
-                payload.into(),
-                trace_context.into(),
-                event.occurred_at().into(),
-            ],
-        );
-        txn.execute_raw(statement).await.map_err(classify)?;
+    if !matches!(event, DomainEvent::User(_)) {
+        let row = outbox::ActiveModel {
+            id: Set(event.id()),
+            event_type: Set(event.event_type().to_owned()),
+            payload: Set(payload),
+            trace_context: Set(trace_context),
+            created_at: Set(event.occurred_at()),
+            published_at: Set(None),
+            attempts: Set(0),
+            last_error: Set(None),
+            user_id: Set(Some(user_id)),
+            stream_position: Set(None),
+        };
+        batch.push_query(&outbox::Entity::insert(row));
         return Ok(());
     }
-    let stream_position = if is_user_event { Some(next_position(txn, user_id).await?) } else { None };
-    let row = outbox::ActiveModel {
-        id: Set(event.id()),
-        event_type: Set(event.event_type().to_owned()),
-        payload: Set(payload),
-        trace_context: Set(trace_context),
-        created_at: Set(event.occurred_at()),
-        published_at: Set(None),
-        attempts: Set(0),
-        last_error: Set(None),
-        user_id: Set(Some(user_id)),
-        stream_position: Set(stream_position),
-    };
-    outbox::Entity::insert(row).exec_without_returning(txn).await.map_err(classify)?;
+    let values: [Value; 6] = [
+        user_id.into(),
+        event.id().into(),
+        event.event_type().into(),
+        payload.into(),
+        trace_context.into(),
+        event.occurred_at().into(),
+    ];
+    match batch.backend() {
+        DbBackend::Postgres => {
+            batch.push(Statement::from_sql_and_values(DbBackend::Postgres, POSITIONED_INSERT, values))
+        }
+        backend => {
+            let [stream, id, event_type, payload, trace_context, occurred_at] = values;
+            batch.push_query(&bump_stream(user_id));
+            batch.push(Statement::from_sql_and_values(
+                backend,
+                INSERT_AT_STREAM_POSITION,
+                [id, event_type, payload, trace_context, occurred_at, stream],
+            ));
+        }
+    }
     Ok(())
 }
 
-/// PostgreSQL: `next_position`'s upsert as a data-modifying CTE feeding the
-/// outbox row. It takes the same row lock on the user's stream, at the same
-/// point of the transaction. (SQLite allows no `RETURNING` in a CTE.)
+/// PostgreSQL: the stream's upsert as a data-modifying CTE feeding the outbox
+/// row, one statement.
 const POSITIONED_INSERT: &str = "\
 WITH stream AS (
     INSERT INTO user_event_streams (user_id, last_position) VALUES ($1, 1)
@@ -96,6 +123,24 @@ WITH stream AS (
 )
 INSERT INTO outbox (id, event_type, payload, trace_context, created_at, attempts, user_id, stream_position)
 SELECT $2, $3, $4, $5, $6, 0, $1, last_position FROM stream";
+
+/// SQLite (which allows no `RETURNING` in a CTE): the same in two statements
+/// of one batch, this upsert and then [`INSERT_AT_STREAM_POSITION`], which
+/// reads the position it just wrote inside the same transaction.
+fn bump_stream(user_id: Uuid) -> Insert<user_event_streams::ActiveModel> {
+    let first = user_event_streams::ActiveModel { user_id: Set(user_id), last_position: Set(1) };
+    let bump = OnConflict::column(user_event_streams::Column::UserId)
+        .value(
+            user_event_streams::Column::LastPosition,
+            Expr::col((user_event_streams::Entity, user_event_streams::Column::LastPosition)).add(1),
+        )
+        .to_owned();
+    user_event_streams::Entity::insert(first).on_conflict(bump)
+}
+
+const INSERT_AT_STREAM_POSITION: &str = "\
+INSERT INTO outbox (id, event_type, payload, trace_context, created_at, attempts, user_id, stream_position)
+SELECT ?, ?, ?, ?, ?, 0, user_id, last_position FROM user_event_streams WHERE user_id = ?";
 
 /// Which rows a relay publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,6 +18,7 @@ use super::{
     known_devices, outbox_store,
     user_lock::{Lock, lock_user, still_matters},
     user_repository::to_user,
+    write_batch::WriteBatch,
 };
 use crate::domain::{
     AuthMethods, ClientAddress, ClientContext, DomainEvent, LoginAttemptKeys, TokenHash, User, UserAgent, UserId,
@@ -61,14 +62,7 @@ impl SeaOrmSessionRepository {
         txn: DatabaseTransaction,
         events: &[DomainEvent],
     ) -> Result<(), RepositoryError> {
-        for event in events {
-            outbox_store::insert_event(&txn, event).await?;
-        }
-        txn.commit().await.map_err(classify)?;
-        if !events.is_empty() {
-            self.outbox_written.notify_one();
-        }
-        Ok(())
+        outbox_store::commit_with_events(txn, WriteBatch::new(&self.db), events, &self.outbox_written).await
     }
 
     /// See [`super::SeaOrmUserRepository::with_access_token_lifetime`].
@@ -262,12 +256,15 @@ impl SessionRepository for SeaOrmSessionRepository {
                 .await
                 .map_err(classify)?;
         }
-        sessions::Entity::insert(row(session)).exec_without_returning(&txn).await.map_err(classify)?;
         if let Some(device) = device {
+            // Reads what it writes next: not for the batch below.
             known_devices::remember(&txn, user_row.id, device).await?;
         }
-        super::login_throttles::clear_after_success(&txn, throttle, session.created_at).await?;
-        self.commit_with_events(txn, events).await?;
+        // What is left needs nothing back: one command on SQLite.
+        let mut writes = WriteBatch::new(&txn);
+        writes.push_query(&sessions::Entity::insert(row(session)));
+        super::login_throttles::push_clear_after_success(&mut writes, throttle, session.created_at);
+        outbox_store::commit_with_events(txn, writes, events, &self.outbox_written).await?;
         Ok(LoginCommit::Created)
     }
 

@@ -6,7 +6,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Insert, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use time::OffsetDateTime;
@@ -17,6 +17,7 @@ use super::{
     entities::single_use_tokens,
     outbox_store,
     user_lock::{Lock, lock_user},
+    write_batch::WriteBatch,
 };
 use crate::domain::{
     DomainEvent, Email, TokenHash, UserId,
@@ -52,14 +53,17 @@ fn record_of(row: single_use_tokens::Model) -> Result<SingleUseTokenRecord, Repo
     })
 }
 
-/// Stores a new, unspent token.
-pub(super) async fn insert(
-    db: &impl ConnectionTrait,
+/// Stores a new, unspent token, as part of the caller's batch.
+pub(super) fn push_insert(batch: &mut WriteBatch, purpose: TokenPurpose, user_id: UserId, token: &NewSingleUseToken) {
+    batch.push_query(&insertion(purpose, user_id, token));
+}
+
+fn insertion(
     purpose: TokenPurpose,
     user_id: UserId,
     token: &NewSingleUseToken,
-) -> Result<(), RepositoryError> {
-    let row = single_use_tokens::ActiveModel {
+) -> Insert<single_use_tokens::ActiveModel> {
+    single_use_tokens::Entity::insert(single_use_tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user_id.as_uuid()),
         purpose: Set(purpose.as_str().to_owned()),
@@ -70,9 +74,7 @@ pub(super) async fn insert(
         attempts: Set(0),
         new_email: Set(token.email_change.as_ref().map(|target| target.new_email.as_str().to_owned())),
         session_id: Set(token.email_change.as_ref().and_then(|target| target.session_id)),
-    };
-    single_use_tokens::Entity::insert(row).exec_without_returning(db).await.map_err(classify)?;
-    Ok(())
+    })
 }
 
 /// Spends the user's token if it is still unspent; whether this call did. The
@@ -214,12 +216,9 @@ impl SingleUseTokens for SeaOrmUserRepository {
             return Ok(false);
         }
         spend_outstanding(&txn, purpose, user_id, token.created_at).await?;
-        insert(&txn, purpose, user_id, token).await?;
-        for event in events {
-            outbox_store::insert_event(&txn, event).await?;
-        }
-        txn.commit().await.map_err(classify)?;
-        self.outbox_written.notify_one();
+        let mut writes = WriteBatch::new(&txn);
+        push_insert(&mut writes, purpose, user_id, token);
+        outbox_store::commit_with_events(txn, writes, events, &self.outbox_written).await?;
         Ok(true)
     }
 }

@@ -10,8 +10,9 @@ use super::{
     classify,
     entities::users,
     errors::is_unique_violation,
-    single_use_tokens,
+    outbox_store, single_use_tokens,
     user_lock::{Lock, lock_user},
+    write_batch::WriteBatch,
 };
 use crate::domain::{
     DomainEvent, Email, PasswordHash, PersonName, PersonNames, TokenHash, User, UserId, UserStatus, UserTimestamps,
@@ -73,8 +74,10 @@ impl UserRepository for SeaOrmUserRepository {
                 classify(error).into()
             });
         }
-        single_use_tokens::insert(&txn, TokenPurpose::EmailVerification, user.id(), token).await?;
-        self.commit_with_events(txn, events).await?;
+        // The rest needs nothing back: one command on SQLite.
+        let mut writes = WriteBatch::new(&txn);
+        single_use_tokens::push_insert(&mut writes, TokenPurpose::EmailVerification, user.id(), token);
+        outbox_store::commit_with_events(txn, writes, events, &self.outbox_written).await?;
         Ok(())
     }
 
