@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, ExprTrait, Iterable,
-    QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Alias, Expr, InsertStatement, Query},
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, ExprTrait, Iterable,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    sea_query::{Alias, CommonTableExpression, Expr, InsertStatement, Query, WithClause},
 };
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -164,16 +164,56 @@ fn live_sessions(rows: Vec<sessions::Model>, limit: usize) -> Vec<LiveSession> {
     live
 }
 
-/// `INSERT INTO sessions … SELECT <new's values> FROM sessions WHERE …`: the
-/// row goes in only if, in the same statement, `spent` is still unrevoked, was
-/// rotated after `rotated_after`, and no member of its family was revoked (a
-/// family revocation may skip rows rotated long ago, so `spent`'s own mark
-/// is not enough). Whatever the locks, a retry never resurrects a revoked family.
-fn sibling_insert(
-    spent: &SessionRecord,
+/// Marks `old_id` rotated if it still is neither rotated nor revoked and, only
+/// then, inserts `new`: one command on SQLite, one statement on PostgreSQL.
+/// Whether the claim took the row.
+async fn claim_and_insert(
+    txn: &DatabaseTransaction,
+    old_id: Uuid,
     new: &NewSession,
-    rotated_after: OffsetDateTime,
-) -> Result<InsertStatement, RepositoryError> {
+    now: OffsetDateTime,
+) -> Result<bool, RepositoryError> {
+    let mut claim = sessions::Entity::update_many()
+        .col_expr(sessions::Column::RotatedAt, Expr::value(now))
+        .filter(sessions::Column::Id.eq(old_id))
+        .filter(sessions::Column::RotatedAt.is_null())
+        .filter(sessions::Column::RevokedAt.is_null())
+        .into_query();
+    let (columns, values) = columns_and_values(new)?;
+    let backend = txn.get_database_backend();
+    let built = |error| RepositoryError::Unexpected(anyhow::anyhow!("building the rotation: {error}"));
+    if backend == DbBackend::Postgres {
+        // `WITH claimed AS (UPDATE … RETURNING id) INSERT … SELECT … FROM claimed`.
+        let claimed = Alias::new("claimed");
+        claim.returning_col(sessions::Column::Id);
+        let cte = CommonTableExpression::new().query(claim).table_name(claimed.clone()).to_owned();
+        let mut insert = Query::insert();
+        insert
+            .into_table(sessions::Entity)
+            .columns(columns)
+            .select_from(Query::select().exprs(values).from(claimed).to_owned())
+            .map_err(built)?;
+        let statement = backend.build(&insert.with(WithClause::new().cte(cte).to_owned()));
+        return Ok(txn.execute_raw(statement).await.map_err(classify)?.rows_affected() == 1);
+    }
+    // SQLite allows no UPDATE in a CTE. `changes()` is what the connection's
+    // previous statement changed: the claim's, since the write lock taken at
+    // BEGIN IMMEDIATE lets nothing else run on the database in between.
+    let mut insert = Query::insert();
+    insert
+        .into_table(sessions::Entity)
+        .columns(columns)
+        .select_from(Query::select().exprs(values).and_where(Expr::cust("changes() = 1")).to_owned())
+        .map_err(built)?;
+    let mut batch = WriteBatch::new(txn);
+    batch.push(backend.build(&claim));
+    batch.push(backend.build(&insert));
+    // The claim's row and the new one, or neither.
+    Ok(batch.run_counting(txn).await.map_err(classify)? == 2)
+}
+
+/// Every column of a new session's row with its value, for an `INSERT … SELECT`.
+fn columns_and_values(new: &NewSession) -> Result<(Vec<sessions::Column>, Vec<Expr>), RepositoryError> {
     let values = row(new);
     let mut columns = Vec::new();
     let mut selected = Vec::new();
@@ -185,6 +225,20 @@ fn sibling_insert(
         columns.push(column);
         selected.push(Expr::val(value));
     }
+    Ok((columns, selected))
+}
+
+/// `INSERT INTO sessions … SELECT <new's values> FROM sessions WHERE …`: the
+/// row goes in only if, in the same statement, `spent` is still unrevoked, was
+/// rotated after `rotated_after`, and no member of its family was revoked (a
+/// family revocation may skip rows rotated long ago, so `spent`'s own mark
+/// is not enough). Whatever the locks, a retry never resurrects a revoked family.
+fn sibling_insert(
+    spent: &SessionRecord,
+    new: &NewSession,
+    rotated_after: OffsetDateTime,
+) -> Result<InsertStatement, RepositoryError> {
+    let (columns, selected) = columns_and_values(new)?;
     let family = Alias::new("family");
     let revoked_member = Query::select()
         .expr(Expr::val(1))
@@ -293,19 +347,10 @@ impl SessionRepository for SeaOrmSessionRepository {
         // waits for this commit (and then sees `new`): no session slips past it.
         let Some(user) = may_refresh(&txn, old).await? else { return Ok(Rotation::Refused) };
         // The conditional update is the claim: of concurrent rotations of one
-        // token exactly one sees a row affected.
-        let claimed = sessions::Entity::update_many()
-            .col_expr(sessions::Column::RotatedAt, Expr::value(now))
-            .filter(sessions::Column::Id.eq(old.id))
-            .filter(sessions::Column::RotatedAt.is_null())
-            .filter(sessions::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await
-            .map_err(classify)?;
-        if claimed.rows_affected != 1 {
+        // token exactly one sees a row affected, and only it inserts `new`.
+        if !claim_and_insert(&txn, old.id, new, now).await? {
             return Ok(Rotation::Lost);
         }
-        sessions::Entity::insert(row(new)).exec_without_returning(&txn).await.map_err(classify)?;
         txn.commit().await.map_err(classify)?;
         Ok(Rotation::Rotated(user))
     }

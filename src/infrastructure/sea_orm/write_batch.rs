@@ -49,23 +49,33 @@ impl WriteBatch {
     /// # Errors
     /// The first statement that fails; those after it did not run.
     pub async fn run(self, txn: &impl ConnectionTrait) -> Result<(), DbErr> {
+        self.run_counting(txn).await.map(|_| ())
+    }
+
+    /// [`Self::run`], answering the rows the statements changed, all together.
+    ///
+    /// # Errors
+    /// The first statement that fails; those after it did not run.
+    pub async fn run_counting(self, txn: &impl ConnectionTrait) -> Result<u64, DbErr> {
         match self.backend {
             DbBackend::Sqlite if self.statements.len() > 1 => {
                 let count = self.statements.len();
-                txn.execute_raw(joined(self.statements)).await?;
+                let changed = txn.execute_raw(joined(self.statements)).await?.rows_affected();
                 // The connection reports the batch as one statement; the
                 // call's count is of statements, so add the rest.
                 for _ in 1..count {
                     statements::count_one();
                 }
+                Ok(changed)
             }
             _ => {
+                let mut changed = 0;
                 for statement in self.statements {
-                    txn.execute_raw(statement).await?;
+                    changed += txn.execute_raw(statement).await?.rows_affected();
                 }
+                Ok(changed)
             }
         }
-        Ok(())
     }
 }
 
@@ -134,7 +144,7 @@ mod tests {
         batch.push(note(1, "first"));
         batch.push(note(2, "second"));
         batch.push(note(3, "third"));
-        batch.run(&txn).await.unwrap();
+        assert_eq!(batch.run_counting(&txn).await.unwrap(), 3);
         txn.commit().await.unwrap();
 
         assert_eq!(executed.load(Ordering::SeqCst), 1);
