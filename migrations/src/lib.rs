@@ -1,6 +1,7 @@
 //! The database schema, as SeaORM migrations. Applied by `identity-server migrate`
 //! and, unless `IDENTITY_AUTO_MIGRATE=false`, at server start.
 
+pub use m20261127_000001_create_users::USERS_EMAIL_KEY;
 pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_create_users;

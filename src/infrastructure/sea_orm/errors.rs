@@ -36,3 +36,16 @@ fn is_unavailable(error: &DbErr) -> bool {
 pub fn is_unique_violation(error: &DbErr) -> bool {
     matches!(error.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
+
+/// Whether the error is the violation of `users.email`'s unique index, and not
+/// of another table's index in the same batch: PostgreSQL names the index
+/// ("… unique constraint \"users_email_key\""), SQLite the column ("UNIQUE
+/// constraint failed: users.email").
+pub fn is_duplicate_email(error: &DbErr) -> bool {
+    match error.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(message)) => {
+            message.contains(&format!("\"{}\"", migration::USERS_EMAIL_KEY)) || message.contains("users.email")
+        }
+        _ => false,
+    }
+}

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use super::{
     classify,
     entities::users,
-    errors::is_unique_violation,
+    errors::is_duplicate_email,
     outbox_store, single_use_tokens,
     user_lock::{Lock, lock_user},
     write_batch::WriteBatch,
@@ -66,18 +66,25 @@ impl UserRepository for SeaOrmUserRepository {
         events: &[DomainEvent],
     ) -> Result<(), InsertUserError> {
         let txn = super::begin_write(&self.db).await.map_err(classify)?;
-        let inserted = users::Entity::insert(user_row(user, password_hash)).exec_without_returning(&txn).await;
-        if let Err(error) = inserted {
-            return Err(if is_unique_violation(&error) {
+        // Nothing here needs an answer back: one command on SQLite. A taken
+        // address stops the batch at its first statement.
+        let mut writes = WriteBatch::new(&txn);
+        writes.push_query(&users::Entity::insert(user_row(user, password_hash)));
+        single_use_tokens::push_insert(&mut writes, TokenPurpose::EmailVerification, user.id(), token);
+        for event in events {
+            outbox_store::push_event(&mut writes, event)?;
+        }
+        if let Err(error) = writes.run(&txn).await {
+            return Err(if is_duplicate_email(&error) {
                 InsertUserError::DuplicateEmail
             } else {
                 classify(error).into()
             });
         }
-        // The rest needs nothing back: one command on SQLite.
-        let mut writes = WriteBatch::new(&txn);
-        single_use_tokens::push_insert(&mut writes, TokenPurpose::EmailVerification, user.id(), token);
-        outbox_store::commit_with_events(txn, writes, events, &self.outbox_written).await?;
+        txn.commit().await.map_err(classify)?;
+        if !events.is_empty() {
+            self.outbox_written.notify_one();
+        }
         Ok(())
     }
 
@@ -224,4 +231,56 @@ pub(super) fn to_user(row: &users::Model) -> Result<User, RepositoryError> {
         .with_legacy_id(row.legacy_id.clone()))
     };
     build().with_context(|| format!("user row {} is invalid", row.id)).map_err(RepositoryError::Unexpected)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use secrecy::SecretString;
+    use testkit::{Backend, TestDatabase, on_both_databases};
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::{
+        domain::UserId,
+        infrastructure::sea_orm::{DatabaseSettings, connect, migrate},
+    };
+
+    on_both_databases!(a_taken_address_is_a_duplicate_and_no_other_collision_is);
+
+    /// The sign-up's writes go as one batch; only the email's unique index
+    /// may read as "taken", whichever statement of the batch failed.
+    async fn a_taken_address_is_a_duplicate_and_no_other_collision_is(backend: Backend) {
+        let Some(database) = TestDatabase::for_test(backend).await else { return };
+        let settings = DatabaseSettings {
+            url: SecretString::from(database.url()),
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(10),
+            auto_migrate: true,
+        };
+        let db = connect(&settings).await.unwrap();
+        migrate(&db).await.unwrap();
+        let users = SeaOrmUserRepository::new(db, Arc::new(Notify::new()));
+        let now = datetime!(2026-12-01 0:00 UTC);
+        let hash = PasswordHash::from_phc("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".to_owned());
+        let token = |byte| NewSingleUseToken {
+            hash: TokenHash::from_bytes([byte; 32]),
+            created_at: now,
+            expires_at: now + Duration::from_secs(3600),
+            email_change: None,
+        };
+        let user =
+            |email: &str| User::sign_up(UserId::new_v7(), Email::parse(email).unwrap(), PersonNames::default(), now);
+
+        users.insert_with_verification(&user("ada@example.com"), &hash, &token(1), &[]).await.unwrap();
+        let taken = users.insert_with_verification(&user("ada@example.com"), &hash, &token(2), &[]).await;
+        assert!(matches!(taken, Err(InsertUserError::DuplicateEmail)), "{taken:?}");
+        // A fresh address with a token digest already stored: a unique index
+        // fails, but not the email's.
+        let collided = users.insert_with_verification(&user("bob@example.com"), &hash, &token(1), &[]).await;
+        assert!(matches!(collided, Err(InsertUserError::Repository(_))), "{collided:?}");
+        // Neither failed sign-up left a row behind.
+        assert!(users.find_by_email(&Email::parse("bob@example.com").unwrap()).await.unwrap().is_none());
+    }
 }
