@@ -38,14 +38,19 @@ pub fn is_unique_violation(error: &DbErr) -> bool {
 }
 
 /// Whether the error is the violation of `users.email`'s unique index, and not
-/// of another table's index in the same batch: PostgreSQL names the index
-/// ("… unique constraint \"users_email_key\""), SQLite the column ("UNIQUE
-/// constraint failed: users.email").
+/// of another table's index in the same batch. PostgreSQL names the violated
+/// index in the error itself (whatever the language of its messages); SQLite
+/// names only the column, in its message ("UNIQUE constraint failed: users.email").
 pub fn is_duplicate_email(error: &DbErr) -> bool {
-    match error.sql_err() {
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(message)) => {
-            message.contains(&format!("\"{}\"", migration::USERS_EMAIL_KEY)) || message.contains("users.email")
+    let Some(sea_orm::SqlErr::UniqueConstraintViolation(message)) = error.sql_err() else { return false };
+    let constraint = match error {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            e.as_database_error().and_then(|db| db.constraint())
         }
-        _ => false,
+        _ => None,
+    };
+    match constraint {
+        Some(name) => name == migration::USERS_EMAIL_KEY,
+        None => message.contains("users.email"),
     }
 }

@@ -82,7 +82,7 @@ fn row(key: &ThrottleKey, state: ThrottleState, now: OffsetDateTime) -> login_th
     }
 }
 
-/// Writes counters, one row per key, in one statement.
+/// The statement that writes counters, one row per key.
 fn upsert(rows: impl IntoIterator<Item = login_throttles::ActiveModel>) -> InsertMany<login_throttles::ActiveModel> {
     login_throttles::Entity::insert_many(rows).on_conflict(
         OnConflict::column(login_throttles::Column::EmailHash)
@@ -96,6 +96,7 @@ fn upsert(rows: impl IntoIterator<Item = login_throttles::ActiveModel>) -> Inser
     )
 }
 
+/// Writes counters, one row per key, in one statement.
 async fn store(
     db: &impl ConnectionTrait,
     rows: impl IntoIterator<Item = login_throttles::ActiveModel>,

@@ -196,9 +196,10 @@ async fn claim_and_insert(
         let statement = backend.build(&insert.with(WithClause::new().cte(cte).to_owned()));
         return Ok(txn.execute_raw(statement).await.map_err(classify)?.rows_affected() == 1);
     }
-    // SQLite allows no UPDATE in a CTE. `changes()` is what the connection's
-    // previous statement changed: the claim's, since the write lock taken at
-    // BEGIN IMMEDIATE lets nothing else run on the database in between.
+    // SQLite allows no UPDATE in a CTE. `changes()` is what this connection's
+    // last finished write changed: the claim's, because the claim is the
+    // statement just before the insert in the same command. Keep the two
+    // adjacent: a write between them would answer for the claim.
     let mut insert = Query::insert();
     insert
         .into_table(sessions::Entity)

@@ -9,8 +9,9 @@
 //! protocol takes one statement per query, so there the batch runs them one
 //! after another (each is a round trip either way).
 //!
-//! Only statements whose result nobody reads belong here: a batch reports
-//! success or the first error, not what each statement did.
+//! Only statements whose answer nobody needs belong here: a batch reports
+//! success or the first error and, for whoever asks, the rows all its
+//! statements changed together, never what each one did.
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryTrait, Statement, Value, Values};
 
