@@ -46,15 +46,34 @@ pub(super) async fn commit_with_events(
     events: &[DomainEvent],
     outbox_written: &Notify,
 ) -> Result<(), RepositoryError> {
-    for event in events {
-        push_event(&mut batch, event)?;
-    }
+    push_events(&mut batch, events)?;
     batch.run(&txn).await.map_err(classify)?;
+    commit_and_wake(txn, events, outbox_written).await
+}
+
+/// Commits a transaction that wrote `events` and wakes the relays if there
+/// was one to publish.
+///
+/// # Errors
+/// The commit fails.
+pub(super) async fn commit_and_wake(
+    txn: DatabaseTransaction,
+    events: &[DomainEvent],
+    outbox_written: &Notify,
+) -> Result<(), RepositoryError> {
     txn.commit().await.map_err(classify)?;
     if !events.is_empty() {
         outbox_written.notify_one();
     }
     Ok(())
+}
+
+/// [`push_event`] for each of `events`, in order.
+///
+/// # Errors
+/// An event cannot be encoded.
+pub(super) fn push_events(batch: &mut WriteBatch, events: &[DomainEvent]) -> Result<(), RepositoryError> {
+    events.iter().try_for_each(|event| push_event(batch, event))
 }
 
 /// Adds the statements that write `event` to a transaction's batch. A user
@@ -66,7 +85,7 @@ pub(super) async fn commit_with_events(
 ///
 /// # Errors
 /// The event cannot be encoded.
-pub(super) fn push_event(batch: &mut WriteBatch, event: &DomainEvent) -> Result<(), RepositoryError> {
+fn push_event(batch: &mut WriteBatch, event: &DomainEvent) -> Result<(), RepositoryError> {
     let payload = payload::encode(event)?;
     // The request's trace continues through the relay and the mailer.
     let trace_context =

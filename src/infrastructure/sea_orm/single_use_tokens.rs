@@ -6,7 +6,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Insert, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use time::OffsetDateTime;
@@ -55,15 +55,7 @@ fn record_of(row: single_use_tokens::Model) -> Result<SingleUseTokenRecord, Repo
 
 /// Stores a new, unspent token, as part of the caller's batch.
 pub(super) fn push_insert(batch: &mut WriteBatch, purpose: TokenPurpose, user_id: UserId, token: &NewSingleUseToken) {
-    batch.push_query(&insertion(purpose, user_id, token));
-}
-
-fn insertion(
-    purpose: TokenPurpose,
-    user_id: UserId,
-    token: &NewSingleUseToken,
-) -> Insert<single_use_tokens::ActiveModel> {
-    single_use_tokens::Entity::insert(single_use_tokens::ActiveModel {
+    batch.push_query(&single_use_tokens::Entity::insert(single_use_tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user_id.as_uuid()),
         purpose: Set(purpose.as_str().to_owned()),
@@ -74,7 +66,7 @@ fn insertion(
         attempts: Set(0),
         new_email: Set(token.email_change.as_ref().map(|target| target.new_email.as_str().to_owned())),
         session_id: Set(token.email_change.as_ref().and_then(|target| target.session_id)),
-    })
+    }));
 }
 
 /// Spends the user's token if it is still unspent; whether this call did. The

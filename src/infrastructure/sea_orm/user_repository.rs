@@ -71,9 +71,7 @@ impl UserRepository for SeaOrmUserRepository {
         let mut writes = WriteBatch::new(&txn);
         writes.push_query(&users::Entity::insert(user_row(user, password_hash)));
         single_use_tokens::push_insert(&mut writes, TokenPurpose::EmailVerification, user.id(), token);
-        for event in events {
-            outbox_store::push_event(&mut writes, event)?;
-        }
+        outbox_store::push_events(&mut writes, events)?;
         if let Err(error) = writes.run(&txn).await {
             return Err(if is_duplicate_email(&error) {
                 InsertUserError::DuplicateEmail
@@ -81,11 +79,7 @@ impl UserRepository for SeaOrmUserRepository {
                 classify(error).into()
             });
         }
-        txn.commit().await.map_err(classify)?;
-        if !events.is_empty() {
-            self.outbox_written.notify_one();
-        }
-        Ok(())
+        Ok(outbox_store::commit_and_wake(txn, events, &self.outbox_written).await?)
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError> {

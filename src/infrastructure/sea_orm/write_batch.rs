@@ -129,6 +129,14 @@ mod tests {
         )
     }
 
+    fn batch_of(db: &impl ConnectionTrait, notes: &[(i64, &str)]) -> WriteBatch {
+        let mut batch = WriteBatch::new(db);
+        for &(id, body) in notes {
+            batch.push(note(id, body));
+        }
+        batch
+    }
+
     async fn bodies(db: &DatabaseConnection) -> Vec<(i64, String)> {
         let rows = db
             .query_all_raw(Statement::from_string(DbBackend::Sqlite, "SELECT id, body FROM notes ORDER BY id"))
@@ -141,10 +149,7 @@ mod tests {
     async fn a_sqlite_batch_is_one_command_that_binds_each_statement_its_own_values() {
         let (db, executed) = counted_database().await;
         let txn = db.begin().await.unwrap();
-        let mut batch = WriteBatch::new(&txn);
-        batch.push(note(1, "first"));
-        batch.push(note(2, "second"));
-        batch.push(note(3, "third"));
+        let batch = batch_of(&txn, &[(1, "first"), (2, "second"), (3, "third")]);
         assert_eq!(batch.run_counting(&txn).await.unwrap(), 3);
         txn.commit().await.unwrap();
 
@@ -157,10 +162,7 @@ mod tests {
     async fn a_failing_statement_stops_the_batch_and_surfaces_as_the_error_it_is() {
         let (db, _) = counted_database().await;
         let txn = db.begin().await.unwrap();
-        let mut batch = WriteBatch::new(&txn);
-        batch.push(note(1, "taken"));
-        batch.push(note(2, "taken"));
-        batch.push(note(3, "never run"));
+        let batch = batch_of(&txn, &[(1, "taken"), (2, "taken"), (3, "never run")]);
         let error = batch.run(&txn).await.unwrap_err();
         assert!(super::super::errors::is_unique_violation(&error), "{error}");
         // The statements after the failure did not run; the one before did,
@@ -180,9 +182,7 @@ mod tests {
         let (db, executed) = counted_database().await;
         WriteBatch::new(&db).run(&db).await.unwrap();
         assert_eq!(executed.load(Ordering::SeqCst), 0);
-        let mut batch = WriteBatch::new(&db);
-        batch.push(note(7, "alone"));
-        batch.run(&db).await.unwrap();
+        batch_of(&db, &[(7, "alone")]).run(&db).await.unwrap();
         assert_eq!(executed.load(Ordering::SeqCst), 1);
         assert_eq!(bodies(&db).await, [(7, "alone".to_owned())]);
     }
@@ -192,11 +192,7 @@ mod tests {
         let (db, _) = counted_database().await;
         // The test's connection has its own callback: count what the batch adds.
         let ((), added) = statements::counted(async {
-            let mut batch = WriteBatch::new(&db);
-            batch.push(note(1, "a"));
-            batch.push(note(2, "b"));
-            batch.push(note(3, "c"));
-            batch.run(&db).await.unwrap();
+            batch_of(&db, &[(1, "a"), (2, "b"), (3, "c")]).run(&db).await.unwrap();
         })
         .await;
         assert_eq!(added, 2);
